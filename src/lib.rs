@@ -1,0 +1,5 @@
+//! fedamq: an AMQP 0-9-1 message broker whose protocol layer is generated from spec XML.
+//!
+//! See `ARCHITECTURE.md` at the repository root for a map of the code.
+
+pub mod protocol;

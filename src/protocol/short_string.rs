@@ -1,0 +1,309 @@
+//! The AMQP `shortstr`: up to 255 octets behind a one-octet length.
+//!
+//! Queue names, exchange names, routing keys, consumer tags and table keys are all
+//! shortstrs, so they are everywhere on the hot path. Keeping them as [`Bytes`] lets the
+//! decoder hand out slices of the received frame without copying, and making the length
+//! limit part of the type lets the encoder be infallible.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// AMQP shortstr: at most 255 bytes. Stored as [`Bytes`] (decoding slices the frame, no
+/// copy); NOT UTF-8 validated (bytes pass through as published, as RabbitMQ does).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShortString(Bytes);
+
+/// A value longer than [`ShortString::MAX_LEN`] was offered as a shortstr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("short string of {0} octets is longer than 255")]
+pub struct ShortStringTooLong(pub usize);
+
+impl ShortString {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn new(b: impl Into<Bytes>) -> Result<Self, ShortStringTooLong> {
+        let b = b.into();
+        if b.len() > Self::MAX_LEN {
+            return Err(ShortStringTooLong(b.len()));
+        }
+        Ok(Self(b))
+    }
+
+    /// For literals. Too long a literal is a programmer error, so this panics, and in a
+    /// const context that panic is a compile error.
+    pub const fn from_static(s: &'static str) -> Self {
+        assert!(
+            s.len() <= Self::MAX_LEN,
+            "short string literal longer than 255 octets"
+        );
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text, or `None` if the octets are not UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The length as the octet that prefixes it on the wire; the type guarantees it fits.
+    pub(crate) fn len_octet(&self) -> u8 {
+        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
+    }
+}
+
+impl TryFrom<&str> for ShortString {
+    type Error = ShortStringTooLong;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        // Check before copying so an oversized input costs nothing.
+        if s.len() > Self::MAX_LEN {
+            return Err(ShortStringTooLong(s.len()));
+        }
+        Ok(Self(Bytes::copy_from_slice(s.as_bytes())))
+    }
+}
+
+impl TryFrom<String> for ShortString {
+    type Error = ShortStringTooLong;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<Bytes> for ShortString {
+    type Error = ShortStringTooLong;
+    fn try_from(b: Bytes) -> Result<Self, Self::Error> {
+        Self::new(b)
+    }
+}
+
+impl TryFrom<&[u8]> for ShortString {
+    type Error = ShortStringTooLong;
+    fn try_from(b: &[u8]) -> Result<Self, Self::Error> {
+        if b.len() > Self::MAX_LEN {
+            return Err(ShortStringTooLong(b.len()));
+        }
+        Ok(Self(Bytes::copy_from_slice(b)))
+    }
+}
+
+impl fmt::Debug for ShortString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+    }
+}
+
+impl fmt::Display for ShortString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl PartialEq<str> for ShortString {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for ShortString {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<ShortString> for str {
+    fn eq(&self, other: &ShortString) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<ShortString> for &str {
+    fn eq(&self, other: &ShortString) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+// Lets maps keyed by ShortString be looked up with a plain byte slice. Sound because
+// Eq, Ord and Hash of Bytes are those of its slice.
+impl Borrow<[u8]> for ShortString {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for ShortString {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<ShortString> for Bytes {
+    fn from(s: ShortString) -> Self {
+        s.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+    use std::collections::{BTreeMap, HashMap};
+    use std::hash::{Hash, Hasher};
+
+    use proptest::prelude::*;
+
+    const LONGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
+                           0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
+                           0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
+                           0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde";
+    // Evaluated at compile time: a literal at the limit is accepted.
+    const AT_LIMIT: ShortString = ShortString::from_static(LONGEST);
+
+    #[test]
+    fn limit_is_255() {
+        assert_eq!(LONGEST.len(), 255);
+        assert_eq!(AT_LIMIT.len(), 255);
+        assert!(ShortString::new(vec![b'a'; 255]).is_ok());
+        assert_eq!(
+            ShortString::new(vec![b'a'; 256]),
+            Err(ShortStringTooLong(256))
+        );
+        assert!(ShortString::try_from(&[0u8; 256][..]).is_err());
+        assert!(ShortString::try_from("x".repeat(256).as_str()).is_err());
+        assert!(ShortString::try_from("x".repeat(256)).is_err());
+        assert!(ShortString::try_from(Bytes::from(vec![0; 1000])).is_err());
+        assert_eq!(
+            ShortStringTooLong(300).to_string(),
+            "short string of 300 octets is longer than 255"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "longer than 255")]
+    fn from_static_rejects_long_literal_at_runtime() {
+        let long: &'static str = Box::leak("y".repeat(256).into_boxed_str());
+        let _ = ShortString::from_static(long);
+    }
+
+    #[test]
+    fn conversions_agree() {
+        let a = ShortString::from_static("amq.direct");
+        assert_eq!(ShortString::try_from("amq.direct").unwrap(), a);
+        assert_eq!(
+            ShortString::try_from(String::from("amq.direct")).unwrap(),
+            a
+        );
+        assert_eq!(
+            ShortString::try_from(Bytes::from_static(b"amq.direct")).unwrap(),
+            a
+        );
+        assert_eq!(ShortString::try_from(&b"amq.direct"[..]).unwrap(), a);
+        assert_eq!(a.as_bytes(), b"amq.direct");
+        assert_eq!(a.as_str(), Some("amq.direct"));
+        assert_eq!(a.len(), 10);
+        assert!(!a.is_empty());
+        assert_eq!(a.len_octet(), 10);
+        assert_eq!(a.clone().into_bytes(), Bytes::from_static(b"amq.direct"));
+        assert_eq!(Bytes::from(a), Bytes::from_static(b"amq.direct"));
+    }
+
+    #[test]
+    fn empty_and_default() {
+        let e = ShortString::default();
+        assert!(e.is_empty());
+        assert_eq!(e.len(), 0);
+        assert_eq!(e, "");
+        assert_eq!(e.as_str(), Some(""));
+    }
+
+    #[test]
+    fn non_utf8_passes_through() {
+        let s = ShortString::new(vec![0xff, b'a', 0xfe]).unwrap();
+        assert_eq!(s.as_str(), None);
+        assert_eq!(s.as_bytes(), &[0xff, b'a', 0xfe]);
+        assert_eq!(s.to_string(), "\u{fffd}a\u{fffd}");
+        assert_eq!(format!("{s:?}"), "\"\u{fffd}a\u{fffd}\"");
+    }
+
+    #[test]
+    fn debug_and_display_show_text() {
+        let s = ShortString::from_static("q\"1");
+        assert_eq!(s.to_string(), "q\"1");
+        assert_eq!(format!("{s:?}"), "\"q\\\"1\"");
+    }
+
+    #[test]
+    fn compares_with_str() {
+        let s = ShortString::from_static("abc");
+        assert!(s == "abc");
+        assert!(s == *"abc");
+        assert!("abc" == s);
+        assert!(*"abc" == s);
+        assert!(s != "abd");
+    }
+
+    #[test]
+    fn borrow_as_slice_in_maps() {
+        let mut h: HashMap<ShortString, u32> = HashMap::new();
+        h.insert(ShortString::from_static("k"), 7);
+        assert_eq!(h.get(&b"k"[..]), Some(&7));
+        let mut b: BTreeMap<ShortString, u32> = BTreeMap::new();
+        b.insert(ShortString::from_static("k"), 8);
+        assert_eq!(b.get(&b"k"[..]), Some(&8));
+
+        let hash = |v: &dyn Fn(&mut DefaultHasher)| {
+            let mut h = DefaultHasher::new();
+            v(&mut h);
+            h.finish()
+        };
+        let s = ShortString::from_static("hash me");
+        assert_eq!(hash(&|h| s.hash(h)), hash(&|h| b"hash me"[..].hash(h)));
+    }
+
+    #[test]
+    fn zero_copy_from_bytes() {
+        let frame = Bytes::from_static(b"xxqueue-name");
+        let slice = frame.slice(2..);
+        let s = ShortString::new(slice.clone()).unwrap();
+        assert_eq!(s.as_bytes().as_ptr(), slice.as_ptr());
+    }
+
+    proptest! {
+        #[test]
+        fn new_accepts_exactly_up_to_255(v in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let r = ShortString::new(v.clone());
+            if v.len() <= 255 {
+                let s = r.unwrap();
+                prop_assert_eq!(s.as_bytes(), &v[..]);
+                prop_assert_eq!(usize::from(s.len_octet()), v.len());
+            } else {
+                prop_assert_eq!(r, Err(ShortStringTooLong(v.len())));
+            }
+        }
+
+        #[test]
+        fn order_matches_slice_order(a in proptest::collection::vec(any::<u8>(), 0..8),
+                                     b in proptest::collection::vec(any::<u8>(), 0..8)) {
+            let sa = ShortString::new(a.clone()).unwrap();
+            let sb = ShortString::new(b.clone()).unwrap();
+            prop_assert_eq!(sa.cmp(&sb), a.cmp(&b));
+            prop_assert_eq!(sa == sb, a == b);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The codec's cost per message: a publish (basic.publish method frame + content header +
+//! one 16-byte body frame) and a deliver, decoded from bytes and encoded back to bytes.
+//!
+//! Decoding runs the whole receive path short of dispatch: frame split, method decode,
+//! content-header and properties decode, body slice. Encoding writes the three frames
+//! into a reused buffer, as a connection's writer does.
+
+use bytes::{Bytes, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fedamq::protocol::ShortString;
+use fedamq::protocol::content::ContentHeader;
+use fedamq::protocol::frame::{FrameDecoder, FramePayload, encode_frame, encode_frame_with};
+use fedamq::protocol::generated::constants::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
+use fedamq::protocol::generated::methods::{BasicDeliver, BasicPublish, Method};
+use fedamq::protocol::generated::properties::BasicProperties;
+use std::hint::black_box;
+
+const BODY: &[u8; 16] = b"0123456789abcdef";
+
+fn props() -> BasicProperties {
+    BasicProperties {
+        content_type: Some(ShortString::from_static("application/octet-stream")),
+        delivery_mode: Some(2),
+        ..Default::default()
+    }
+}
+
+fn publish() -> Method {
+    Method::BasicPublish(BasicPublish {
+        exchange: ShortString::from_static("amq.direct"),
+        routing_key: ShortString::from_static("bench.queue"),
+        mandatory: false,
+        immediate: false,
+    })
+}
+
+fn deliver() -> Method {
+    Method::BasicDeliver(BasicDeliver {
+        consumer_tag: ShortString::from_static("amq.ctag-0123456789abcdef"),
+        delivery_tag: 123_456,
+        redelivered: false,
+        exchange: ShortString::from_static("amq.direct"),
+        routing_key: ShortString::from_static("bench.queue"),
+    })
+}
+
+/// Writes the three frames of one message.
+fn encode_message(buf: &mut BytesMut, method: &Method, props: &BasicProperties, body: &[u8]) {
+    encode_frame_with(buf, FRAME_METHOD, 1, |b| method.encode(b));
+    encode_frame_with(buf, FRAME_HEADER, 1, |b| {
+        ContentHeader::encode_prefix(b, BasicProperties::CLASS_ID, body.len() as u64);
+        props.encode(b);
+    });
+    encode_frame(buf, FRAME_BODY, 1, body);
+}
+
+/// Reads the three frames of one message back into values.
+fn decode_message(
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+) -> (Method, BasicProperties, Bytes) {
+    let Some(FramePayload::Method(m)) = decoder.decode(buf).unwrap().map(|f| f.payload) else {
+        panic!("expected a method frame")
+    };
+    let method = Method::decode(m).unwrap();
+    let Some(FramePayload::Header(h)) = decoder.decode(buf).unwrap().map(|f| f.payload) else {
+        panic!("expected a header frame")
+    };
+    let header = ContentHeader::decode(h).unwrap();
+    let props = BasicProperties::decode_bytes(header.properties).unwrap();
+    let Some(FramePayload::Body(body)) = decoder.decode(buf).unwrap().map(|f| f.payload) else {
+        panic!("expected a body frame")
+    };
+    (method, props, body)
+}
+
+fn bench(c: &mut Criterion) {
+    let props = props();
+    for (name, method) in [("publish", publish()), ("deliver", deliver())] {
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, &method, &props, BODY);
+        let wire = wire.freeze();
+
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(1));
+
+        group.bench_function("decode", |b| {
+            let mut decoder = FrameDecoder::new(131_072);
+            b.iter_batched_ref(
+                || BytesMut::from(&wire[..]),
+                |buf| black_box(decode_message(&mut decoder, buf)),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+
+        group.bench_function("encode", |b| {
+            let mut out = BytesMut::with_capacity(4096);
+            b.iter(|| {
+                out.clear();
+                encode_message(
+                    &mut out,
+                    black_box(&method),
+                    black_box(&props),
+                    black_box(BODY),
+                );
+                black_box(out.len())
+            })
+        });
+
+        // The per-message target: bytes in -> values -> bytes out.
+        group.bench_function("decode+encode", |b| {
+            let mut decoder = FrameDecoder::new(131_072);
+            let mut out = BytesMut::with_capacity(4096);
+            b.iter_batched_ref(
+                || BytesMut::from(&wire[..]),
+                |buf| {
+                    let (m, p, body) = decode_message(&mut decoder, buf);
+                    out.clear();
+                    encode_message(&mut out, &m, &p, &body);
+                    black_box(out.len())
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,9 @@
+//! Shared test support: strategies for protocol values.
+//!
+//! `arbitrary.rs` is generated from spec/ by `cargo xtask codegen` (one strategy per
+//! method); `prims.rs` is the hand-written strategies for the wire primitives it uses.
+
+#![allow(dead_code)]
+
+pub mod arbitrary;
+pub mod prims;

@@ -1,0 +1,76 @@
+//! fedamq's development tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! - `codegen`: regenerate the protocol layer from `spec/` and write what changed;
+//! - `codegen --check`: regenerate in memory and fail, naming each stale file, when the
+//!   checked-in files differ (CI runs this).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["codegen"] => codegen(false),
+        ["codegen", "--check"] => codegen(true),
+        _ => {
+            eprintln!("usage: cargo xtask codegen [--check]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask/ sits in the repository root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn codegen(check: bool) -> ExitCode {
+    let root = root();
+    let files = match codegen::generate(&root.join("spec")) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stale = Vec::new();
+    for file in &files {
+        let path = root.join(&file.path);
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current.replace("\r\n", "\n") == file.contents {
+            continue;
+        }
+        if check {
+            stale.push(file.path.display().to_string());
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("error: {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        if let Err(e) = std::fs::write(&path, &file.contents) {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", file.path.display());
+    }
+    if !stale.is_empty() {
+        for s in &stale {
+            eprintln!("stale: {s}");
+        }
+        eprintln!(
+            "generated code does not match spec/: run `cargo xtask codegen` and commit the result"
+        );
+        return ExitCode::FAILURE;
+    }
+    if check {
+        println!("generated code is up to date ({} files)", files.len());
+    }
+    ExitCode::SUCCESS
+}
