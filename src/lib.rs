@@ -2,4 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for a map of the code.
 
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod connection;
 pub mod protocol;
+pub mod server;
+
+pub use server::{Broker, BrokerHandle};

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::DecodeError;
 use super::generated::constants::{
@@ -204,10 +204,11 @@ impl FrameDecoder {
         }
 
         // total <= buf.len() (checked just above) and total >= FRAME_HEADER_SIZE.
-        let mut frame = buf.split_to(total);
-        let _header = frame.split_to(FRAME_HEADER_SIZE);
-        frame.truncate(payload_len); // drops the frame-end octet
-        let payload = frame.freeze();
+        // One split per frame: each split of a shared buffer costs an atomic reference
+        // count update, so the header and frame-end are skipped rather than split off.
+        buf.advance(FRAME_HEADER_SIZE);
+        let payload = buf.split_to(payload_len).freeze();
+        buf.advance(1);
 
         let payload = match frame_type {
             FrameType::Method => FramePayload::Method(payload),

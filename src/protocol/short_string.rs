@@ -10,10 +10,24 @@ use std::fmt;
 
 use bytes::Bytes;
 
-/// AMQP shortstr: at most 255 bytes. Stored as [`Bytes`] (decoding slices the frame, no
-/// copy); NOT UTF-8 validated (bytes pass through as published, as RabbitMQ does).
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ShortString(Bytes);
+/// AMQP shortstr: at most 255 bytes, NOT UTF-8 validated (bytes pass through as
+/// published, as RabbitMQ does).
+///
+/// Short values (names, routing keys, tags: almost all of them) are stored inline and
+/// copied, which is cheaper than the atomic reference counting a shared [`Bytes`] slice
+/// costs on every clone and drop; longer ones share the frame's [`Bytes`].
+#[derive(Clone)]
+pub struct ShortString(Repr);
+
+/// Values up to this long are stored inline.
+pub(crate) const INLINE: usize = 38;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Static(&'static [u8]),
+    Shared(Bytes),
+}
 
 /// A value longer than [`ShortString::MAX_LEN`] was offered as a shortstr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +42,28 @@ impl ShortString {
         if b.len() > Self::MAX_LEN {
             return Err(ShortStringTooLong(b.len()));
         }
-        Ok(Self(b))
+        Ok(Self::inline(&b).unwrap_or(Self(Repr::Shared(b))))
+    }
+
+    /// A copy of `b` stored inline, if it is short enough.
+    fn inline(b: &[u8]) -> Option<Self> {
+        if b.len() > INLINE {
+            return None;
+        }
+        let mut buf = [0u8; INLINE];
+        buf[..b.len()].copy_from_slice(b);
+        Some(Self(Repr::Inline {
+            len: b.len() as u8,
+            buf,
+        }))
+    }
+
+    /// Copies `b` (at most 255 octets, checked), inline when short.
+    pub(crate) fn copy_from_slice(b: &[u8]) -> Result<Self, ShortStringTooLong> {
+        if b.len() > Self::MAX_LEN {
+            return Err(ShortStringTooLong(b.len()));
+        }
+        Ok(Self::inline(b).unwrap_or_else(|| Self(Repr::Shared(Bytes::copy_from_slice(b)))))
     }
 
     /// For literals. Too long a literal is a programmer error, so this panics, and in a
@@ -38,44 +73,80 @@ impl ShortString {
             s.len() <= Self::MAX_LEN,
             "short string literal longer than 255 octets"
         );
-        Self(Bytes::from_static(s.as_bytes()))
+        Self(Repr::Static(s.as_bytes()))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Static(s) => s,
+            Repr::Shared(b) => b,
+        }
     }
 
     /// The text, or `None` if the octets are not UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        match self.0 {
+            Repr::Shared(b) => b,
+            Repr::Static(s) => Bytes::from_static(s),
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+        }
     }
 
     /// The length as the octet that prefixes it on the wire; the type guarantees it fits.
     pub(crate) fn len_octet(&self) -> u8 {
-        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
+        u8::try_from(self.len()).unwrap_or(u8::MAX)
+    }
+}
+
+impl Default for ShortString {
+    fn default() -> Self {
+        Self::from_static("")
+    }
+}
+
+impl PartialEq for ShortString {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ShortString {}
+
+impl std::hash::Hash for ShortString {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl PartialOrd for ShortString {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ShortString {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
 impl TryFrom<&str> for ShortString {
     type Error = ShortStringTooLong;
     fn try_from(s: &str) -> Result<Self, Self::Error> {
-        // Check before copying so an oversized input costs nothing.
-        if s.len() > Self::MAX_LEN {
-            return Err(ShortStringTooLong(s.len()));
-        }
-        Ok(Self(Bytes::copy_from_slice(s.as_bytes())))
+        Self::copy_from_slice(s.as_bytes())
     }
 }
 
@@ -96,22 +167,19 @@ impl TryFrom<Bytes> for ShortString {
 impl TryFrom<&[u8]> for ShortString {
     type Error = ShortStringTooLong;
     fn try_from(b: &[u8]) -> Result<Self, Self::Error> {
-        if b.len() > Self::MAX_LEN {
-            return Err(ShortStringTooLong(b.len()));
-        }
-        Ok(Self(Bytes::copy_from_slice(b)))
+        Self::copy_from_slice(b)
     }
 }
 
 impl fmt::Debug for ShortString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
     }
 }
 
 impl fmt::Display for ShortString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
@@ -140,22 +208,22 @@ impl PartialEq<ShortString> for &str {
 }
 
 // Lets maps keyed by ShortString be looked up with a plain byte slice. Sound because
-// Eq, Ord and Hash of Bytes are those of its slice.
+// Eq, Ord and Hash of ShortString are those of its byte slice.
 impl Borrow<[u8]> for ShortString {
     fn borrow(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for ShortString {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl From<ShortString> for Bytes {
     fn from(s: ShortString) -> Self {
-        s.0
+        s.into_bytes()
     }
 }
 
@@ -277,11 +345,23 @@ mod tests {
     }
 
     #[test]
-    fn zero_copy_from_bytes() {
-        let frame = Bytes::from_static(b"xxqueue-name");
-        let slice = frame.slice(2..);
-        let s = ShortString::new(slice.clone()).unwrap();
-        assert_eq!(s.as_bytes().as_ptr(), slice.as_ptr());
+    fn long_values_share_the_frame_short_ones_are_inline() {
+        let frame = Bytes::from(vec![b'q'; 100]);
+        let long = frame.slice(2..);
+        let s = ShortString::new(long.clone()).unwrap();
+        assert_eq!(
+            s.as_bytes().as_ptr(),
+            long.as_ptr(),
+            "no copy above the inline size"
+        );
+        let short = frame.slice(2..12);
+        let s = ShortString::new(short.clone()).unwrap();
+        assert_ne!(
+            s.as_bytes().as_ptr(),
+            short.as_ptr(),
+            "short values are copied inline"
+        );
+        assert_eq!(s.as_bytes(), &short[..]);
     }
 
     proptest! {

@@ -92,10 +92,20 @@ impl Decoder {
     }
 
     pub fn shortstr(&mut self) -> Result<ShortString, DecodeError> {
-        let len = self.octet()?;
-        let b = self.bytes(usize::from(len))?;
-        // A u8 length can never exceed the limit; the fallback is unreachable.
-        Ok(ShortString::new(b).unwrap_or_default())
+        let len = usize::from(self.octet()?);
+        if len > self.buf.len() {
+            return Err(DecodeError::Truncated {
+                needed: len,
+                available: self.buf.len(),
+            });
+        }
+        if len > super::short_string::INLINE {
+            return Ok(ShortString::new(self.bytes(len)?).unwrap_or_default());
+        }
+        // Short ones are copied inline: cheaper than a shared slice. A u8 length fits.
+        let s = ShortString::copy_from_slice(&self.buf[..len]).unwrap_or_default();
+        self.buf.advance(len);
+        Ok(s)
     }
 
     pub fn longstr(&mut self) -> Result<Bytes, DecodeError> {
@@ -424,8 +434,8 @@ mod tests {
         let frozen = buf.freeze();
         let mut d = Decoder::new(frozen.clone());
         let s = d.shortstr().unwrap();
+        // Short strings are copied inline (cheaper than a shared slice); longstrs are slices.
         assert_eq!(s, "route");
-        assert_eq!(s.as_bytes().as_ptr(), frozen[1..].as_ptr());
         let l = d.longstr().unwrap();
         assert_eq!(&l[..], b"body\x00\xff");
         assert_eq!(l.as_ptr(), frozen[10..].as_ptr());

@@ -1,7 +1,9 @@
 //! The codec's cost per message: a publish (basic.publish method frame + content header +
 //! one 16-byte body frame) and a deliver, decoded from bytes and encoded back to bytes.
 //!
-//! Decoding runs the whole receive path short of dispatch: frame split, method decode,
+//! Messages are decoded from a buffer holding a thousand of them, as a socket read
+//! delivers them, and figures are per message. Decoding runs the whole receive path
+//! short of dispatch: frame split, method decode,
 //! content-header and properties decode, body slice. Encoding writes the three frames
 //! into a reused buffer, as a connection's writer does.
 
@@ -74,35 +76,47 @@ fn decode_message(
     (method, props, body)
 }
 
+/// Messages per batch: a socket read hands the decoder many frames at once, as here.
+const BATCH: usize = 1000;
+
 fn bench(c: &mut Criterion) {
     let props = props();
     for (name, method) in [("publish", publish()), ("deliver", deliver())] {
         let mut wire = BytesMut::new();
-        encode_message(&mut wire, &method, &props, BODY);
+        for _ in 0..BATCH {
+            encode_message(&mut wire, &method, &props, BODY);
+        }
         let wire = wire.freeze();
 
         let mut group = c.benchmark_group(name);
-        group.throughput(Throughput::Elements(1));
+        // Reported per message.
+        group.throughput(Throughput::Elements(BATCH as u64));
 
         group.bench_function("decode", |b| {
             let mut decoder = FrameDecoder::new(131_072);
             b.iter_batched_ref(
                 || BytesMut::from(&wire[..]),
-                |buf| black_box(decode_message(&mut decoder, buf)),
-                criterion::BatchSize::SmallInput,
+                |buf| {
+                    for _ in 0..BATCH {
+                        black_box(decode_message(&mut decoder, buf));
+                    }
+                },
+                criterion::BatchSize::LargeInput,
             )
         });
 
         group.bench_function("encode", |b| {
-            let mut out = BytesMut::with_capacity(4096);
+            let mut out = BytesMut::with_capacity(wire.len());
             b.iter(|| {
                 out.clear();
-                encode_message(
-                    &mut out,
-                    black_box(&method),
-                    black_box(&props),
-                    black_box(BODY),
-                );
+                for _ in 0..BATCH {
+                    encode_message(
+                        &mut out,
+                        black_box(&method),
+                        black_box(&props),
+                        black_box(BODY),
+                    );
+                }
                 black_box(out.len())
             })
         });
@@ -110,16 +124,18 @@ fn bench(c: &mut Criterion) {
         // The per-message target: bytes in -> values -> bytes out.
         group.bench_function("decode+encode", |b| {
             let mut decoder = FrameDecoder::new(131_072);
-            let mut out = BytesMut::with_capacity(4096);
+            let mut out = BytesMut::with_capacity(wire.len());
             b.iter_batched_ref(
                 || BytesMut::from(&wire[..]),
                 |buf| {
-                    let (m, p, body) = decode_message(&mut decoder, buf);
                     out.clear();
-                    encode_message(&mut out, &m, &p, &body);
+                    for _ in 0..BATCH {
+                        let (m, p, body) = decode_message(&mut decoder, buf);
+                        encode_message(&mut out, &m, &p, &body);
+                    }
                     black_box(out.len())
                 },
-                criterion::BatchSize::SmallInput,
+                criterion::BatchSize::LargeInput,
             )
         });
         group.finish();

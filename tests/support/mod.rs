@@ -6,4 +6,6 @@
 #![allow(dead_code)]
 
 pub mod arbitrary;
+pub mod broker;
 pub mod prims;
+pub mod raw;

@@ -1,0 +1,95 @@
+//! A consumer as a queue sees it, and the events a queue sends to the consumer's
+//! connection.
+//!
+//! Queues never touch sockets: they hand a delivery to the connection that owns the
+//! consumer through its mailbox, and that connection's task assigns the delivery tag,
+//! records it as unacknowledged and writes the frames.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::backlog::Entry;
+use super::credit::{self, Credit, PendingBytes};
+use super::queue::Queue;
+use crate::protocol::ShortString;
+
+/// Identifies a connection within the broker (for exclusive queues and consumers).
+pub type ConnectionId = u64;
+
+/// What queues (and the broker) tell a connection's task.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    /// Deliver `entry` to the consumer `consumer_tag` on `channel`.
+    Deliver {
+        channel: u16,
+        consumer: Arc<Consumer>,
+        queue: Arc<Queue>,
+        entry: Entry,
+    },
+    /// The queue behind a consumer went away: the client is told with basic.cancel.
+    Cancelled {
+        channel: u16,
+        consumer_tag: ShortString,
+    },
+    /// The writer caught up: no-ack consumers paused on a full socket may go on.
+    WriterDrained,
+    /// The broker is closing this connection (shutdown: 320 CONNECTION_FORCED).
+    Close {
+        code: crate::protocol::ReplyCode,
+        text: String,
+    },
+}
+
+pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
+
+/// One `basic.consume` subscription.
+#[derive(Debug)]
+pub struct Consumer {
+    pub tag: ShortString,
+    pub channel: u16,
+    pub connection: ConnectionId,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch window (basic.qos with global=false), if any.
+    pub credit: Option<Arc<Credit>>,
+    /// Per-channel prefetch window (basic.qos with global=true), if any.
+    pub channel_credit: Option<Arc<Credit>>,
+    /// False while the client has paused the channel with channel.flow.
+    pub channel_active: Arc<AtomicBool>,
+    /// The connection's unwritten bytes (pauses no-ack consumers of a slow client).
+    pub pending: Arc<PendingBytes>,
+    pub mailbox: Mailbox,
+}
+
+impl Consumer {
+    /// Takes credit for one delivery, if the consumer may receive one now.
+    pub fn try_take_credit(&self) -> bool {
+        if !self.channel_active.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.no_ack {
+            return self.pending.has_room();
+        }
+        credit::take_all(&[self.credit.as_deref(), self.channel_credit.as_deref()])
+    }
+
+    /// Returns credit for `n` deliveries (acked, rejected or never sent).
+    pub fn give_back_credit(&self, n: u32) {
+        if self.no_ack {
+            return;
+        }
+        if let Some(c) = &self.credit {
+            c.give_back(n);
+        }
+        if let Some(c) = &self.channel_credit {
+            c.give_back(n);
+        }
+    }
+
+    /// Whether the connection behind this consumer is gone.
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+}

@@ -1,0 +1,147 @@
+//! Prefetch credit: how many unacknowledged deliveries a consumer (or a whole channel)
+//! may have outstanding.
+//!
+//! Shared between the queue, which takes credit when it hands a message out, and the
+//! consumer's channel, which gives it back on ack, so it is a pair of atomics rather
+//! than state behind either side's lock.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A prefetch window. A limit of 0 means unlimited (as `basic.qos` prefetch-count 0).
+#[derive(Debug, Default)]
+pub struct Credit {
+    limit: AtomicU32,
+    in_flight: AtomicU32,
+}
+
+impl Credit {
+    pub fn new(limit: u32) -> Self {
+        Credit {
+            limit: AtomicU32::new(limit),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Whether one more delivery would fit, without taking it.
+    pub fn has_room(&self) -> bool {
+        let limit = self.limit();
+        limit == 0 || self.in_flight() < limit
+    }
+
+    /// Takes one unit if the window allows it.
+    pub fn try_take(&self) -> bool {
+        let limit = self.limit();
+        if limit == 0 {
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Returns `n` units (acked, rejected, requeued or never sent).
+    pub fn give_back(&self, n: u32) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+}
+
+/// Bytes a connection has encoded but not yet written to its socket. Consumers that need
+/// no acks have no prefetch window; they pause on this instead, so a client that stops
+/// reading cannot make the broker buffer without bound.
+#[derive(Debug, Default)]
+pub struct PendingBytes {
+    pending: std::sync::atomic::AtomicUsize,
+}
+
+impl PendingBytes {
+    /// Above this many unwritten bytes, no-ack consumers of the connection pause.
+    pub const HIGH_WATER: usize = 4 << 20;
+
+    pub fn get(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.get() < Self::HIGH_WATER
+    }
+
+    pub fn add(&self, n: usize) {
+        self.pending.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Subtracts `n`; true when this brought the count back under the high water mark.
+    pub fn sub(&self, n: usize) -> bool {
+        let before = self.pending.fetch_sub(n, Ordering::AcqRel);
+        before >= Self::HIGH_WATER && before - n < Self::HIGH_WATER
+    }
+}
+
+/// Takes one unit from each window present, or from none.
+pub fn take_all(windows: &[Option<&Credit>]) -> bool {
+    for (i, w) in windows.iter().enumerate() {
+        if let Some(w) = w {
+            if !w.try_take() {
+                for w in windows[..i].iter().flatten() {
+                    w.give_back(1);
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_admits_up_to_its_limit() {
+        let c = Credit::new(2);
+        assert!(c.try_take());
+        assert!(c.try_take());
+        assert!(!c.try_take());
+        c.give_back(1);
+        assert!(c.try_take());
+        c.give_back(5);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn zero_is_unlimited() {
+        let c = Credit::new(0);
+        for _ in 0..1000 {
+            assert!(c.try_take());
+        }
+        assert!(c.has_room());
+    }
+
+    #[test]
+    fn take_all_is_all_or_nothing() {
+        let consumer = Credit::new(5);
+        let channel = Credit::new(1);
+        assert!(take_all(&[Some(&consumer), Some(&channel)]));
+        assert!(!take_all(&[Some(&consumer), Some(&channel)]));
+        assert_eq!(consumer.in_flight(), 1, "the failed take was undone");
+        assert!(take_all(&[Some(&consumer), None]));
+    }
+}

@@ -1,0 +1,449 @@
+//! A queue: its ready messages, its consumers, and the handing out of messages to them.
+//!
+//! All of a queue's state sits behind one mutex of its own, so publishers and consumers
+//! of different queues never contend. The lock is never held across an await or while
+//! publishing elsewhere: dead letters are collected under the lock and republished to
+//! the dead-letter exchange after it is released.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use super::backlog::{Backlog, Entry, PushOutcome};
+use super::clock;
+use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
+use super::dead_letter::{self, Reason};
+use super::error::{AmqpError, AmqpResult};
+use super::message::MessageRef;
+use super::queue_args::{Overflow, QueueArgs};
+use super::vhost::VHost;
+use crate::protocol::{FieldTable, ShortString};
+
+/// How a queue was declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    pub name: ShortString,
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<ConnectionId>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub args: QueueArgs,
+}
+
+#[derive(Debug)]
+struct State {
+    backlog: Backlog,
+    consumers: Vec<Arc<Consumer>>,
+    /// Where round-robin delivery resumes.
+    next_consumer: usize,
+    had_consumer: bool,
+    unacked: usize,
+    /// Last time the queue was used, for `x-expires`.
+    last_used_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    pub spec: QueueSpec,
+    vhost: Weak<VHost>,
+    state: Mutex<State>,
+    deleted: AtomicBool,
+    /// Wakes the housekeeping task when expiry times may have moved earlier.
+    housekeeping: Arc<Notify>,
+    housekeeping_started: AtomicBool,
+}
+
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Yes,
+    /// `x-overflow: reject-publish`: the queue is full; the publisher gets a nack.
+    Rejected,
+}
+
+impl Queue {
+    pub fn new(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Queue> {
+        let backlog = Backlog::new(&spec.args);
+        let queue = Arc::new(Queue {
+            spec,
+            vhost,
+            state: Mutex::new(State {
+                backlog,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                had_consumer: false,
+                unacked: 0,
+                last_used_ms: clock::now_ms(),
+            }),
+            deleted: AtomicBool::new(false),
+            housekeeping: Arc::new(Notify::new()),
+            housekeeping_started: AtomicBool::new(false),
+        });
+        if queue.spec.args.message_ttl.is_some() || queue.spec.args.expires.is_some() {
+            queue.start_housekeeping();
+        }
+        queue
+    }
+
+    pub fn name(&self) -> &ShortString {
+        &self.spec.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state for a broker
+        // that must keep serving; poisoning would turn one bug into an outage.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn message_count(&self) -> u32 {
+        self.lock().backlog.len() as u32
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.lock().consumers.len() as u32
+    }
+
+    pub fn unacked_count(&self) -> usize {
+        self.lock().unacked
+    }
+
+    /// Marks the queue used now (declare, get, consume), pushing back `x-expires`.
+    pub fn touch(&self) {
+        self.lock().last_used_ms = clock::now_ms();
+    }
+
+    /// Enqueues a routed message and hands out what consumers can take.
+    pub fn publish(self: &Arc<Self>, message: MessageRef) -> Accepted {
+        let now = clock::now_ms();
+        let mut has_expiry = message.expiration_ms().is_some();
+        let mut dead = Vec::new();
+        let accepted = {
+            let mut st = self.lock();
+            // With a queue TTL, the housekeeper sleeps while the queue is empty; the first
+            // message sets its next wake-up (later ones expire after it).
+            has_expiry |= self.spec.args.message_ttl.is_some() && st.backlog.is_empty();
+            if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now) {
+                Accepted::Yes
+            } else {
+                let refused = matches!(self.spec.args.overflow, Overflow::RejectPublishDlx)
+                    .then(|| message.clone());
+                match st.backlog.push(message, now) {
+                    PushOutcome::Accepted { dropped } => {
+                        dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
+                        self.dispatch_locked(&mut st, now, &mut dead);
+                        Accepted::Yes
+                    }
+                    PushOutcome::Rejected => {
+                        // reject-publish-dlx: the refused message is dead-lettered too.
+                        if let Some(m) = refused {
+                            dead.push((st.backlog.direct_entry(m, now), Reason::MaxLen));
+                        }
+                        Accepted::Rejected
+                    }
+                }
+            }
+        };
+        if has_expiry {
+            self.start_housekeeping();
+            self.housekeeping.notify_one();
+        }
+        self.dead_letter(dead);
+        accepted
+    }
+
+    /// With nothing queued and a consumer ready, the message goes straight out without
+    /// being queued, as RabbitMQ does: so TTL 0 and max-length 0 still reach a waiting
+    /// consumer. False when it has to be queued.
+    fn deliver_directly(self: &Arc<Self>, st: &mut State, message: &MessageRef, now: u64) -> bool {
+        if st.consumers.is_empty() {
+            return false;
+        }
+        let reject_mode = !matches!(self.spec.args.overflow, Overflow::DropHead);
+        if reject_mode && st.backlog.would_overflow(message) {
+            return false;
+        }
+        let Some(index) = self.pick_consumer(st) else {
+            return false;
+        };
+        let entry = st.backlog.direct_entry(message.clone(), now);
+        self.hand_out(st, index, entry);
+        true
+    }
+
+    /// Sends one entry to consumer `index` (whose credit is already taken).
+    fn hand_out(self: &Arc<Self>, st: &mut State, index: usize, entry: Entry) {
+        let consumer = st.consumers[index].clone();
+        if !consumer.no_ack {
+            st.unacked += 1;
+        }
+        let event = ConnectionEvent::Deliver {
+            channel: consumer.channel,
+            consumer: consumer.clone(),
+            queue: self.clone(),
+            entry,
+        };
+        if let Err(tokio::sync::mpsc::error::SendError(event)) = consumer.mailbox.send(event) {
+            // The connection is gone: take the message back, drop the consumer.
+            if let ConnectionEvent::Deliver { entry, .. } = event {
+                if !consumer.no_ack {
+                    st.unacked -= 1;
+                }
+                // Its original place is the head; a requeue never overflows the limits
+                // by more than this one message, and that is what it had taken.
+                let _ = st.backlog.requeue([entry]);
+            }
+            st.consumers.retain(|c| !Arc::ptr_eq(c, &consumer));
+        }
+    }
+
+    /// Hands out ready messages to consumers with credit (after acks, qos changes, flow).
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            self.dispatch_locked(&mut st, clock::now_ms(), &mut dead);
+        }
+        self.dead_letter(dead);
+    }
+
+    fn dispatch_locked(
+        self: &Arc<Self>,
+        st: &mut State,
+        now: u64,
+        dead: &mut Vec<(Entry, Reason)>,
+    ) {
+        while !st.backlog.is_empty() && !st.consumers.is_empty() {
+            let Some(index) = self.pick_consumer(st) else {
+                return;
+            };
+            let (entry, expired) = st.backlog.pop(now);
+            dead.extend(expired.into_iter().map(|e| (e, Reason::Expired)));
+            let Some(entry) = entry else {
+                st.consumers[index].give_back_credit(1);
+                return;
+            };
+            self.hand_out(st, index, entry);
+        }
+    }
+
+    /// The next consumer (round robin) that has credit, having taken that credit.
+    fn pick_consumer(&self, st: &mut State) -> Option<usize> {
+        let n = st.consumers.len();
+        if self.spec.args.single_active_consumer {
+            // Only the first consumer is active; the others wait their turn.
+            return st.consumers[0].try_take_credit().then_some(0);
+        }
+        for i in 0..n {
+            let index = (st.next_consumer + i) % n;
+            if st.consumers[index].try_take_credit() {
+                st.next_consumer = (index + 1) % n;
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// `basic.get`: the next ready message and how many remain.
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, u32)> {
+        let now = clock::now_ms();
+        let (entry, expired, remaining) = {
+            let mut st = self.lock();
+            st.last_used_ms = now;
+            let (entry, expired) = st.backlog.pop(now);
+            if entry.is_some() && !no_ack {
+                st.unacked += 1;
+            }
+            let remaining = st.backlog.len() as u32;
+            (entry, expired, remaining)
+        };
+        self.dead_letter(expired.into_iter().map(|e| (e, Reason::Expired)).collect());
+        entry.map(|e| (e, remaining))
+    }
+
+    /// Settles `n` deliveries that were acknowledged.
+    pub fn acked(&self, n: usize) {
+        let mut st = self.lock();
+        st.unacked = st.unacked.saturating_sub(n);
+    }
+
+    /// Takes deliveries back: requeued at their original place (redelivered), or
+    /// dead-lettered as rejected (dropped when there is no dead-letter exchange).
+    pub fn returned(self: &Arc<Self>, entries: Vec<Entry>, requeue: bool) {
+        let n = entries.len();
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            st.unacked = st.unacked.saturating_sub(n);
+            if requeue && !self.is_deleted() {
+                let dropped = st.backlog.requeue(entries);
+                dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
+                self.dispatch_locked(&mut st, clock::now_ms(), &mut dead);
+            } else {
+                dead.extend(entries.into_iter().map(|e| (e, Reason::Rejected)));
+            }
+        }
+        self.dead_letter(dead);
+    }
+
+    /// Adds a consumer; exclusivity is checked as RabbitMQ does.
+    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
+        {
+            let mut st = self.lock();
+            if st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive && !st.consumers.is_empty())
+            {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.spec.name,
+                    self.vhost_name()
+                )));
+            }
+            st.consumers.push(consumer);
+            st.had_consumer = true;
+            st.last_used_ms = clock::now_ms();
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Removes a consumer. True when the queue should now be auto-deleted.
+    pub fn remove_consumer(
+        &self,
+        connection: ConnectionId,
+        channel: u16,
+        tag: &ShortString,
+    ) -> bool {
+        let mut st = self.lock();
+        st.consumers
+            .retain(|c| !(c.connection == connection && c.channel == channel && &c.tag == tag));
+        st.next_consumer = 0;
+        st.last_used_ms = clock::now_ms();
+        self.spec.auto_delete && st.had_consumer && st.consumers.is_empty()
+    }
+
+    /// Drops every ready message (not dead-lettered, as RabbitMQ); returns how many.
+    pub fn purge(&self) -> u32 {
+        self.lock().backlog.purge().len() as u32
+    }
+
+    /// Marks the queue deleted and empties it; returns the message count and the
+    /// consumers to notify.
+    pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+        self.deleted.store(true, Ordering::Release);
+        self.housekeeping.notify_one();
+        let mut st = self.lock();
+        let count = st.backlog.purge().len() as u32;
+        let consumers = std::mem::take(&mut st.consumers);
+        (count, consumers)
+    }
+
+    fn vhost_name(&self) -> String {
+        self.vhost
+            .upgrade()
+            .map(|v| v.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Republishes dead letters to the dead-letter exchange, if the queue has one.
+    fn dead_letter(&self, dead: Vec<(Entry, Reason)>) {
+        if dead.is_empty() {
+            return;
+        }
+        let Some(dlx) = &self.spec.args.dead_letter_exchange else {
+            return;
+        };
+        let Some(vhost) = self.vhost.upgrade() else {
+            return;
+        };
+        let now = clock::unix_secs();
+        for (entry, reason) in dead {
+            let message = dead_letter::dead_letter(
+                &entry.message,
+                &self.spec.name,
+                reason,
+                dlx,
+                self.spec.args.dead_letter_routing_key.as_ref(),
+                now,
+            );
+            vhost.publish_dead_letter(dlx, Arc::new(message));
+        }
+    }
+
+    /// Starts the task that expires messages and the queue itself, once.
+    fn start_housekeeping(self: &Arc<Self>) {
+        if self.housekeeping_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let Some(queue) = weak.upgrade() else { return };
+                if queue.is_deleted() {
+                    return;
+                }
+                let wake = queue.housekeep();
+                let notify = queue.housekeeping.clone();
+                drop(queue);
+                let notified = notify.notified();
+                match wake {
+                    Some(at) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(clock::instant_at(at).into()) => {}
+                            _ = notified => {}
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        });
+    }
+
+    /// Expires what is due; returns when to look again.
+    fn housekeep(self: &Arc<Self>) -> Option<u64> {
+        let now = clock::now_ms();
+        let mut dead = Vec::new();
+        let (next, expire_queue) = {
+            let mut st = self.lock();
+            dead.extend(
+                st.backlog
+                    .expire(now)
+                    .into_iter()
+                    .map(|e| (e, Reason::Expired)),
+            );
+            let mut next = st.backlog.next_expiry();
+            let mut expire_queue = false;
+            if let Some(expires) = self.spec.args.expires {
+                if st.consumers.is_empty() {
+                    let due = st.last_used_ms.saturating_add(expires);
+                    if due <= now {
+                        expire_queue = true;
+                    } else {
+                        next = Some(next.map_or(due, |n| n.min(due)));
+                    }
+                } else {
+                    // Re-check after the period: consumers may leave without a wake-up.
+                    let due = now.saturating_add(expires);
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            }
+            (next, expire_queue)
+        };
+        self.dead_letter(dead);
+        if expire_queue {
+            if let Some(vhost) = self.vhost.upgrade() {
+                vhost.expire_queue(&self.spec.name);
+            }
+            return None;
+        }
+        next
+    }
+}

@@ -1,0 +1,299 @@
+//! Opening a connection: protocol header, start/start-ok (authentication), tune/tune-ok,
+//! open/open-ok. Runs before the main loop, one method at a time, under a time limit.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Shared;
+use crate::broker::error::AmqpError;
+use crate::broker::vhost::VHost;
+use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
+use crate::protocol::generated::constants::{FRAME_METHOD, FRAME_MIN_SIZE};
+use crate::protocol::generated::methods::{
+    ConnectionClose, ConnectionOpenOk, ConnectionStart, ConnectionTune, Method,
+};
+use crate::protocol::header::{HeaderCheck, PROTOCOL_HEADER, check_protocol_header};
+use crate::protocol::{FieldTable, FieldValue, ShortString};
+
+/// What the client agreed to, and who it is.
+#[derive(Debug)]
+pub struct Opened {
+    pub user: String,
+    pub vhost: Arc<VHost>,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub capabilities: Capabilities,
+    /// Bytes read past the handshake (the client may pipeline its first methods).
+    pub leftover: BytesMut,
+}
+
+/// Client capabilities that change what the server sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capabilities {
+    pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
+}
+
+/// Why the handshake ended without an open connection.
+#[derive(Debug)]
+pub enum HandshakeError {
+    Io(std::io::Error),
+    /// Not AMQP 0-9-1: our header was sent back and the socket is to be closed.
+    BadHeader,
+    /// The client went away or timed out.
+    Closed,
+    /// Refused with connection.close (already sent).
+    Refused(AmqpError),
+}
+
+impl From<std::io::Error> for HandshakeError {
+    fn from(e: std::io::Error) -> Self {
+        HandshakeError::Io(e)
+    }
+}
+
+struct Reader<'a> {
+    stream: &'a mut TcpStream,
+    buf: BytesMut,
+    frames: FrameDecoder,
+}
+
+impl Reader<'_> {
+    async fn method(&mut self) -> Result<Method, HandshakeError> {
+        loop {
+            match self.frames.decode(&mut self.buf) {
+                Ok(Some(frame)) => match frame.payload {
+                    FramePayload::Method(p) if frame.channel == 0 => {
+                        return Method::decode(p).map_err(|e| HandshakeError::Refused(e.into()));
+                    }
+                    FramePayload::Heartbeat => continue,
+                    _ => {
+                        return Err(HandshakeError::Refused(AmqpError::command_invalid(
+                            "expected a connection method on channel 0 during the handshake",
+                        )));
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => return Err(HandshakeError::Refused(e.into())),
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(HandshakeError::Closed);
+            }
+        }
+    }
+}
+
+async fn send(stream: &mut TcpStream, write: impl FnOnce(&mut BytesMut)) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    encode_frame_with(&mut out, FRAME_METHOD, 0, write);
+    stream.write_all(&out).await
+}
+
+/// Refuses the connection with connection.close and waits briefly for close-ok.
+async fn refuse(
+    reader: &mut Reader<'_>,
+    err: AmqpError,
+    class_id: u16,
+    method_id: u16,
+) -> HandshakeError {
+    let close = ConnectionClose {
+        reply_code: err.code.code(),
+        reply_text: ShortString::new(Bytes::from(err.reply_text())).unwrap_or_default(),
+        class_id,
+        method_id,
+    };
+    if send(reader.stream, |b| close.encode(b)).await.is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while let Ok(m) = reader.method().await {
+                if matches!(m, Method::ConnectionCloseOk(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    HandshakeError::Refused(err)
+}
+
+fn server_properties(shared: &Shared) -> FieldTable {
+    let mut caps = FieldTable::new();
+    for name in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(ShortString::from_static(name), FieldValue::Bool(true));
+    }
+    let mut props = FieldTable::new();
+    let s = |v: &str| FieldValue::LongString(Bytes::copy_from_slice(v.as_bytes()));
+    props.insert(ShortString::from_static("product"), s("fedamq"));
+    props.insert(
+        ShortString::from_static("version"),
+        s(env!("CARGO_PKG_VERSION")),
+    );
+    props.insert(
+        ShortString::from_static("platform"),
+        s(&format!(
+            "Rust / {} {}",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )),
+    );
+    props.insert(
+        ShortString::from_static("information"),
+        s("An AMQP 0-9-1 broker generated from spec XML"),
+    );
+    props.insert(
+        ShortString::from_static("identifier"),
+        s(&shared.identifier),
+    );
+    props.insert(
+        ShortString::from_static("capabilities"),
+        FieldValue::Table(caps),
+    );
+    props
+}
+
+fn capabilities(client_properties: &FieldTable) -> Capabilities {
+    let Some(FieldValue::Table(caps)) = client_properties.get("capabilities") else {
+        return Capabilities::default();
+    };
+    let on = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
+    Capabilities {
+        consumer_cancel_notify: on("consumer_cancel_notify"),
+        connection_blocked: on("connection.blocked"),
+    }
+}
+
+/// Runs the handshake on a fresh socket.
+pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened, HandshakeError> {
+    let mut header = [0u8; 8];
+    let mut seen = 0;
+    while seen < 8 {
+        let n = stream.read(&mut header[seen..]).await?;
+        if n == 0 {
+            return Err(HandshakeError::Closed);
+        }
+        seen += n;
+        match check_protocol_header(&header[..seen]) {
+            HeaderCheck::Ok => break,
+            HeaderCheck::NeedMore => {}
+            HeaderCheck::Mismatch => {
+                stream.write_all(&PROTOCOL_HEADER).await?;
+                return Err(HandshakeError::BadHeader);
+            }
+        }
+    }
+
+    let start = ConnectionStart {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: server_properties(shared),
+        mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+        locales: Bytes::from_static(b"en_US"),
+    };
+    send(stream, |b| start.encode(b)).await?;
+
+    let config = &shared.config;
+    let mut reader = Reader {
+        stream,
+        buf: BytesMut::with_capacity(4096),
+        frames: FrameDecoder::new(FRAME_MIN_SIZE),
+    };
+    let start_ok = match reader.method().await? {
+        Method::ConnectionStartOk(m) => m,
+        _ => {
+            let e = AmqpError::command_invalid("expected connection.start-ok");
+            return Err(refuse(&mut reader, e, 10, 11).await);
+        }
+    };
+    let user = match shared
+        .users
+        .authenticate(start_ok.mechanism.as_bytes(), &start_ok.response)
+    {
+        Ok(user) => user,
+        Err(_) => {
+            let mech = String::from_utf8_lossy(start_ok.mechanism.as_bytes()).into_owned();
+            let e = AmqpError::access_refused(format!(
+                "Login was refused using authentication mechanism {mech}. For details see the broker logfile."
+            ));
+            tracing::info!("login refused (mechanism {mech})");
+            return Err(refuse(&mut reader, e, 10, 11).await);
+        }
+    };
+    let capabilities = capabilities(&start_ok.client_properties);
+
+    let tune = ConnectionTune {
+        channel_max: config.channel_max,
+        frame_max: config.frame_max,
+        heartbeat: config.heartbeat,
+    };
+    send(reader.stream, |b| tune.encode(b)).await?;
+    let tune_ok = match reader.method().await? {
+        Method::ConnectionTuneOk(m) => m,
+        _ => {
+            let e = AmqpError::command_invalid("expected connection.tune-ok");
+            return Err(refuse(&mut reader, e, 10, 31).await);
+        }
+    };
+    let frame_max = if tune_ok.frame_max == 0 {
+        config.frame_max
+    } else {
+        tune_ok.frame_max
+    };
+    if frame_max < FRAME_MIN_SIZE {
+        let e =
+            AmqpError::not_allowed(format!("frame_max={frame_max} < {FRAME_MIN_SIZE} min size"));
+        return Err(refuse(&mut reader, e, 10, 31).await);
+    }
+    if config.frame_max != 0 && frame_max > config.frame_max {
+        let e = AmqpError::not_allowed(format!(
+            "frame_max={frame_max} > {} max size",
+            config.frame_max
+        ));
+        return Err(refuse(&mut reader, e, 10, 31).await);
+    }
+    let channel_max = match (tune_ok.channel_max, config.channel_max) {
+        (0, s) => s,
+        (c, 0) => c,
+        (c, s) => c.min(s),
+    };
+    reader.frames.set_max_frame_size(frame_max);
+
+    let open = match reader.method().await? {
+        Method::ConnectionOpen(m) => m,
+        _ => {
+            let e = AmqpError::command_invalid("expected connection.open");
+            return Err(refuse(&mut reader, e, 10, 40).await);
+        }
+    };
+    let vhost_name = String::from_utf8_lossy(open.virtual_host.as_bytes()).into_owned();
+    let Some(vhost) = shared.vhosts.get(&vhost_name).cloned() else {
+        let e = AmqpError::not_allowed(format!("vhost {vhost_name} not found"));
+        return Err(refuse(&mut reader, e, 10, 40).await);
+    };
+    if !shared.users.may_access_vhost(&user, &vhost_name) {
+        let e = AmqpError::not_allowed(format!(
+            "access to vhost '{vhost_name}' refused for user '{user}'"
+        ));
+        return Err(refuse(&mut reader, e, 10, 40).await);
+    }
+    send(reader.stream, |b| ConnectionOpenOk {}.encode(b)).await?;
+    Ok(Opened {
+        user,
+        vhost,
+        frame_max,
+        channel_max,
+        heartbeat: tune_ok.heartbeat,
+        capabilities,
+        leftover: reader.buf,
+    })
+}

@@ -1,0 +1,769 @@
+//! The broker's side of every method a client sends: the generated [`ServerMethods`]
+//! trait implemented for a connection.
+//!
+//! Each handler checks permissions and arguments as RabbitMQ does, calls into the
+//! vhost or a queue, and encodes its answer into the connection's output buffer.
+//! Errors are returned, not sent: the caller closes the channel or the connection.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::Rng;
+
+use super::channel::{Channel, ChannelConsumer, ChannelState, Transaction, Unacked};
+use super::{Connection, Content, requeue};
+use crate::auth::Permission;
+use crate::broker::consumer::Consumer;
+use crate::broker::credit::Credit;
+use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::exchange::ExchangeSpec;
+use crate::broker::message::{Accounted, Message, MessageRef};
+use crate::broker::queue::Queue;
+use crate::broker::routing::ExchangeKind;
+use crate::broker::vhost::QueueDeclare as Declare;
+use crate::protocol::content::encode_content;
+use crate::protocol::frame::encode_frame_with;
+use crate::protocol::generated::constants::FRAME_METHOD;
+use crate::protocol::generated::dispatch::ServerMethods;
+use crate::protocol::generated::methods::*;
+use crate::protocol::generated::properties::BasicProperties;
+use crate::protocol::{ReplyCode, ShortString};
+
+impl Connection {
+    fn send(&mut self, channel: u16, method: impl Into<Method>) {
+        let method = method.into();
+        encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| method.encode(b));
+    }
+
+    fn channel(&mut self, channel: u16) -> AmqpResult<&mut Channel> {
+        self.channels.get_mut(&channel).ok_or_else(|| {
+            AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
+        })
+    }
+
+    fn check(&self, op: Permission, kind: &str, name: &ShortString) -> AmqpResult<()> {
+        if self
+            .shared
+            .users
+            .check(&self.user, &self.vhost.name, op, name.as_bytes())
+        {
+            return Ok(());
+        }
+        let op = match op {
+            Permission::Configure => "configure",
+            Permission::Write => "write",
+            Permission::Read => "read",
+        };
+        let shown = if name.is_empty() && kind == "exchange" {
+            "amq.default".to_string()
+        } else {
+            name.to_string()
+        };
+        Err(AmqpError::access_refused(format!(
+            "{op} access to {kind} '{shown}' in vhost '{}' refused for user '{}'",
+            self.vhost.name, self.user
+        )))
+    }
+
+    /// An empty queue name means the channel's last declared queue.
+    fn queue_name(&mut self, channel: u16, name: ShortString) -> AmqpResult<ShortString> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        self.channel(channel)?
+            .last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    fn reserved_name(kind: &str, name: &ShortString) -> AmqpResult<()> {
+        if name.as_bytes().starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "{kind} name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Queues of this channel's consumers, to hand out messages after credit freed up.
+    fn dispatch_channel(&mut self, channel: u16) {
+        let queues: Vec<Arc<Queue>> = match self.channels.get(&channel) {
+            Some(ch) => ch.consumers.values().map(|c| c.queue.clone()).collect(),
+            None => return,
+        };
+        for q in queues {
+            q.dispatch();
+        }
+    }
+
+    /// Routes one message and tells the publisher what became of it.
+    fn publish_now(
+        &mut self,
+        channel: u16,
+        exchange_name: &ShortString,
+        message: MessageRef,
+        mandatory: bool,
+        confirm_seq: Option<u64>,
+    ) -> AmqpResult<()> {
+        let exchange = self.vhost.exchange_or_404(exchange_name)?;
+        let routed = self.vhost.publish(&exchange, &message, &mut self.scratch);
+        if mandatory && routed.queues == 0 && !routed.rejected {
+            let ret = BasicReturn {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: ShortString::from_static("NO_ROUTE"),
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
+            };
+            encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ret.encode(b));
+            encode_content(
+                &mut self.out,
+                channel,
+                BasicProperties::CLASS_ID,
+                &message.raw_properties,
+                &message.body,
+                self.frame_max,
+            );
+        }
+        if let Some(seq) = confirm_seq {
+            if routed.rejected {
+                let nack = BasicNack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
+                };
+                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| nack.encode(b));
+            } else {
+                let ack = BasicAck {
+                    delivery_tag: seq,
+                    multiple: false,
+                };
+                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ack.encode(b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Acks (or rejects) deliveries by tag.
+    fn settle(
+        &mut self,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue_them: bool,
+    ) -> AmqpResult<()> {
+        let ch = self.channel(channel)?;
+        let Some(settled) = ch.take_unacked(tag, multiple) else {
+            return Err(AmqpError::precondition_failed(format!(
+                "unknown delivery tag {tag}"
+            )));
+        };
+        if ack {
+            let mut queues: Vec<(Arc<Queue>, usize)> = Vec::new();
+            for u in settled {
+                if let Some(c) = &u.consumer {
+                    c.give_back_credit(1);
+                }
+                match queues.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                    Some((_, n)) => *n += 1,
+                    None => queues.push((u.queue, 1)),
+                }
+            }
+            for (q, n) in queues {
+                q.acked(n);
+                q.dispatch();
+            }
+        } else if requeue_them {
+            requeue(settled);
+        } else {
+            let mut by_queue: Vec<(Arc<Queue>, Vec<_>)> = Vec::new();
+            for u in settled {
+                if let Some(c) = &u.consumer {
+                    c.give_back_credit(1);
+                }
+                match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                    Some((_, v)) => v.push(u.entry),
+                    None => by_queue.push((u.queue, vec![u.entry])),
+                }
+            }
+            for (q, entries) in by_queue {
+                q.returned(entries, false);
+                q.dispatch();
+            }
+        }
+        Ok(())
+    }
+
+    fn settle_or_buffer(
+        &mut self,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue_them: bool,
+    ) -> AmqpResult<()> {
+        let ch = self.channel(channel)?;
+        if let Some(tx) = &mut ch.tx {
+            // Checked now, applied at commit, as RabbitMQ does.
+            let known = if multiple {
+                tag == 0 || ch.unacked.iter().any(|u| u.tag <= tag)
+            } else {
+                ch.unacked.iter().any(|u| u.tag == tag)
+            };
+            if !known {
+                return Err(AmqpError::precondition_failed(format!(
+                    "unknown delivery tag {tag}"
+                )));
+            }
+            tx.settlements.push((tag, multiple, ack, requeue_them));
+            return Ok(());
+        }
+        self.settle(channel, tag, multiple, ack, requeue_them)
+    }
+}
+
+fn random_tag(prefix: &str) -> ShortString {
+    let mut rng = rand::rng();
+    let n: u128 = rng.random();
+    ShortString::new(Bytes::from(format!("{prefix}{n:032x}"))).unwrap_or_default()
+}
+
+impl ServerMethods for Connection {
+    type Output = AmqpResult<()>;
+    type Content = Content;
+
+    fn connection_start_ok(&mut self, _: u16, _: ConnectionStartOk) -> Self::Output {
+        Err(AmqpError::command_invalid(
+            "connection.start-ok after the handshake",
+        ))
+    }
+
+    fn connection_secure_ok(&mut self, _: u16, _: ConnectionSecureOk) -> Self::Output {
+        Err(AmqpError::command_invalid(
+            "connection.secure-ok after the handshake",
+        ))
+    }
+
+    fn connection_tune_ok(&mut self, _: u16, _: ConnectionTuneOk) -> Self::Output {
+        Err(AmqpError::command_invalid(
+            "connection.tune-ok after the handshake",
+        ))
+    }
+
+    fn connection_open(&mut self, _: u16, _: ConnectionOpen) -> Self::Output {
+        Err(AmqpError::command_invalid(
+            "connection.open after the handshake",
+        ))
+    }
+
+    fn connection_close(&mut self, _: u16, m: ConnectionClose) -> Self::Output {
+        tracing::debug!(
+            connection = self.id,
+            "client closed: {} {}",
+            m.reply_code,
+            m.reply_text
+        );
+        self.release_all();
+        self.send(0, ConnectionCloseOk {});
+        self.done = true;
+        Ok(())
+    }
+
+    fn connection_close_ok(&mut self, _: u16, _: ConnectionCloseOk) -> Self::Output {
+        // Only meaningful while we are closing, which the caller handles.
+        Err(AmqpError::command_invalid(
+            "connection.close-ok without connection.close",
+        ))
+    }
+
+    fn connection_update_secret(&mut self, _: u16, _: ConnectionUpdateSecret) -> Self::Output {
+        // Passwords do not expire; accept the refresh as RabbitMQ does for PLAIN.
+        self.send(0, ConnectionUpdateSecretOk {});
+        Ok(())
+    }
+
+    fn channel_open(&mut self, channel: u16, _: ChannelOpen) -> Self::Output {
+        if self.channels.contains_key(&channel) {
+            return Err(AmqpError::channel_error(format!(
+                "second 'channel.open' seen on channel {channel}"
+            )));
+        }
+        if self.channel_max != 0 && channel > self.channel_max {
+            return Err(AmqpError::not_allowed(format!(
+                "channel {channel} is above the negotiated channel_max {}",
+                self.channel_max
+            )));
+        }
+        self.channels
+            .insert(channel, Channel::new(self.shared.config.max_message_size));
+        self.send(channel, ChannelOpenOk {});
+        Ok(())
+    }
+
+    fn channel_flow(&mut self, channel: u16, m: ChannelFlow) -> Self::Output {
+        self.channel(channel)?
+            .active
+            .store(m.active, std::sync::atomic::Ordering::Release);
+        self.send(channel, ChannelFlowOk { active: m.active });
+        if m.active {
+            self.dispatch_channel(channel);
+        }
+        Ok(())
+    }
+
+    fn channel_flow_ok(&mut self, _: u16, _: ChannelFlowOk) -> Self::Output {
+        // We never ask clients to pause; an unsolicited flow-ok is harmless.
+        Ok(())
+    }
+
+    fn channel_close(&mut self, channel: u16, _: ChannelClose) -> Self::Output {
+        self.release_channel(channel);
+        self.channels.remove(&channel);
+        self.send(channel, ChannelCloseOk {});
+        Ok(())
+    }
+
+    fn channel_close_ok(&mut self, channel: u16, _: ChannelCloseOk) -> Self::Output {
+        if self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.state == ChannelState::Closing)
+        {
+            self.channels.remove(&channel);
+        }
+        Ok(())
+    }
+
+    fn exchange_declare(&mut self, channel: u16, m: ExchangeDeclare) -> Self::Output {
+        let kind = ExchangeKind::from_name(m.r#type.as_bytes());
+        if !m.passive {
+            if m.exchange.is_empty() {
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
+            }
+            Self::reserved_name("exchange", &m.exchange)?;
+        }
+        self.check(Permission::Configure, "exchange", &m.exchange)?;
+        let kind = match kind {
+            Some(k) => k,
+            None if m.passive => ExchangeKind::Direct,
+            None => {
+                return Err(AmqpError::command_invalid(format!(
+                    "invalid exchange type '{}'",
+                    m.r#type
+                )));
+            }
+        };
+        if let Some(crate::protocol::FieldValue::LongString(ae)) =
+            m.arguments.get("alternate-exchange")
+        {
+            let ae = ShortString::new(ae.clone()).unwrap_or_default();
+            self.check(Permission::Write, "exchange", &ae)?;
+        }
+        self.vhost.declare_exchange(
+            ExchangeSpec {
+                name: m.exchange,
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            },
+            m.passive,
+        )?;
+        if !m.no_wait {
+            self.send(channel, ExchangeDeclareOk {});
+        }
+        Ok(())
+    }
+
+    fn exchange_delete(&mut self, channel: u16, m: ExchangeDelete) -> Self::Output {
+        if m.exchange.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        Self::reserved_name("exchange", &m.exchange)?;
+        self.check(Permission::Configure, "exchange", &m.exchange)?;
+        self.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+        if !m.no_wait {
+            self.send(channel, ExchangeDeleteOk {});
+        }
+        Ok(())
+    }
+
+    fn exchange_bind(&mut self, channel: u16, m: ExchangeBind) -> Self::Output {
+        self.check(Permission::Write, "exchange", &m.destination)?;
+        self.check(Permission::Read, "exchange", &m.source)?;
+        self.vhost
+            .bind_exchange(&m.destination, &m.source, m.routing_key, m.arguments)?;
+        if !m.no_wait {
+            self.send(channel, ExchangeBindOk {});
+        }
+        Ok(())
+    }
+
+    fn exchange_unbind(&mut self, channel: u16, m: ExchangeUnbind) -> Self::Output {
+        self.check(Permission::Write, "exchange", &m.destination)?;
+        self.check(Permission::Read, "exchange", &m.source)?;
+        self.vhost
+            .unbind_exchange(&m.destination, &m.source, m.routing_key, m.arguments)?;
+        if !m.no_wait {
+            self.send(channel, ExchangeUnbindOk {});
+        }
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, channel: u16, m: QueueDeclare) -> Self::Output {
+        self.channel(channel)?;
+        if !m.passive && !m.queue.is_empty() {
+            Self::reserved_name("queue", &m.queue)?;
+        }
+        if !m.queue.is_empty() {
+            self.check(Permission::Configure, "queue", &m.queue)?;
+        }
+        let (q, _) = self.vhost.declare_queue(
+            Declare {
+                name: m.queue,
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+            },
+            self.id,
+        )?;
+        let name = q.name().clone();
+        self.channel(channel)?.last_queue = Some(name.clone());
+        if !m.no_wait {
+            let ok = QueueDeclareOk {
+                queue: name,
+                message_count: q.message_count(),
+                consumer_count: q.consumer_count(),
+            };
+            self.send(channel, ok);
+        }
+        Ok(())
+    }
+
+    fn queue_bind(&mut self, channel: u16, m: QueueBind) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        let key = if m.routing_key.is_empty() && m.exchange.is_empty() {
+            name.clone()
+        } else {
+            m.routing_key
+        };
+        self.check(Permission::Write, "queue", &name)?;
+        self.check(Permission::Read, "exchange", &m.exchange)?;
+        let q = self.vhost.queue_for(&name, self.id)?;
+        self.vhost.bind_queue(&q, &m.exchange, key, m.arguments)?;
+        if !m.no_wait {
+            self.send(channel, QueueBindOk {});
+        }
+        Ok(())
+    }
+
+    fn queue_purge(&mut self, channel: u16, m: QueuePurge) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        self.check(Permission::Read, "queue", &name)?;
+        let q = self.vhost.queue_for(&name, self.id)?;
+        let count = q.purge();
+        if !m.no_wait {
+            self.send(
+                channel,
+                QueuePurgeOk {
+                    message_count: count,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn queue_delete(&mut self, channel: u16, m: QueueDelete) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        self.check(Permission::Configure, "queue", &name)?;
+        let count = self
+            .vhost
+            .delete_queue(&name, m.if_unused, m.if_empty, self.id)?;
+        if !m.no_wait {
+            self.send(
+                channel,
+                QueueDeleteOk {
+                    message_count: count,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn queue_unbind(&mut self, channel: u16, m: QueueUnbind) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        self.check(Permission::Write, "queue", &name)?;
+        self.check(Permission::Read, "exchange", &m.exchange)?;
+        let q = self.vhost.queue_for(&name, self.id)?;
+        self.vhost
+            .unbind_queue(&q, &m.exchange, m.routing_key, m.arguments)?;
+        self.send(channel, QueueUnbindOk {});
+        Ok(())
+    }
+
+    fn basic_qos(&mut self, channel: u16, m: BasicQos) -> Self::Output {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
+        }
+        let ch = self.channel(channel)?;
+        if m.global {
+            ch.channel_credit.set_limit(u32::from(m.prefetch_count));
+        } else {
+            ch.consumer_prefetch = u32::from(m.prefetch_count);
+        }
+        self.send(channel, BasicQosOk {});
+        self.dispatch_channel(channel);
+        Ok(())
+    }
+
+    fn basic_consume(&mut self, channel: u16, m: BasicConsume) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        self.check(Permission::Read, "queue", &name)?;
+        let q = self.vhost.queue_for(&name, self.id)?;
+        let tag = if m.consumer_tag.is_empty() {
+            random_tag("amq.ctag-")
+        } else {
+            m.consumer_tag
+        };
+        let pending = self.writer.pending.clone();
+        let mailbox = self.mailbox.clone();
+        let id = self.id;
+        let ch = self.channel(channel)?;
+        if ch.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            channel,
+            connection: id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            credit: (ch.consumer_prefetch > 0).then(|| Arc::new(Credit::new(ch.consumer_prefetch))),
+            channel_credit: Some(ch.channel_credit.clone()),
+            channel_active: ch.active.clone(),
+            pending,
+            mailbox,
+        });
+        ch.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                consumer: consumer.clone(),
+                queue: q.clone(),
+            },
+        );
+        // consume-ok goes out before any delivery: deliveries arrive via the mailbox.
+        if !m.no_wait {
+            self.send(
+                channel,
+                BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                },
+            );
+        }
+        if let Err(e) = q.add_consumer(consumer) {
+            if let Ok(ch) = self.channel(channel) {
+                ch.consumers.remove(&tag);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn basic_cancel(&mut self, channel: u16, m: BasicCancel) -> Self::Output {
+        let id = self.id;
+        let removed = self.channel(channel)?.consumers.remove(&m.consumer_tag);
+        if let Some(cc) = removed {
+            if cc.queue.remove_consumer(id, channel, &m.consumer_tag) {
+                self.vhost.auto_delete_queue(&cc.queue);
+            }
+        }
+        if !m.no_wait {
+            self.send(
+                channel,
+                BasicCancelOk {
+                    consumer_tag: m.consumer_tag,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn basic_publish(&mut self, channel: u16, m: BasicPublish, content: Content) -> Self::Output {
+        let exchange = self.vhost.exchange_or_404(&m.exchange)?;
+        if exchange.spec.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                m.exchange, self.vhost.name
+            )));
+        }
+        self.check(Permission::Write, "exchange", &m.exchange)?;
+        if let Some(uid) = &content.properties.user_id {
+            if uid.as_bytes() != self.user.as_bytes() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{}'",
+                    self.user
+                )));
+            }
+        }
+        if m.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let size = (content.body.len() + content.raw_properties.len()) as u64;
+        let message = Arc::new(Message {
+            exchange: m.exchange.clone(),
+            routing_key: m.routing_key,
+            properties: content.properties,
+            raw_properties: content.raw_properties,
+            body: content.body,
+            accounted: Accounted::new(&self.shared.memory, size),
+        });
+        self.has_published = true;
+        let ch = self.channel(channel)?;
+        let seq = if ch.confirm {
+            ch.publish_seq += 1;
+            Some(ch.publish_seq)
+        } else {
+            None
+        };
+        if let Some(tx) = &mut ch.tx {
+            tx.publishes.push((m.exchange, message, m.mandatory));
+            return Ok(());
+        }
+        self.publish_now(channel, &m.exchange, message, m.mandatory, seq)
+    }
+
+    fn basic_get(&mut self, channel: u16, m: BasicGet) -> Self::Output {
+        let name = self.queue_name(channel, m.queue)?;
+        self.check(Permission::Read, "queue", &name)?;
+        let q = self.vhost.queue_for(&name, self.id)?;
+        match q.get(m.no_ack) {
+            None => self.send(channel, BasicGetEmpty {}),
+            Some((entry, remaining)) => {
+                let frame_max = self.frame_max;
+                let ch = self.channel(channel)?;
+                let tag = ch.next_tag();
+                let ok = BasicGetOk {
+                    delivery_tag: tag,
+                    redelivered: entry.redelivered,
+                    exchange: entry.message.exchange.clone(),
+                    routing_key: entry.message.routing_key.clone(),
+                    message_count: remaining,
+                };
+                let message = entry.message.clone();
+                if !m.no_ack {
+                    ch.unacked.push_back(Unacked {
+                        tag,
+                        queue: q,
+                        entry,
+                        consumer: None,
+                    });
+                }
+                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ok.encode(b));
+                encode_content(
+                    &mut self.out,
+                    channel,
+                    BasicProperties::CLASS_ID,
+                    &message.raw_properties,
+                    &message.body,
+                    frame_max,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn basic_ack(&mut self, channel: u16, m: BasicAck) -> Self::Output {
+        self.settle_or_buffer(channel, m.delivery_tag, m.multiple, true, false)
+    }
+
+    fn basic_reject(&mut self, channel: u16, m: BasicReject) -> Self::Output {
+        self.settle_or_buffer(channel, m.delivery_tag, false, false, m.requeue)
+    }
+
+    fn basic_nack(&mut self, channel: u16, m: BasicNack) -> Self::Output {
+        self.settle_or_buffer(channel, m.delivery_tag, m.multiple, false, m.requeue)
+    }
+
+    fn basic_recover_async(&mut self, channel: u16, _: BasicRecoverAsync) -> Self::Output {
+        let unacked: Vec<_> = self.channel(channel)?.unacked.drain(..).collect();
+        requeue(unacked);
+        Ok(())
+    }
+
+    fn basic_recover(&mut self, channel: u16, _: BasicRecover) -> Self::Output {
+        let unacked: Vec<_> = self.channel(channel)?.unacked.drain(..).collect();
+        requeue(unacked);
+        self.send(channel, BasicRecoverOk {});
+        Ok(())
+    }
+
+    fn confirm_select(&mut self, channel: u16, m: ConfirmSelect) -> Self::Output {
+        let ch = self.channel(channel)?;
+        if ch.tx.is_some() {
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from tx to confirm mode",
+            ));
+        }
+        ch.confirm = true;
+        if !m.nowait {
+            self.send(channel, ConfirmSelectOk {});
+        }
+        Ok(())
+    }
+
+    fn tx_select(&mut self, channel: u16, _: TxSelect) -> Self::Output {
+        let ch = self.channel(channel)?;
+        if ch.confirm {
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from confirm to tx mode",
+            ));
+        }
+        if ch.tx.is_none() {
+            ch.tx = Some(Transaction::default());
+        }
+        self.send(channel, TxSelectOk {});
+        Ok(())
+    }
+
+    fn tx_commit(&mut self, channel: u16, _: TxCommit) -> Self::Output {
+        let ch = self.channel(channel)?;
+        let Some(tx) = ch.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
+        };
+        let tx = std::mem::take(tx);
+        for (exchange, message, mandatory) in tx.publishes {
+            self.publish_now(channel, &exchange, message, mandatory, None)?;
+        }
+        for (tag, multiple, ack, requeue_them) in tx.settlements {
+            self.settle(channel, tag, multiple, ack, requeue_them)?;
+        }
+        self.send(channel, TxCommitOk {});
+        Ok(())
+    }
+
+    fn tx_rollback(&mut self, channel: u16, _: TxRollback) -> Self::Output {
+        let ch = self.channel(channel)?;
+        let Some(tx) = ch.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
+        };
+        *tx = Transaction::default();
+        self.send(channel, TxRollbackOk {});
+        Ok(())
+    }
+}

@@ -1,0 +1,594 @@
+//! One client connection: a task that reads frames, runs methods against the broker and
+//! writes what follows, plus a writer task (see [`writer`]).
+//!
+//! The data path through here: socket bytes → [`FrameDecoder`] → [`Method::decode`] →
+//! content assembly per channel → [`dispatch_to_server`] → the handlers in [`methods`]
+//! (which call into `broker::vhost` and `broker::queue`) → frames encoded into `out` →
+//! the writer. Deliveries from queues arrive through the connection's mailbox and are
+//! encoded by the same task, which owns every channel's state without locks.
+
+pub mod channel;
+pub mod handshake;
+mod methods;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use self::channel::{Channel, ChannelState, Unacked};
+use self::handshake::{Capabilities, HandshakeError};
+use self::writer::WriterHandle;
+use crate::auth::Users;
+use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
+use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::vhost::{RouteScratch, VHost};
+use crate::config::Config;
+use crate::protocol::content::{ContentHeader, encode_content};
+use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with, encode_heartbeat};
+use crate::protocol::generated::constants::FRAME_METHOD;
+use crate::protocol::generated::dispatch::dispatch_to_server;
+use crate::protocol::generated::methods::{
+    BasicDeliver, ChannelClose, ConnectionBlocked, ConnectionClose, ConnectionUnblocked, Method,
+};
+use crate::protocol::generated::properties::BasicProperties;
+use crate::protocol::{ReplyCode, ShortString};
+
+/// What every connection shares: the broker's configuration and objects.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub users: Users,
+    pub vhosts: HashMap<String, Arc<VHost>>,
+    /// A random identifier of this broker process (server property `identifier`).
+    pub identifier: String,
+    /// True while the memory high watermark is exceeded.
+    pub alarm: watch::Receiver<bool>,
+    /// Bytes of message data the broker holds.
+    pub memory: crate::broker::message::MemoryGauge,
+}
+
+/// A content-bearing method's content, as handed to the handlers.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub properties: BasicProperties,
+    pub raw_properties: Bytes,
+    pub body: Bytes,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    id: ConnectionId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let opened = tokio::select! {
+        r = tokio::time::timeout(shared.config.handshake_timeout, handshake::handshake(&mut stream, &shared)) => r,
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+    };
+    let opened = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(HandshakeError::Refused(e))) => {
+            tracing::info!(connection = id, "handshake refused: {e}");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(connection = id, "handshake ended: {e:?}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(connection = id, "handshake timed out");
+            return;
+        }
+    };
+    let (read, write) = stream.into_split();
+    let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
+    let drained_tx = mailbox_tx.clone();
+    let (writer, writer_task) = writer::spawn(write, move || {
+        let _ = drained_tx.send(ConnectionEvent::WriterDrained);
+    });
+    let vhost = opened.vhost.clone();
+    let mut conn = Connection {
+        id,
+        shared: shared.clone(),
+        vhost: opened.vhost,
+        user: opened.user,
+        frame_max: opened.frame_max,
+        channel_max: opened.channel_max,
+        heartbeat: opened.heartbeat,
+        capabilities: opened.capabilities,
+        channels: HashMap::new(),
+        out: BytesMut::with_capacity(64 * 1024),
+        writer,
+        mailbox: mailbox_tx,
+        scratch: RouteScratch::default(),
+        closing: None,
+        done: false,
+        blocked_sent: false,
+        has_published: false,
+        last_received: Instant::now(),
+    };
+    conn.run(read, opened.leftover, mailbox_rx, shutdown).await;
+    conn.release_all();
+    vhost.connection_closed(id);
+    drop(conn);
+    let _ = writer_task.await;
+}
+
+/// The state of one open connection, owned by its task.
+pub struct Connection {
+    id: ConnectionId,
+    shared: Arc<Shared>,
+    vhost: Arc<VHost>,
+    user: String,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    capabilities: Capabilities,
+    channels: HashMap<u16, Channel>,
+    /// Frames encoded but not yet handed to the writer.
+    out: BytesMut,
+    writer: WriterHandle,
+    mailbox: Mailbox,
+    scratch: RouteScratch,
+    /// Set once we sent connection.close: until when we wait for close-ok.
+    closing: Option<Instant>,
+    /// The connection is over; the loop exits.
+    done: bool,
+    blocked_sent: bool,
+    /// Only connections that publish are blocked by the memory alarm: consumers must
+    /// keep acking for memory to drain.
+    has_published: bool,
+    last_received: Instant,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut read: OwnedReadHalf,
+        mut inbuf: BytesMut,
+        mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut frames = FrameDecoder::new(self.frame_max);
+        let mut alarm = self.shared.alarm.clone();
+        let mut alarm_open = true;
+        let beat = if self.heartbeat == 0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(u64::from(self.heartbeat))
+        };
+        let mut ticker = tokio::time::interval(beat / 2);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sent = Instant::now();
+        // Frames already read with the handshake.
+        self.process_input(&mut frames, &mut inbuf);
+        while !self.done {
+            if !self.out.is_empty() {
+                last_sent = Instant::now();
+                if !self.writer.send(self.out.split().freeze()) {
+                    return;
+                }
+            }
+            let blocked = *alarm.borrow() && self.has_published && self.closing.is_none();
+            if blocked != self.blocked_sent {
+                self.set_blocked(blocked);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if self.closing.is_none() => {
+                    self.close_connection(AmqpError::new(ReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'"), 0, 0);
+                }
+                event = mailbox.recv() => {
+                    let Some(event) = event else { return };
+                    self.handle_event(event);
+                    // Drain what else is ready so frames go out in one write.
+                    for _ in 0..256 {
+                        match mailbox.try_recv() {
+                            Ok(ev) => self.handle_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                n = read.read_buf(&mut inbuf), if !blocked => {
+                    match n {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            self.last_received = Instant::now();
+                            self.process_input(&mut frames, &mut inbuf);
+                        }
+                    }
+                }
+                r = alarm.changed(), if alarm_open => {
+                    // The sender goes away only at shutdown; stop polling it then.
+                    alarm_open = r.is_ok();
+                }
+                _ = ticker.tick() => {
+                    if let Some(deadline) = self.closing {
+                        if Instant::now() >= deadline {
+                            return;
+                        }
+                    }
+                    if self.heartbeat != 0 {
+                        if self.last_received.elapsed() > beat * 2 {
+                            tracing::info!(connection = self.id, "missed heartbeats from client, closing");
+                            return;
+                        }
+                        if last_sent.elapsed() >= beat / 2 {
+                            encode_heartbeat(&mut self.out);
+                        }
+                    }
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            self.writer.send(self.out.split().freeze());
+        }
+    }
+
+    fn set_blocked(&mut self, blocked: bool) {
+        self.blocked_sent = blocked;
+        if !self.capabilities.connection_blocked {
+            return;
+        }
+        if blocked {
+            let m = ConnectionBlocked {
+                reason: ShortString::from_static("low on memory"),
+            };
+            encode_frame_with(&mut self.out, FRAME_METHOD, 0, |b| m.encode(b));
+        } else {
+            encode_frame_with(&mut self.out, FRAME_METHOD, 0, |b| {
+                ConnectionUnblocked {}.encode(b)
+            });
+        }
+    }
+
+    /// Decodes and handles every whole frame in `inbuf`.
+    fn process_input(&mut self, frames: &mut FrameDecoder, inbuf: &mut BytesMut) {
+        while !self.done {
+            let frame = match frames.decode(inbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    self.close_connection(e.into(), 0, 0);
+                    // Nothing after a framing error can be trusted.
+                    inbuf.clear();
+                    break;
+                }
+            };
+            let channel = frame.channel;
+            let result = match frame.payload {
+                FramePayload::Heartbeat => {
+                    if channel != 0 {
+                        Err(AmqpError::new(
+                            ReplyCode::UnexpectedFrame,
+                            "heartbeat frame on a non-zero channel",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+                FramePayload::Method(payload) => self.method_frame(channel, payload),
+                FramePayload::Header(payload) => self.header_frame(channel, payload),
+                FramePayload::Body(payload) => self.body_frame(channel, payload),
+            };
+            if let Err(e) = result {
+                self.fail(channel, e, 0, 0);
+            }
+        }
+    }
+
+    /// Sends channel.close for a soft error, connection.close for a hard one.
+    fn fail(&mut self, channel: u16, e: AmqpError, class_id: u16, method_id: u16) {
+        if e.closes_connection() || channel == 0 {
+            self.close_connection(e, class_id, method_id);
+        } else {
+            self.close_channel(channel, e, class_id, method_id);
+        }
+    }
+
+    fn method_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
+        let method = Method::decode(payload)?;
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        if self.closing.is_some() {
+            // After connection.close only close and close-ok count.
+            match method {
+                Method::ConnectionCloseOk(_) => self.done = true,
+                Method::ConnectionClose(_) => {
+                    encode_frame_with(&mut self.out, FRAME_METHOD, 0, |b| {
+                        crate::protocol::generated::methods::ConnectionCloseOk {}.encode(b)
+                    });
+                    self.done = true;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let result = self.route_method(channel, method);
+        if let Err(e) = result {
+            self.fail(channel, e, class_id, method_id);
+        }
+        Ok(())
+    }
+
+    fn route_method(&mut self, channel: u16, method: Method) -> AmqpResult<()> {
+        let info = method.info();
+        if info.class_id == 10 {
+            if channel != 0 {
+                return Err(AmqpError::command_invalid(format!(
+                    "{} is only allowed on channel 0",
+                    info.name
+                )));
+            }
+        } else {
+            if channel == 0 {
+                return Err(AmqpError::command_invalid(format!(
+                    "{} is not allowed on channel 0",
+                    info.name
+                )));
+            }
+            match self.channels.get_mut(&channel) {
+                None if matches!(method, Method::ChannelOpen(_)) => {}
+                None => {
+                    return Err(AmqpError::channel_error(format!(
+                        "expected 'channel.open' on channel {channel}"
+                    )));
+                }
+                Some(ch) if ch.state == ChannelState::Closing => {
+                    // Discard all but close/close-ok until the client confirms.
+                    if !matches!(method, Method::ChannelCloseOk(_) | Method::ChannelClose(_)) {
+                        return Ok(());
+                    }
+                }
+                Some(ch) => {
+                    ch.content.method_frame()?;
+                    if info.has_content {
+                        if let Method::BasicPublish(p) = method {
+                            ch.content.start(info.class_id, p)?;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        dispatch_to_server(self, channel, method, None)
+            .map_err(|e| AmqpError::new(e.reply_code(), e.to_string()))?
+    }
+
+    fn header_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return Err(AmqpError::channel_error(format!(
+                "expected 'channel.open' on channel {channel}"
+            )));
+        };
+        if ch.state == ChannelState::Closing {
+            return Ok(());
+        }
+        match ch.content.header(payload) {
+            Ok(Some(done)) => self.publish_complete(channel, done.method, done.header, done.body),
+            Ok(None) => Ok(()),
+            Err(e) => {
+                let e: AmqpError = e.into();
+                self.fail(channel, e, 60, 40);
+                Ok(())
+            }
+        }
+    }
+
+    fn body_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return Err(AmqpError::channel_error(format!(
+                "expected 'channel.open' on channel {channel}"
+            )));
+        };
+        if ch.state == ChannelState::Closing {
+            return Ok(());
+        }
+        match ch.content.body(payload) {
+            Ok(Some(done)) => self.publish_complete(channel, done.method, done.header, done.body),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn publish_complete(
+        &mut self,
+        channel: u16,
+        method: crate::protocol::generated::methods::BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> AmqpResult<()> {
+        let properties = BasicProperties::decode_bytes(header.properties.clone())?;
+        let content = Content {
+            properties,
+            raw_properties: header.properties,
+            body,
+        };
+        if let Err(e) =
+            dispatch_to_server(self, channel, Method::BasicPublish(method), Some(content))
+                .map_err(|e| AmqpError::new(e.reply_code(), e.to_string()))
+                .and_then(|r| r)
+        {
+            self.fail(channel, e, 60, 40);
+        }
+        Ok(())
+    }
+
+    fn handle_event(&mut self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Deliver {
+                channel,
+                consumer,
+                queue,
+                entry,
+            } => {
+                let open = self.channels.get(&channel).is_some_and(|c| {
+                    c.state == ChannelState::Open && c.consumers.contains_key(&consumer.tag)
+                });
+                if !open || self.closing.is_some() {
+                    // Cancelled or closing meanwhile: the message goes back.
+                    consumer.give_back_credit(1);
+                    if !consumer.no_ack {
+                        queue.returned(vec![entry], true);
+                    }
+                    return;
+                }
+                let Some(ch) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                let tag = ch.next_tag();
+                let deliver = BasicDeliver {
+                    consumer_tag: consumer.tag.clone(),
+                    delivery_tag: tag,
+                    redelivered: entry.redelivered,
+                    exchange: entry.message.exchange.clone(),
+                    routing_key: entry.message.routing_key.clone(),
+                };
+                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| deliver.encode(b));
+                encode_content(
+                    &mut self.out,
+                    channel,
+                    BasicProperties::CLASS_ID,
+                    &entry.message.raw_properties,
+                    &entry.message.body,
+                    self.frame_max,
+                );
+                if !consumer.no_ack {
+                    ch.unacked.push_back(Unacked {
+                        tag,
+                        queue,
+                        entry,
+                        consumer: Some(consumer),
+                    });
+                }
+            }
+            ConnectionEvent::Cancelled {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if ch.consumers.remove(&consumer_tag).is_some()
+                        && self.capabilities.consumer_cancel_notify
+                        && ch.state == ChannelState::Open
+                    {
+                        let m = crate::protocol::generated::methods::BasicCancel {
+                            consumer_tag,
+                            no_wait: true,
+                        };
+                        encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| m.encode(b));
+                    }
+                }
+            }
+            ConnectionEvent::Close { code, text } => {
+                self.close_connection(AmqpError::new(code, text), 0, 0);
+            }
+            ConnectionEvent::WriterDrained => {
+                // No-ack consumers paused on a full socket may go on.
+                let queues: Vec<_> = self
+                    .channels
+                    .values()
+                    .flat_map(|c| c.consumers.values().map(|cc| cc.queue.clone()))
+                    .collect();
+                for q in queues {
+                    q.dispatch();
+                }
+            }
+        }
+    }
+
+    /// Closes a channel with a soft error: its deliveries are requeued, its consumers
+    /// cancelled, and further frames on it are discarded until close-ok.
+    fn close_channel(&mut self, channel: u16, e: AmqpError, class_id: u16, method_id: u16) {
+        tracing::debug!(connection = self.id, channel, "closing channel: {e}");
+        self.release_channel(channel);
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.state = ChannelState::Closing;
+            ch.content.reset();
+        }
+        let close = ChannelClose {
+            reply_code: e.code.code(),
+            reply_text: ShortString::new(Bytes::from(e.reply_text())).unwrap_or_default(),
+            class_id,
+            method_id,
+        };
+        encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| close.encode(b));
+    }
+
+    /// Sends connection.close; the connection ends at close-ok or after a timeout.
+    fn close_connection(&mut self, e: AmqpError, class_id: u16, method_id: u16) {
+        if self.closing.is_some() {
+            return;
+        }
+        tracing::info!(connection = self.id, "closing connection: {e}");
+        self.release_all();
+        let close = ConnectionClose {
+            reply_code: e.code.code(),
+            reply_text: ShortString::new(Bytes::from(e.reply_text())).unwrap_or_default(),
+            class_id,
+            method_id,
+        };
+        encode_frame_with(&mut self.out, FRAME_METHOD, 0, |b| close.encode(b));
+        self.closing = Some(Instant::now() + Duration::from_secs(3));
+    }
+
+    /// Cancels a channel's consumers and requeues its unacknowledged deliveries.
+    fn release_channel(&mut self, channel: u16) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let consumers: Vec<_> = ch.consumers.drain().collect();
+        let unacked: Vec<_> = ch.unacked.drain(..).collect();
+        ch.tx = None;
+        for (tag, cc) in consumers {
+            if cc.queue.remove_consumer(self.id, channel, &tag) {
+                self.vhost.auto_delete_queue(&cc.queue);
+            }
+        }
+        requeue(unacked);
+    }
+
+    fn release_all(&mut self) {
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.release_channel(id);
+        }
+    }
+}
+
+/// Gives deliveries back to their queues (redelivered) and credit to their consumers.
+fn requeue(unacked: Vec<Unacked>) {
+    let mut by_queue: Vec<(
+        Arc<crate::broker::queue::Queue>,
+        Vec<crate::broker::backlog::Entry>,
+    )> = Vec::new();
+    for u in unacked {
+        if let Some(c) = &u.consumer {
+            c.give_back_credit(1);
+        }
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, entries)) => entries.push(u.entry),
+            None => by_queue.push((u.queue, vec![u.entry])),
+        }
+    }
+    for (q, entries) in by_queue {
+        q.returned(entries, true);
+    }
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh connection id.
+pub fn next_connection_id() -> ConnectionId {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}

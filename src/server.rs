@@ -1,0 +1,176 @@
+//! The listening broker: accepts connections, starts a task for each, and shuts down
+//! cleanly (stop accepting, close every connection with 320 CONNECTION_FORCED).
+//!
+//! [`Broker::start`] is how `main` and the tests run a broker: it binds (port 0 picks a
+//! free port), returns a handle with the bound address, and keeps serving until the
+//! handle's [`BrokerHandle::shutdown`] is called.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::Users;
+use crate::broker::vhost::{VHost, VHostLimits};
+use crate::config::Config;
+use crate::connection::{self, Shared};
+
+/// Entry point for running a broker.
+pub struct Broker;
+
+/// A running broker.
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Binds the configured address and starts serving.
+    pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
+        let listener = TcpListener::bind((config.bind, config.port)).await?;
+        let addr = listener.local_addr()?;
+        let limits = VHostLimits {
+            max_queues: config.limits.max_queues,
+            max_exchanges: config.limits.max_exchanges,
+        };
+        let vhosts: HashMap<String, Arc<VHost>> = config
+            .vhosts
+            .iter()
+            .map(|name| (name.clone(), VHost::new(name, limits)))
+            .collect();
+        let (alarm_tx, alarm) = watch::channel(false);
+        let memory = crate::broker::message::MemoryGauge::default();
+        let identifier = format!("fedamq-{:016x}", rand::rng().random::<u64>());
+        let shared = Arc::new(Shared {
+            users: Users::from_config(&config),
+            config,
+            vhosts,
+            identifier,
+            alarm,
+            memory: memory.clone(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let watermark = shared.config.memory_high_watermark;
+        tokio::spawn(watch_memory(
+            memory,
+            watermark,
+            alarm_tx,
+            shutdown_rx.clone(),
+        ));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        tracing::info!("fedamq listening on {addr}");
+        Ok(BrokerHandle {
+            addr,
+            shared,
+            shutdown,
+            task,
+        })
+    }
+}
+
+impl BrokerHandle {
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`-style URL for the default vhost.
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!("amqp://{user}:{password}@{}/%2f", self.addr)
+    }
+
+    /// The random identifier this broker advertises in its server properties.
+    pub fn identifier(&self) -> &str {
+        &self.shared.identifier
+    }
+
+    /// Stops accepting, closes every connection with 320 and waits for them to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Raises the memory alarm while message data exceeds the watermark: publishing
+/// connections then get connection.blocked and are not read until it clears.
+async fn watch_memory(
+    memory: crate::broker::message::MemoryGauge,
+    watermark: u64,
+    alarm: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if watermark == 0 {
+        // Disabled: the alarm never rises.
+        let _ = shutdown.wait_for(|s| *s).await;
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        }
+        let over = memory.load(Ordering::Relaxed) > watermark;
+        if over != *alarm.borrow() {
+            if over {
+                tracing::warn!(
+                    "memory high watermark ({watermark} bytes) exceeded: blocking publishers"
+                );
+            } else {
+                tracing::info!("memory below the high watermark: unblocking publishers");
+            }
+            let _ = alarm.send(over);
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut connections = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Acquire) >= shared.config.limits.max_connections {
+                    tracing::warn!("connection from {peer} refused: connection limit reached");
+                    drop(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let id = connection::next_connection_id();
+                tracing::debug!(connection = id, "accepted {peer}");
+                let (shared, shutdown, open) = (shared.clone(), shutdown.clone(), open.clone());
+                connections.spawn(async move {
+                    connection::serve(stream, shared, id, shutdown).await;
+                    open.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }
+    }
+    drop(listener);
+    // Connections saw the shutdown signal and are closing with 320; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+}

@@ -1,0 +1,43 @@
+//! Starting an in-process broker on an ephemeral port for a test, and connecting to it
+//! with lapin (an independent client).
+
+use fedamq::config::Config;
+use fedamq::{Broker, BrokerHandle};
+use lapin::{Channel, Connection, ConnectionProperties};
+
+/// A broker on 127.0.0.1:0 with the default configuration (guest/guest on `/`).
+pub async fn start() -> BrokerHandle {
+    start_with(Config::default()).await
+}
+
+/// A broker with a test's own configuration (port forced to 0).
+pub async fn start_with(mut config: Config) -> BrokerHandle {
+    config.bind = "127.0.0.1".parse().unwrap();
+    config.port = 0;
+    Broker::start(config).await.expect("broker starts")
+}
+
+/// A lapin connection as guest.
+pub async fn connect(broker: &BrokerHandle) -> Connection {
+    Connection::connect(
+        &broker.url("guest", "guest"),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("lapin connects")
+}
+
+/// A connection and one channel on it.
+pub async fn channel(broker: &BrokerHandle) -> (Connection, Channel) {
+    let conn = connect(broker).await;
+    let ch = conn.create_channel().await.expect("channel opens");
+    (conn, ch)
+}
+
+/// The reply code of a lapin protocol error, if it is one.
+pub fn reply_code(err: &lapin::Error) -> Option<u16> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}

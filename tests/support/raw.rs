@@ -1,0 +1,174 @@
+//! A minimal raw AMQP client over TCP for tests that must send what no real client
+//! would: malformed frames, wrong-channel methods, hostile sizes. Built on fedamq's own
+//! codec for the happy path and raw bytes for everything else.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use fedamq::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
+use fedamq::protocol::generated::methods::*;
+use fedamq::protocol::{FieldTable, FieldValue, ShortString};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    frames: FrameDecoder,
+}
+
+/// A decoded method frame: (channel, method).
+pub struct MethodFrame(pub u16, pub Method);
+
+impl MethodFrame {
+    pub fn class_method(&self) -> (u16, u16) {
+        (self.1.class_id(), self.1.method_id())
+    }
+
+    pub fn reply_code(&self) -> u16 {
+        match &self.1 {
+            Method::ConnectionClose(c) => c.reply_code,
+            Method::ChannelClose(c) => c.reply_code,
+            other => panic!("not a close: {}", other.name()),
+        }
+    }
+}
+
+impl Client {
+    /// Connects without sending anything.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            frames: FrameDecoder::new(131_072),
+        }
+    }
+
+    /// Connects and completes the handshake as guest with the given heartbeat.
+    pub async fn open(addr: SocketAddr, heartbeat: u16) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.stream.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
+        let start = c.expect_method().await;
+        assert_eq!(start.class_method(), (10, 10));
+        let mut caps = FieldTable::new();
+        caps.insert(
+            ShortString::from_static("connection.blocked"),
+            FieldValue::Bool(true),
+        );
+        let mut client_properties = FieldTable::new();
+        client_properties.insert(
+            ShortString::from_static("capabilities"),
+            FieldValue::Table(caps),
+        );
+        c.send(
+            0,
+            ConnectionStartOk {
+                client_properties,
+                mechanism: ShortString::from_static("PLAIN"),
+                response: Bytes::from_static(b"\0guest\0guest"),
+                locale: ShortString::from_static("en_US"),
+            },
+        )
+        .await;
+        let tune = c.expect_method().await;
+        let Method::ConnectionTune(t) = tune.1 else {
+            panic!("expected tune")
+        };
+        c.send(
+            0,
+            ConnectionTuneOk {
+                channel_max: t.channel_max,
+                frame_max: t.frame_max,
+                heartbeat,
+            },
+        )
+        .await;
+        c.send(
+            0,
+            ConnectionOpen {
+                virtual_host: ShortString::from_static("/"),
+            },
+        )
+        .await;
+        let ok = c.expect_method().await;
+        assert_eq!(ok.class_method(), (10, 41), "connection.open-ok");
+        c
+    }
+
+    /// Connects, handshakes, and opens channel 1.
+    pub async fn with_channel(addr: SocketAddr) -> Client {
+        let mut c = Client::open(addr, 0).await;
+        c.send(1, ChannelOpen {}).await;
+        assert_eq!(c.expect_method().await.class_method(), (20, 11));
+        c
+    }
+
+    pub async fn send(&mut self, channel: u16, m: impl Into<Method>) {
+        let m = m.into();
+        let mut out = BytesMut::new();
+        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Publishes `body` to the default exchange with routing key `queue`.
+    pub async fn publish(&mut self, channel: u16, queue: &str, body: &[u8]) {
+        let m = Method::from(BasicPublish {
+            routing_key: ShortString::try_from(queue).unwrap(),
+            ..Default::default()
+        });
+        let mut out = BytesMut::new();
+        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
+        encode_frame_with(&mut out, 2, channel, |b| {
+            fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
+            fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
+        });
+        encode_frame_with(&mut out, 3, channel, |b| b.extend_from_slice(body));
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn send_close_ok(&mut self) {
+        self.send(0, ConnectionCloseOk {}).await;
+    }
+
+    /// The next frame as (type, channel, payload); None when the socket closed.
+    pub async fn next_frame(&mut self) -> Option<(u8, u16, Bytes)> {
+        loop {
+            if let Some(f) = self.frames.decode(&mut self.buf).unwrap() {
+                let t = f.frame_type() as u8;
+                let payload = match f.payload {
+                    FramePayload::Method(p) | FramePayload::Header(p) | FramePayload::Body(p) => p,
+                    FramePayload::Heartbeat => Bytes::new(),
+                };
+                return Some((t, f.channel, payload));
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next method frame, skipping heartbeats.
+    pub async fn expect_method(&mut self) -> MethodFrame {
+        loop {
+            let (t, ch, payload) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.next_frame())
+                    .await
+                    .expect("a frame within 5 s")
+                    .expect("socket open");
+            if t == 1 {
+                return MethodFrame(ch, Method::decode(payload).unwrap());
+            }
+        }
+    }
+
+    /// Reads until the broker closes the socket.
+    pub async fn wait_closed(&mut self) {
+        while self.next_frame().await.is_some() {}
+    }
+}
