@@ -56,19 +56,24 @@ async fn sigterm_closes_connections_with_320_and_exits_0() {
     )
     .await
     .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    conn.on_error(move |e| {
-        let _ = tx.send(e);
-    });
+    let mut events = Box::pin(conn.events_listener());
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
 
-    let err = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the client is told");
+    let err = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match futures_lite::StreamExt::next(&mut events).await {
+                Some(lapin::Event::Error(e)) => return e,
+                Some(_) => continue,
+                None => panic!("events ended without an error"),
+            }
+        }
+    })
+    .await
+    .expect("the client is told");
     assert_eq!(support_reply_code(&err), Some(320), "{err}");
     let mut exited = None;
     for _ in 0..100 {
