@@ -218,15 +218,26 @@ async fn nack_requeue_redelivers_at_the_head_and_reject_drops() {
 
 #[tokio::test]
 async fn unknown_delivery_tag_is_406() {
+    use fedamq::protocol::generated::methods::{BasicAck, Method};
     let b = broker::start().await;
-    let (_c, ch) = broker::channel(&b).await;
-    ch.basic_ack(99, BasicAckOptions::default()).await.unwrap();
-    // The channel is closed by the broker; the next call reports why.
-    let err = ch
-        .queue_declare("x", QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .unwrap_err();
-    assert_eq!(broker::reply_code(&err), Some(406), "{err}");
+    // A raw client: the close must be seen in answer to the ack itself, which lapin
+    // would race with whatever it sends next.
+    let mut c = support::raw::Client::with_channel(b.local_addr()).await;
+    c.send(
+        1,
+        BasicAck {
+            delivery_tag: 99,
+            multiple: false,
+        },
+    )
+    .await;
+    let close = c.expect_method().await;
+    assert!(
+        matches!(close.1, Method::ChannelClose(_)),
+        "got {}",
+        close.1.name()
+    );
+    assert_eq!(close.reply_code(), 406);
     b.shutdown().await;
 }
 

@@ -264,17 +264,21 @@ async fn publishing_to_an_internal_exchange_is_403() {
     )
     .await
     .unwrap();
-    ch.basic_publish(
-        "inner",
-        "",
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
+    // In confirm mode the publish itself reports the channel error (no race with
+    // the next command).
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let err = ch
-        .queue_declare("", QueueDeclareOptions::default(), FieldTable::default())
+        .basic_publish(
+            "inner",
+            "",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
         .await
         .unwrap_err();
     assert_eq!(broker::reply_code(&err), Some(403), "{err}");
@@ -285,17 +289,21 @@ async fn publishing_to_an_internal_exchange_is_403() {
 async fn publishing_to_a_missing_exchange_is_404() {
     let b = broker::start().await;
     let (_c, ch) = broker::channel(&b).await;
-    ch.basic_publish(
-        "missing",
-        "",
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
+    // In confirm mode the publish itself reports the channel error (no race with
+    // the next command).
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let err = ch
-        .queue_declare("", QueueDeclareOptions::default(), FieldTable::default())
+        .basic_publish(
+            "missing",
+            "",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
         .await
         .unwrap_err();
     assert_eq!(broker::reply_code(&err), Some(404), "{err}");

@@ -145,21 +145,21 @@ async fn configure_write_and_read_are_checked_per_resource() {
 
     // Publishing to amq.fanout needs write there: refused.
     let ch = c.create_channel().await.unwrap();
-    ch.basic_publish(
-        "amq.fanout",
-        "",
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
+    // In confirm mode the publish itself reports the channel error (no race with
+    // the next command).
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let err = ch
-        .queue_declare(
-            "app.more",
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
+        .basic_publish(
+            "amq.fanout",
+            "",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
         )
+        .await
+        .unwrap()
         .await
         .unwrap_err();
     assert_eq!(broker::reply_code(&err), Some(403), "{err}");

@@ -275,7 +275,17 @@ impl Queue {
     /// Takes deliveries back: requeued at their original place (redelivered), or
     /// dead-lettered as rejected (dropped when there is no dead-letter exchange).
     pub fn returned(self: &Arc<Self>, entries: Vec<Entry>, requeue: bool) {
-        let n = entries.len();
+        self.take_back(entries, requeue, true);
+    }
+
+    /// A delivery to a no-ack consumer that never reached it (its channel closed on
+    /// the way): back to its place, as it was never counted as unacknowledged.
+    pub fn undelivered(self: &Arc<Self>, entry: Entry) {
+        self.take_back(vec![entry], true, false);
+    }
+
+    fn take_back(self: &Arc<Self>, entries: Vec<Entry>, requeue: bool, counted: bool) {
+        let n = if counted { entries.len() } else { 0 };
         let mut dead = Vec::new();
         {
             let mut st = self.lock();

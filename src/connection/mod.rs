@@ -434,12 +434,19 @@ impl Connection {
                 entry,
             } => {
                 let open = self.channels.get(&channel).is_some_and(|c| {
-                    c.state == ChannelState::Open && c.consumers.contains_key(&consumer.tag)
+                    // The same consumer, not just the same tag: a channel may have been
+                    // closed and reopened with a new consumer of that tag meanwhile.
+                    c.state == ChannelState::Open
+                        && c.consumers
+                            .get(&consumer.tag)
+                            .is_some_and(|cc| Arc::ptr_eq(&cc.consumer, &consumer))
                 });
                 if !open || self.closing.is_some() {
                     // Cancelled or closing meanwhile: the message goes back.
                     consumer.give_back_credit(1);
-                    if !consumer.no_ack {
+                    if consumer.no_ack {
+                        queue.undelivered(entry);
+                    } else {
                         queue.returned(vec![entry], true);
                     }
                     return;

@@ -1,32 +1,35 @@
 //! The AMQP `shortstr`: up to 255 octets behind a one-octet length.
 //!
 //! Queue names, exchange names, routing keys, consumer tags and table keys are all
-//! shortstrs, so they are everywhere on the hot path. Keeping them as [`Bytes`] lets the
-//! decoder hand out slices of the received frame without copying, and making the length
-//! limit part of the type lets the encoder be infallible.
+//! shortstrs, so they are everywhere on the hot path. Most are short, so they are kept
+//! inline (a copy of a few bytes is cheaper than the atomic reference counting of a
+//! shared slice), and making the length limit part of the type lets the encoder be
+//! infallible.
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 /// AMQP shortstr: at most 255 bytes, NOT UTF-8 validated (bytes pass through as
 /// published, as RabbitMQ does).
 ///
-/// Short values (names, routing keys, tags: almost all of them) are stored inline and
-/// copied, which is cheaper than the atomic reference counting a shared [`Bytes`] slice
-/// costs on every clone and drop; longer ones share the frame's [`Bytes`].
+/// Short values (names, routing keys: most of them) are stored inline and copied, which
+/// is cheaper than the atomic reference counting a shared slice costs on every clone and
+/// drop; longer ones are copied once into a shared allocation. The type is 24 bytes, so
+/// structs with many of them (content properties, methods) stay small to move.
 #[derive(Clone)]
 pub struct ShortString(Repr);
 
 /// Values up to this long are stored inline.
-pub(crate) const INLINE: usize = 38;
+pub(crate) const INLINE: usize = 22;
 
 #[derive(Clone)]
 enum Repr {
     Inline { len: u8, buf: [u8; INLINE] },
     Static(&'static [u8]),
-    Shared(Bytes),
+    Shared(Arc<[u8]>),
 }
 
 /// A value longer than [`ShortString::MAX_LEN`] was offered as a shortstr.
@@ -42,7 +45,7 @@ impl ShortString {
         if b.len() > Self::MAX_LEN {
             return Err(ShortStringTooLong(b.len()));
         }
-        Ok(Self::inline(&b).unwrap_or(Self(Repr::Shared(b))))
+        Ok(Self::inline(&b).unwrap_or_else(|| Self(Repr::Shared(Arc::from(&b[..])))))
     }
 
     /// A copy of `b` stored inline, if it is short enough.
@@ -63,7 +66,7 @@ impl ShortString {
         if b.len() > Self::MAX_LEN {
             return Err(ShortStringTooLong(b.len()));
         }
-        Ok(Self::inline(b).unwrap_or_else(|| Self(Repr::Shared(Bytes::copy_from_slice(b)))))
+        Ok(Self::inline(b).unwrap_or_else(|| Self(Repr::Shared(Arc::from(b)))))
     }
 
     /// For literals. Too long a literal is a programmer error, so this panics, and in a
@@ -99,9 +102,8 @@ impl ShortString {
 
     pub fn into_bytes(self) -> Bytes {
         match self.0 {
-            Repr::Shared(b) => b,
             Repr::Static(s) => Bytes::from_static(s),
-            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            _ => Bytes::copy_from_slice(self.as_bytes()),
         }
     }
 
@@ -345,15 +347,17 @@ mod tests {
     }
 
     #[test]
-    fn long_values_share_the_frame_short_ones_are_inline() {
+    fn long_values_are_shared_short_ones_are_inline() {
         let frame = Bytes::from(vec![b'q'; 100]);
         let long = frame.slice(2..);
         let s = ShortString::new(long.clone()).unwrap();
+        let c = s.clone();
         assert_eq!(
             s.as_bytes().as_ptr(),
-            long.as_ptr(),
-            "no copy above the inline size"
+            c.as_bytes().as_ptr(),
+            "clones share long values"
         );
+        assert_eq!(s.as_bytes(), &long[..]);
         let short = frame.slice(2..12);
         let s = ShortString::new(short.clone()).unwrap();
         assert_ne!(
@@ -362,6 +366,7 @@ mod tests {
             "short values are copied inline"
         );
         assert_eq!(s.as_bytes(), &short[..]);
+        assert_eq!(std::mem::size_of::<ShortString>(), 24);
     }
 
     proptest! {

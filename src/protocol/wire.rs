@@ -99,10 +99,7 @@ impl Decoder {
                 available: self.buf.len(),
             });
         }
-        if len > super::short_string::INLINE {
-            return Ok(ShortString::new(self.bytes(len)?).unwrap_or_default());
-        }
-        // Short ones are copied inline: cheaper than a shared slice. A u8 length fits.
+        // Copied (inline when short), not sliced: see ShortString. A u8 length fits.
         let s = ShortString::copy_from_slice(&self.buf[..len]).unwrap_or_default();
         self.buf.advance(len);
         Ok(s)
