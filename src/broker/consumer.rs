@@ -52,6 +52,8 @@ pub struct Consumer {
     pub connection: ConnectionId,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority`: higher-priority consumers get messages first.
+    pub priority: i64,
     /// Per-consumer prefetch window (basic.qos with global=false), if any.
     pub credit: Option<Arc<Credit>>,
     /// Per-channel prefetch window (basic.qos with global=true), if any.

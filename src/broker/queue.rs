@@ -239,12 +239,25 @@ impl Queue {
             // Only the first consumer is active; the others wait their turn.
             return st.consumers[0].try_take_credit().then_some(0);
         }
-        for i in 0..n {
-            let index = (st.next_consumer + i) % n;
-            if st.consumers[index].try_take_credit() {
-                st.next_consumer = (index + 1) % n;
-                return Some(index);
+        // Consumers are kept in descending `x-priority` order. Higher levels get every
+        // message they have credit for; round robin within a level (RabbitMQ's rule).
+        let mut start = 0;
+        while start < n {
+            let level = st.consumers[start].priority;
+            let end = start
+                + st.consumers[start..]
+                    .iter()
+                    .take_while(|c| c.priority == level)
+                    .count();
+            let len = end - start;
+            for i in 0..len {
+                let index = start + (st.next_consumer + i) % len;
+                if st.consumers[index].try_take_credit() {
+                    st.next_consumer = index - start + 1;
+                    return Some(index);
+                }
             }
+            start = end;
         }
         None
     }
@@ -293,6 +306,9 @@ impl Queue {
             if requeue && !self.is_deleted() {
                 let dropped = st.backlog.requeue(entries);
                 dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
+                // What expired while it was out expires now, not at the next pop.
+                let expired = st.backlog.expire(clock::now_ms());
+                dead.extend(expired.into_iter().map(|e| (e, Reason::Expired)));
                 self.dispatch_locked(&mut st, clock::now_ms(), &mut dead);
             } else {
                 dead.extend(entries.into_iter().map(|e| (e, Reason::Rejected)));
@@ -314,7 +330,11 @@ impl Queue {
                     self.vhost_name()
                 )));
             }
-            st.consumers.push(consumer);
+            // Descending priority; a newcomer goes after its equals.
+            let at = st
+                .consumers
+                .partition_point(|c| c.priority >= consumer.priority);
+            st.consumers.insert(at, consumer);
             st.had_consumer = true;
             st.last_used_ms = clock::now_ms();
         }

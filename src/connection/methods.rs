@@ -530,6 +530,14 @@ impl ServerMethods for Connection {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Read, "queue", &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v.as_i64().ok_or_else(|| {
+                AmqpError::precondition_failed(format!(
+                    "invalid arg 'x-priority' for consumer on queue '{name}': expected an integer"
+                ))
+            })?,
+        };
         let tag = if m.consumer_tag.is_empty() {
             random_tag("amq.ctag-")
         } else {
@@ -550,6 +558,7 @@ impl ServerMethods for Connection {
             connection: id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            priority,
             credit: (ch.consumer_prefetch > 0).then(|| Arc::new(Credit::new(ch.consumer_prefetch))),
             channel_credit: Some(ch.channel_credit.clone()),
             channel_active: ch.active.clone(),
@@ -563,20 +572,16 @@ impl ServerMethods for Connection {
                 queue: q.clone(),
             },
         );
-        // consume-ok goes out before any delivery: deliveries arrive via the mailbox.
-        if !m.no_wait {
-            self.send(
-                channel,
-                BasicConsumeOk {
-                    consumer_tag: tag.clone(),
-                },
-            );
-        }
         if let Err(e) = q.add_consumer(consumer) {
             if let Ok(ch) = self.channel(channel) {
                 ch.consumers.remove(&tag);
             }
             return Err(e);
+        }
+        // consume-ok still goes out before any delivery: deliveries reach this task
+        // through its mailbox, which is read only after this handler returns.
+        if !m.no_wait {
+            self.send(channel, BasicConsumeOk { consumer_tag: tag });
         }
         Ok(())
     }
@@ -615,6 +620,22 @@ impl ServerMethods for Connection {
                     "user_id property set to '{uid}' but authenticated user was '{}'",
                     self.user
                 )));
+            }
+        }
+        if let Some(exp) = &content.properties.expiration {
+            let text = String::from_utf8_lossy(exp.as_bytes());
+            match text.parse::<i64>() {
+                Ok(n) if n >= 0 => {}
+                Ok(_) => {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid expiration '{text}': value_negative"
+                    )));
+                }
+                Err(_) => {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid expiration '{text}': no_integer"
+                    )));
+                }
             }
         }
         if m.immediate {
