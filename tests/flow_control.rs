@@ -76,3 +76,68 @@ async fn queue_limit_is_a_406() {
     assert_eq!(broker::reply_code(&err), Some(406), "{err}");
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn connection_limit_refuses_the_next_connection() {
+    let mut config = Config::default();
+    config.limits.max_connections = 1;
+    let b = broker::start_with(config).await;
+    let first = broker::connect(&b).await;
+    let url = b.url("guest", "guest");
+    let second = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await;
+    assert!(
+        second.is_err(),
+        "a second connection over the limit was accepted"
+    );
+    // The first is unaffected.
+    first.create_channel().await.unwrap();
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn prefetch_size_is_540_not_implemented() {
+    use fedamq::protocol::generated::methods::BasicQos;
+    let b = broker::start().await;
+    let mut c = raw::Client::with_channel(b.local_addr()).await;
+    c.send(
+        1,
+        BasicQos {
+            prefetch_size: 1024,
+            prefetch_count: 1,
+            global: false,
+        },
+    )
+    .await;
+    let close = c.expect_method().await;
+    assert_eq!(close.class_method(), (10, 50), "540 is a hard error");
+    assert_eq!(close.reply_code(), 540);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn exchange_limit_is_a_406() {
+    let mut config = Config::default();
+    // The six predeclared exchanges count.
+    config.limits.max_exchanges = 7;
+    let b = broker::start_with(config).await;
+    let (_c, ch) = broker::channel(&b).await;
+    ch.exchange_declare(
+        "one",
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let err = ch
+        .exchange_declare(
+            "two",
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(broker::reply_code(&err), Some(406), "{err}");
+    b.shutdown().await;
+}
