@@ -46,6 +46,15 @@ fn frame(t: u8, channel: u16, payload: &[u8], end: u8) -> Vec<u8> {
     b.to_vec()
 }
 
+/// A basic content header announcing `body_size` bytes, with no properties.
+fn content_header(body_size: u64) -> Vec<u8> {
+    let mut h = BytesMut::new();
+    h.put_slice(&[0, 60, 0, 0]);
+    h.put_u64(body_size);
+    h.put_u16(0);
+    h.to_vec()
+}
+
 fn method_payload(m: impl Into<Method>) -> Vec<u8> {
     let mut b = BytesMut::new();
     m.into().encode(&mut b);
@@ -192,11 +201,7 @@ async fn second_channel_open_is_504() {
 async fn header_frame_without_a_method_is_505() {
     let b = broker::start().await;
     let mut c = raw::Client::with_channel(b.local_addr()).await;
-    let mut h = BytesMut::new();
-    h.put_slice(&[0, 60, 0, 0]);
-    h.put_u64(3);
-    h.put_u16(0);
-    c.send_raw(&frame(2, 1, &h, 0xCE)).await;
+    c.send_raw(&frame(2, 1, &content_header(3), 0xCE)).await;
     expect_connection_close(&mut c, 505).await;
     b.shutdown().await;
 }
@@ -213,11 +218,7 @@ async fn body_frame_past_the_declared_size_is_501() {
         },
     )
     .await;
-    let mut h = BytesMut::new();
-    h.put_slice(&[0, 60, 0, 0]);
-    h.put_u64(3);
-    h.put_u16(0);
-    c.send_raw(&frame(2, 1, &h, 0xCE)).await;
+    c.send_raw(&frame(2, 1, &content_header(3), 0xCE)).await;
     c.send_raw(&frame(3, 1, b"too long", 0xCE)).await;
     expect_connection_close(&mut c, 501).await;
     b.shutdown().await;
@@ -263,11 +264,8 @@ async fn a_body_over_the_configured_maximum_closes_only_the_channel_with_406() {
         },
     )
     .await;
-    let mut h = BytesMut::new();
-    h.put_slice(&[0, 60, 0, 0]);
-    h.put_u64(1 << 30);
-    h.put_u16(0);
-    c.send_raw(&frame(2, 1, &h, 0xCE)).await;
+    c.send_raw(&frame(2, 1, &content_header(1 << 30), 0xCE))
+        .await;
     expect_channel_close(&mut c, 1, 406).await;
     c.send(1, ChannelCloseOk {}).await;
     // The connection is still usable.
