@@ -504,15 +504,21 @@ impl VHost {
     }
 
     /// Routes `message` from `exchange` and enqueues it in every matching queue.
+    /// `extra_keys` are the sender-selected `CC`/`BCC` routing keys, routed as well.
     pub fn publish(
         &self,
         exchange: &Exchange,
         message: &MessageRef,
+        extra_keys: &[ShortString],
         scratch: &mut RouteScratch,
     ) -> Routed {
         scratch.queues.clear();
         scratch.visited.clear();
-        self.route(exchange, message, scratch);
+        self.route(exchange, &message.routing_key, message, scratch);
+        for key in extra_keys {
+            scratch.visited.clear();
+            self.route(exchange, key, message, scratch);
+        }
         let mut routed = Routed::default();
         for q in scratch.queues.drain(..) {
             match q.publish(message.clone()) {
@@ -528,7 +534,7 @@ impl VHost {
     pub fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
         let Some(ex) = self.exchange(dlx) else { return };
         let mut s = RouteScratch::default();
-        self.route(&ex, &message, &mut s);
+        self.route(&ex, &message.routing_key, &message, &mut s);
         for q in s.queues.drain(..) {
             if !crate::broker::dead_letter::is_cycle(&message, q.name()) {
                 q.publish(message.clone());
@@ -536,17 +542,23 @@ impl VHost {
         }
     }
 
-    fn route(&self, exchange: &Exchange, message: &MessageRef, s: &mut RouteScratch) {
+    fn route(
+        &self,
+        exchange: &Exchange,
+        key: &ShortString,
+        message: &MessageRef,
+        s: &mut RouteScratch,
+    ) {
         let before = s.queues.len();
         s.visited.push(exchange.spec.name.clone());
         if exchange.is_default() {
-            if let Some(q) = self.queue(&message.routing_key) {
+            if let Some(q) = self.queue(key) {
                 push_unique(&mut s.queues, q);
             }
         } else {
             s.destinations.clear();
             exchange.table().route(
-                message.routing_key.as_bytes(),
+                key.as_bytes(),
                 message.properties.headers.as_ref(),
                 &mut s.destinations,
             );
@@ -573,7 +585,7 @@ impl VHost {
             for name in next {
                 if let Some(ex) = self.exchange(&name) {
                     if !s.visited.contains(&name) {
-                        self.route(&ex, message, s);
+                        self.route(&ex, key, message, s);
                     }
                 }
             }
@@ -583,7 +595,7 @@ impl VHost {
             if let Some(ae) = &exchange.alternate {
                 if !s.visited.contains(ae) {
                     if let Some(ex) = self.exchange(ae) {
-                        self.route(&ex, message, s);
+                        self.route(&ex, key, message, s);
                     }
                 }
             }

@@ -129,6 +129,7 @@ fn server_properties(shared: &Shared) -> FieldTable {
         "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
+        "consumer_priorities",
     ] {
         caps.insert(ShortString::from_static(name), FieldValue::Bool(true));
     }

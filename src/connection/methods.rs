@@ -106,7 +106,11 @@ impl Connection {
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
         let exchange = self.vhost.exchange_or_404(exchange_name)?;
-        let routed = self.vhost.publish(&exchange, &message, &mut self.scratch);
+        let extra_keys = sender_selected_keys(&message);
+        let message = strip_bcc(message);
+        let routed = self
+            .vhost
+            .publish(&exchange, &message, &extra_keys, &mut self.scratch);
         if mandatory && routed.queues == 0 && !routed.rejected {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
@@ -191,6 +195,11 @@ impl Connection {
                 q.dispatch();
             }
         }
+        // A channel-wide prefetch (qos global) freed by this ack may be what another
+        // of the channel's consumers, on another queue, is waiting for.
+        if self.channel(channel)?.channel_credit.limit() > 0 {
+            self.dispatch_channel(channel);
+        }
         Ok(())
     }
 
@@ -220,6 +229,52 @@ impl Connection {
         }
         self.settle(channel, tag, multiple, ack, requeue_them)
     }
+}
+
+/// The `CC` and `BCC` headers' routing keys (RabbitMQ's sender-selected distribution).
+fn sender_selected_keys(message: &Message) -> Vec<ShortString> {
+    let Some(headers) = &message.properties.headers else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for name in ["CC", "BCC"] {
+        if let Some(crate::protocol::FieldValue::Array(values)) = headers.get(name) {
+            for v in values {
+                if let crate::protocol::FieldValue::LongString(b) = v {
+                    if let Ok(k) = ShortString::new(b.clone()) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// `BCC` is routed on but never delivered: the message loses that header.
+fn strip_bcc(message: MessageRef) -> MessageRef {
+    let has_bcc = message
+        .properties
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get("BCC").is_some());
+    if !has_bcc {
+        return message;
+    }
+    let mut properties = message.properties.clone();
+    if let Some(h) = &mut properties.headers {
+        h.remove("BCC");
+    }
+    let mut raw = bytes::BytesMut::new();
+    properties.encode(&mut raw);
+    Arc::new(Message {
+        exchange: message.exchange.clone(),
+        routing_key: message.routing_key.clone(),
+        properties,
+        raw_properties: raw.freeze(),
+        body: message.body.clone(),
+        accounted: message.accounted.clone(),
+    })
 }
 
 fn random_tag(prefix: &str) -> ShortString {
@@ -342,7 +397,10 @@ impl ServerMethods for Connection {
                     "operation not permitted on the default exchange",
                 ));
             }
-            Self::reserved_name("exchange", &m.exchange)?;
+            // Redeclaring an existing amq.* exchange is fine; creating one is not.
+            if self.vhost.exchange(&m.exchange).is_none() {
+                Self::reserved_name("exchange", &m.exchange)?;
+            }
         }
         self.check(Permission::Configure, "exchange", &m.exchange)?;
         let kind = match kind {
