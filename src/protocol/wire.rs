@@ -100,7 +100,7 @@ impl Decoder {
             });
         }
         // Copied (inline when short), not sliced: see ShortString. A u8 length fits.
-        let s = ShortString::copy_from_slice(&self.buf[..len]).unwrap_or_default();
+        let s = ShortString::from_prefix(&self.buf, len).unwrap_or_default();
         self.buf.advance(len);
         Ok(s)
     }
