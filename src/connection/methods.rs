@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::channel::{Channel, ChannelConsumer, ChannelState, Transaction, Unacked};
-use super::{Connection, Content, requeue};
+use super::{Connection, Content, by_queue, give_back, requeue};
 use crate::auth::Permission;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
@@ -163,37 +163,12 @@ impl Connection {
             )));
         };
         if ack {
-            let mut queues: Vec<(Arc<Queue>, usize)> = Vec::new();
-            for u in settled {
-                if let Some(c) = &u.consumer {
-                    c.give_back_credit(1);
-                }
-                match queues.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                    Some((_, n)) => *n += 1,
-                    None => queues.push((u.queue, 1)),
-                }
-            }
-            for (q, n) in queues {
-                q.acked(n);
+            for (q, entries) in by_queue(settled) {
+                q.acked(entries.len());
                 q.dispatch();
             }
-        } else if requeue_them {
-            requeue(settled);
         } else {
-            let mut by_queue: Vec<(Arc<Queue>, Vec<_>)> = Vec::new();
-            for u in settled {
-                if let Some(c) = &u.consumer {
-                    c.give_back_credit(1);
-                }
-                match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                    Some((_, v)) => v.push(u.entry),
-                    None => by_queue.push((u.queue, vec![u.entry])),
-                }
-            }
-            for (q, entries) in by_queue {
-                q.returned(entries, false);
-                q.dispatch();
-            }
+            give_back(settled, requeue_them);
         }
         // A channel-wide prefetch (qos global) freed by this ack may be what another
         // of the channel's consumers, on another queue, is waiting for.

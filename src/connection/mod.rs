@@ -28,8 +28,10 @@ use self::channel::{Channel, ChannelState, Unacked};
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
 use crate::auth::Users;
+use crate::broker::backlog::Entry;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::queue::Queue;
 use crate::broker::vhost::{RouteScratch, VHost};
 use crate::config::Config;
 use crate::protocol::content::{ContentHeader, encode_content};
@@ -573,24 +575,36 @@ impl Connection {
     }
 }
 
-/// Gives deliveries back to their queues (redelivered) and credit to their consumers.
-fn requeue(unacked: Vec<Unacked>) {
-    let mut by_queue: Vec<(
-        Arc<crate::broker::queue::Queue>,
-        Vec<crate::broker::backlog::Entry>,
-    )> = Vec::new();
+/// Returns the consumers' credit for settled deliveries and groups them by queue.
+fn by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
     for u in unacked {
         if let Some(c) = &u.consumer {
             c.give_back_credit(1);
         }
-        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, entries)) => entries.push(u.entry),
-            None => by_queue.push((u.queue, vec![u.entry])),
+            None => groups.push((u.queue, vec![u.entry])),
         }
     }
-    for (q, entries) in by_queue {
-        q.returned(entries, true);
+    groups
+}
+
+/// Gives deliveries back to their queues: requeued (redelivered), or rejected
+/// (dead-lettered or dropped); either way their credit is free again.
+fn give_back(unacked: Vec<Unacked>, requeue: bool) {
+    for (q, entries) in by_queue(unacked) {
+        q.returned(entries, requeue);
+        if !requeue {
+            // Requeueing dispatches by itself; a rejection only freed credit.
+            q.dispatch();
+        }
     }
+}
+
+/// Gives deliveries back to their queues (redelivered) and credit to their consumers.
+fn requeue(unacked: Vec<Unacked>) {
+    give_back(unacked, true);
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
