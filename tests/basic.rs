@@ -493,3 +493,58 @@ async fn large_messages_span_many_frames() {
     assert!(m.delivery.data == body);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn channel_flow_pauses_and_resumes_deliveries() {
+    use fedamq::protocol::ShortString;
+    use fedamq::protocol::generated::methods::{BasicConsume, ChannelFlow, Method, QueueDeclare};
+    let b = broker::start().await;
+    let mut c = support::raw::Client::with_channel(b.local_addr()).await;
+    c.send(
+        1,
+        QueueDeclare {
+            queue: ShortString::from_static("fl"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(c.expect_method().await.class_method(), (50, 11));
+    c.send(1, ChannelFlow { active: false }).await;
+    let ok = c.expect_method().await;
+    assert!(
+        matches!(ok.1, Method::ChannelFlowOk(ref f) if !f.active),
+        "got {}",
+        ok.1.name()
+    );
+    c.send(
+        1,
+        BasicConsume {
+            queue: ShortString::from_static("fl"),
+            no_ack: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(c.expect_method().await.class_method(), (60, 21));
+    c.publish(1, "fl", b"paused").await;
+    // Paused: nothing may arrive.
+    let early = tokio::time::timeout(Duration::from_millis(300), c.expect_method()).await;
+    assert!(
+        early.is_err(),
+        "a delivery arrived while the channel was paused"
+    );
+    c.send(1, ChannelFlow { active: true }).await;
+    let ok = c.expect_method().await;
+    assert!(
+        matches!(ok.1, Method::ChannelFlowOk(ref f) if f.active),
+        "got {}",
+        ok.1.name()
+    );
+    let deliver = c.expect_method().await;
+    assert_eq!(
+        deliver.class_method(),
+        (60, 60),
+        "basic.deliver after resuming"
+    );
+    b.shutdown().await;
+}
