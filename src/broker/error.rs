@@ -6,7 +6,10 @@
 
 use std::fmt;
 
-use crate::protocol::ReplyCode;
+use bytes::Bytes;
+
+use crate::protocol::generated::methods::{ChannelClose, ConnectionClose};
+use crate::protocol::{ReplyCode, ShortString};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpError {
@@ -75,6 +78,34 @@ impl AmqpError {
             text.truncate(end);
         }
         text
+    }
+}
+
+impl AmqpError {
+    /// The reply text as the shortstr a close method carries.
+    fn reply_text_shortstr(&self) -> ShortString {
+        // reply_text() is cut to 255 bytes, so this cannot fail.
+        ShortString::new(Bytes::from(self.reply_text())).unwrap_or_default()
+    }
+
+    /// `connection.close` for this error, naming the method that caused it.
+    pub fn connection_close(&self, class_id: u16, method_id: u16) -> ConnectionClose {
+        ConnectionClose {
+            reply_code: self.code.code(),
+            reply_text: self.reply_text_shortstr(),
+            class_id,
+            method_id,
+        }
+    }
+
+    /// `channel.close` for this error, naming the method that caused it.
+    pub fn channel_close(&self, class_id: u16, method_id: u16) -> ChannelClose {
+        ChannelClose {
+            reply_code: self.code.code(),
+            reply_text: self.reply_text_shortstr(),
+            class_id,
+            method_id,
+        }
     }
 }
 

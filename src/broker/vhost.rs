@@ -412,12 +412,8 @@ impl VHost {
         key: ShortString,
         arguments: FieldTable,
     ) -> AmqpResult<()> {
-        let ex = self.bindable(exchange)?;
-        let binding = Binding {
-            destination: Destination::Queue(queue.name().clone()),
-            routing_key: key,
-            arguments,
-        };
+        let destination = Destination::Queue(queue.name().clone());
+        let (ex, binding) = self.binding(exchange, destination, key, arguments)?;
         ex.table_mut()
             .bind(binding)
             .map_err(AmqpError::precondition_failed)?;
@@ -432,12 +428,8 @@ impl VHost {
         key: ShortString,
         arguments: FieldTable,
     ) -> AmqpResult<()> {
-        let ex = self.bindable(exchange)?;
-        let binding = Binding {
-            destination: Destination::Queue(queue.name().clone()),
-            routing_key: key,
-            arguments,
-        };
+        let destination = Destination::Queue(queue.name().clone());
+        let (ex, binding) = self.binding(exchange, destination, key, arguments)?;
         self.unbind(&ex, &binding);
         Ok(())
     }
@@ -450,13 +442,7 @@ impl VHost {
         key: ShortString,
         arguments: FieldTable,
     ) -> AmqpResult<()> {
-        let src = self.bindable(source)?;
-        self.bindable(destination)?;
-        let binding = Binding {
-            destination: Destination::Exchange(destination.clone()),
-            routing_key: key,
-            arguments,
-        };
+        let (src, binding) = self.exchange_binding(destination, source, key, arguments)?;
         src.table_mut()
             .bind(binding)
             .map_err(AmqpError::precondition_failed)?;
@@ -471,15 +457,44 @@ impl VHost {
         key: ShortString,
         arguments: FieldTable,
     ) -> AmqpResult<()> {
-        let src = self.bindable(source)?;
-        self.bindable(destination)?;
+        let (src, binding) = self.exchange_binding(destination, source, key, arguments)?;
+        self.unbind(&src, &binding);
+        Ok(())
+    }
+
+    /// The source exchange (checked bindable) and the binding to `destination`.
+    fn binding(
+        &self,
+        source: &ShortString,
+        destination: Destination,
+        key: ShortString,
+        arguments: FieldTable,
+    ) -> AmqpResult<(Arc<Exchange>, Binding)> {
+        let ex = self.bindable(source)?;
         let binding = Binding {
-            destination: Destination::Exchange(destination.clone()),
+            destination,
             routing_key: key,
             arguments,
         };
-        self.unbind(&src, &binding);
-        Ok(())
+        Ok((ex, binding))
+    }
+
+    /// As [`VHost::binding`], with an exchange as destination (which must exist too).
+    fn exchange_binding(
+        &self,
+        destination: &ShortString,
+        source: &ShortString,
+        key: ShortString,
+        arguments: FieldTable,
+    ) -> AmqpResult<(Arc<Exchange>, Binding)> {
+        let found = self.binding(
+            source,
+            Destination::Exchange(destination.clone()),
+            key,
+            arguments,
+        )?;
+        self.bindable(destination)?;
+        Ok(found)
     }
 
     fn unbind(&self, ex: &Arc<Exchange>, binding: &Binding) {

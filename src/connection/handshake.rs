@@ -13,7 +13,7 @@ use crate::broker::vhost::VHost;
 use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
 use crate::protocol::generated::constants::{FRAME_METHOD, FRAME_MIN_SIZE};
 use crate::protocol::generated::methods::{
-    ConnectionClose, ConnectionOpenOk, ConnectionStart, ConnectionTune, Method,
+    ConnectionOpenOk, ConnectionStart, ConnectionTune, Method,
 };
 use crate::protocol::header::{HeaderCheck, PROTOCOL_HEADER, check_protocol_header};
 use crate::protocol::{FieldTable, FieldValue, ShortString};
@@ -100,12 +100,7 @@ async fn refuse(
     class_id: u16,
     method_id: u16,
 ) -> HandshakeError {
-    let close = ConnectionClose {
-        reply_code: err.code.code(),
-        reply_text: ShortString::new(Bytes::from(err.reply_text())).unwrap_or_default(),
-        class_id,
-        method_id,
-    };
+    let close = err.connection_close(class_id, method_id);
     if send(reader.stream, |b| close.encode(b)).await.is_ok() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
             while let Ok(m) = reader.method().await {

@@ -35,12 +35,6 @@ impl Connection {
         encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| method.encode(b));
     }
 
-    fn channel(&mut self, channel: u16) -> AmqpResult<&mut Channel> {
-        self.channels.get_mut(&channel).ok_or_else(|| {
-            AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
-        })
-    }
-
     fn check(&self, op: Permission, kind: &str, name: &ShortString) -> AmqpResult<()> {
         if self
             .shared

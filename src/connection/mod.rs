@@ -39,7 +39,7 @@ use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with, enco
 use crate::protocol::generated::constants::FRAME_METHOD;
 use crate::protocol::generated::dispatch::dispatch_to_server;
 use crate::protocol::generated::methods::{
-    BasicDeliver, ChannelClose, ConnectionBlocked, ConnectionClose, ConnectionUnblocked, Method,
+    BasicDeliver, ConnectionBlocked, ConnectionUnblocked, Method,
 };
 use crate::protocol::generated::properties::BasicProperties;
 use crate::protocol::{ReplyCode, ShortString};
@@ -155,6 +155,13 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// An open (or closing) channel of this connection, or 504.
+    fn channel(&mut self, channel: u16) -> AmqpResult<&mut Channel> {
+        self.channels
+            .get_mut(&channel)
+            .ok_or_else(|| not_open(channel))
+    }
+
     async fn run(
         &mut self,
         mut read: OwnedReadHalf,
@@ -342,11 +349,7 @@ impl Connection {
             }
             match self.channels.get_mut(&channel) {
                 None if matches!(method, Method::ChannelOpen(_)) => {}
-                None => {
-                    return Err(AmqpError::channel_error(format!(
-                        "expected 'channel.open' on channel {channel}"
-                    )));
-                }
+                None => return Err(not_open(channel)),
                 Some(ch) if ch.state == ChannelState::Closing => {
                     // Discard all but close/close-ok until the client confirms.
                     if !matches!(method, Method::ChannelCloseOk(_) | Method::ChannelClose(_)) {
@@ -369,11 +372,7 @@ impl Connection {
     }
 
     fn header_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
-        let Some(ch) = self.channels.get_mut(&channel) else {
-            return Err(AmqpError::channel_error(format!(
-                "expected 'channel.open' on channel {channel}"
-            )));
-        };
+        let ch = self.channel(channel)?;
         if ch.state == ChannelState::Closing {
             return Ok(());
         }
@@ -389,11 +388,7 @@ impl Connection {
     }
 
     fn body_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
-        let Some(ch) = self.channels.get_mut(&channel) else {
-            return Err(AmqpError::channel_error(format!(
-                "expected 'channel.open' on channel {channel}"
-            )));
-        };
+        let ch = self.channel(channel)?;
         if ch.state == ChannelState::Closing {
             return Ok(());
         }
@@ -525,12 +520,7 @@ impl Connection {
             ch.state = ChannelState::Closing;
             ch.content.reset();
         }
-        let close = ChannelClose {
-            reply_code: e.code.code(),
-            reply_text: ShortString::new(Bytes::from(e.reply_text())).unwrap_or_default(),
-            class_id,
-            method_id,
-        };
+        let close = e.channel_close(class_id, method_id);
         encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| close.encode(b));
     }
 
@@ -541,12 +531,7 @@ impl Connection {
         }
         tracing::info!(connection = self.id, "closing connection: {e}");
         self.release_all();
-        let close = ConnectionClose {
-            reply_code: e.code.code(),
-            reply_text: ShortString::new(Bytes::from(e.reply_text())).unwrap_or_default(),
-            class_id,
-            method_id,
-        };
+        let close = e.connection_close(class_id, method_id);
         encode_frame_with(&mut self.out, FRAME_METHOD, 0, |b| close.encode(b));
         self.closing = Some(Instant::now() + Duration::from_secs(3));
     }
@@ -573,6 +558,11 @@ impl Connection {
             self.release_channel(id);
         }
     }
+}
+
+/// The error for a method or content frame on a channel that was never opened.
+fn not_open(channel: u16) -> AmqpError {
+    AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
 }
 
 /// Returns the consumers' credit for settled deliveries and groups them by queue.
