@@ -1,0 +1,313 @@
+//! A producer: one connection, one channel, one task that both writes publishes and
+//! reads confirms. Messages are encoded straight into one write buffer, many per
+//! `write` call; the method frame and properties are encoded once, the body is one
+//! reused buffer whose first 8 octets are the send time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use fedamq::protocol::ShortString;
+use fedamq::protocol::content::encode_content;
+use fedamq::protocol::frame::{FrameType, encode_frame_with};
+use fedamq::protocol::generated::constants::FRAME_METHOD;
+use fedamq::protocol::generated::methods::{BasicPublish, Method};
+use fedamq::protocol::generated::properties::BasicProperties;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::client::{Conn, Error, Result};
+use crate::stats::{Counters, SharedLatencies, now_ns, record_batch};
+
+/// Start refilling the write buffer below this many octets…
+const LOW_WATER: usize = 64 * 1024;
+/// …up to about this many.
+const HIGH_WATER: usize = 256 * 1024;
+/// An outstanding-confirm slot already settled (confirms can arrive out of order).
+const SETTLED: u64 = u64::MAX;
+const BASIC: u16 = 60;
+
+pub struct ProducerConfig {
+    pub channel: u16,
+    pub exchange: String,
+    pub routing_key: String,
+    pub size: usize,
+    pub persistent: bool,
+    pub mandatory: bool,
+    /// Max unconfirmed, when in confirm mode.
+    pub confirm: Option<u64>,
+    /// Messages per second; 0 = unlimited.
+    pub rate: f64,
+    /// Messages to publish; 0 = unlimited.
+    pub count: u64,
+}
+
+pub struct ProducerOutcome {
+    pub published: u64,
+    /// When the broker had taken in everything this producer sent (its close-ok), or
+    /// when it gave up.
+    pub end: Instant,
+    pub error: Option<String>,
+}
+
+/// Confirms not yet received: send times by sequence number, from `first_seq` on.
+struct Outstanding {
+    send_ns: VecDeque<u64>,
+    first_seq: u64,
+    unconfirmed: u64,
+}
+
+impl Outstanding {
+    fn settle(&mut self, tag: u64, multiple: bool, now: u64, samples: &mut Vec<u64>) -> u64 {
+        let mut settled = 0;
+        if multiple {
+            while self.first_seq <= tag {
+                let Some(ts) = self.send_ns.pop_front() else {
+                    break;
+                };
+                self.first_seq += 1;
+                if ts != SETTLED {
+                    samples.push(now.saturating_sub(ts));
+                    settled += 1;
+                }
+            }
+        } else if tag >= self.first_seq {
+            let slot = usize::try_from(tag - self.first_seq)
+                .ok()
+                .and_then(|i| self.send_ns.get_mut(i));
+            if let Some(slot) = slot {
+                if *slot != SETTLED {
+                    samples.push(now.saturating_sub(*slot));
+                    *slot = SETTLED;
+                    settled += 1;
+                }
+            }
+        }
+        while self.send_ns.front() == Some(&SETTLED) {
+            self.send_ns.pop_front();
+            self.first_seq += 1;
+        }
+        self.unconfirmed -= settled;
+        settled
+    }
+}
+
+pub async fn run(
+    mut conn: Conn,
+    cfg: Arc<ProducerConfig>,
+    counters: Arc<Counters>,
+    confirm_latency: SharedLatencies,
+    stop: watch::Receiver<bool>,
+) -> ProducerOutcome {
+    let mut published = 0;
+    let res = publish_loop(
+        &mut conn,
+        &cfg,
+        &counters,
+        &confirm_latency,
+        stop,
+        &mut published,
+    )
+    .await;
+    // close-ok comes after the broker handled every publish sent before the close.
+    let res = match res {
+        Ok(()) => conn.close().await,
+        Err(e) => Err(e),
+    };
+    ProducerOutcome {
+        published,
+        end: Instant::now(),
+        error: res.err().map(|e| e.to_string()),
+    }
+}
+
+async fn publish_loop(
+    conn: &mut Conn,
+    cfg: &ProducerConfig,
+    counters: &Counters,
+    confirm_latency: &SharedLatencies,
+    mut stop: watch::Receiver<bool>,
+    published: &mut u64,
+) -> Result<()> {
+    let short = |s: &str| {
+        ShortString::try_from(s).map_err(|_| Error::Protocol(format!("name too long: {s:?}")))
+    };
+    let publish = BasicPublish {
+        exchange: short(&cfg.exchange)?,
+        routing_key: short(&cfg.routing_key)?,
+        mandatory: cfg.mandatory,
+        immediate: false,
+    };
+    let method_frame: Bytes = {
+        let mut b = BytesMut::new();
+        encode_frame_with(&mut b, FRAME_METHOD, cfg.channel, |b| publish.encode(b));
+        b.freeze()
+    };
+    let properties: Bytes = {
+        let mut b = BytesMut::new();
+        BasicProperties {
+            delivery_mode: cfg.persistent.then_some(2),
+            ..Default::default()
+        }
+        .encode(&mut b);
+        b.freeze()
+    };
+    let mut body = vec![0u8; cfg.size];
+    // Header and body frames, each with 8 octets of framing; a rough size is enough.
+    let per_message = method_frame.len() + 8 + 12 + properties.len() + 8 + cfg.size;
+    let frame_max = conn.frame_max;
+
+    let mut out = std::mem::take(&mut conn.wbuf);
+    out.reserve(HIGH_WATER);
+    let mut outstanding = Outstanding {
+        send_ns: VecDeque::with_capacity(cfg.confirm.unwrap_or(0).min(1 << 20) as usize),
+        first_seq: 1,
+        unconfirmed: 0,
+    };
+    let mut samples: Vec<u64> = Vec::with_capacity(4096);
+    let mut stopping = *stop.borrow();
+    let started = Instant::now();
+
+    let Conn {
+        stream,
+        rbuf,
+        frames,
+        ..
+    } = conn;
+    let (mut rd, mut wr) = stream.split();
+
+    loop {
+        let done_sending = stopping || (cfg.count > 0 && *published >= cfg.count);
+        let mut rate_wait = None;
+        if !done_sending && out.len() < LOW_WATER {
+            let mut n = ((HIGH_WATER - out.len()) / per_message).max(1) as u64;
+            if cfg.count > 0 {
+                n = n.min(cfg.count - *published);
+            }
+            if let Some(window) = cfg.confirm {
+                n = n.min(window.saturating_sub(outstanding.unconfirmed));
+            }
+            if cfg.rate > 0.0 {
+                let due = (cfg.rate * started.elapsed().as_secs_f64()) as u64;
+                let allowed = due.saturating_sub(*published);
+                if allowed == 0 {
+                    let next = (*published + 1) as f64 / cfg.rate;
+                    rate_wait = Some(started + Duration::from_secs_f64(next));
+                }
+                n = n.min(allowed);
+            }
+            if n > 0 {
+                let ts = now_ns();
+                if let Some(stamp) = body.get_mut(..8) {
+                    stamp.copy_from_slice(&ts.to_be_bytes());
+                }
+                for _ in 0..n {
+                    out.put_slice(&method_frame);
+                    encode_content(&mut out, cfg.channel, BASIC, &properties, &body, frame_max);
+                }
+                if cfg.confirm.is_some() {
+                    outstanding
+                        .send_ns
+                        .extend(std::iter::repeat_n(ts, n as usize));
+                    outstanding.unconfirmed += n;
+                }
+                *published += n;
+                Counters::add(&counters.published, n);
+            }
+        }
+        let done_sending = stopping || (cfg.count > 0 && *published >= cfg.count);
+        if done_sending && out.is_empty() && (outstanding.unconfirmed == 0 || stopping) {
+            return Ok(());
+        }
+
+        tokio::select! {
+            biased;
+            r = rd.read_buf(rbuf) => {
+                if r? == 0 {
+                    return Err(Error::Closed { what: "connection", code: 0, text: "socket closed".into() });
+                }
+                let now = now_ns();
+                let mut confirmed = 0;
+                let mut nacked = 0;
+                let mut returned = 0;
+                while let Some(frame) = frames.peek(rbuf)? {
+                    let len = frame.wire_len();
+                    if frame.frame_type == FrameType::Method {
+                        match Method::decode(frame.payload)? {
+                            Method::BasicAck(a) => {
+                                confirmed += outstanding.settle(a.delivery_tag, a.multiple, now, &mut samples);
+                            }
+                            Method::BasicNack(n) => {
+                                nacked += outstanding.settle(n.delivery_tag, n.multiple, now, &mut samples);
+                            }
+                            Method::BasicReturn(_) => returned += 1,
+                            Method::ConnectionClose(c) => {
+                                return Err(Error::Closed { what: "connection", code: c.reply_code, text: c.reply_text.to_string() });
+                            }
+                            Method::ChannelClose(c) => {
+                                return Err(Error::Closed { what: "channel", code: c.reply_code, text: c.reply_text.to_string() });
+                            }
+                            _ => {}
+                        }
+                    }
+                    // Content frames of returned messages are not looked at.
+                    rbuf.advance(len);
+                }
+                Counters::add(&counters.confirmed, confirmed);
+                Counters::add(&counters.nacked, nacked);
+                Counters::add(&counters.returned, returned);
+                record_batch(confirm_latency, &mut samples);
+            }
+            r = wr.write(&out), if !out.is_empty() => {
+                out.advance(r?);
+            }
+            _ = tokio::time::sleep_until(rate_wait.unwrap_or(started).into()), if rate_wait.is_some() && out.is_empty() => {}
+            r = stop.changed(), if !stopping => {
+                // A dropped sender means stop as well.
+                let _ = r;
+                stopping = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outstanding(n: u64) -> Outstanding {
+        Outstanding {
+            send_ns: (0..n).map(|i| i * 10).collect(),
+            first_seq: 1,
+            unconfirmed: n,
+        }
+    }
+
+    #[test]
+    fn multiple_settles_everything_up_to_the_tag() {
+        let mut o = outstanding(5);
+        let mut s = Vec::new();
+        assert_eq!(o.settle(3, true, 100, &mut s), 3);
+        assert_eq!(s, vec![100, 90, 80]);
+        assert_eq!((o.first_seq, o.unconfirmed), (4, 2));
+        assert_eq!(o.settle(5, true, 100, &mut s), 2);
+        assert_eq!(o.unconfirmed, 0);
+        assert!(o.send_ns.is_empty());
+    }
+
+    #[test]
+    fn single_acks_out_of_order() {
+        let mut o = outstanding(3);
+        let mut s = Vec::new();
+        assert_eq!(o.settle(2, false, 50, &mut s), 1);
+        assert_eq!((o.first_seq, o.unconfirmed), (1, 2));
+        assert_eq!(o.settle(2, false, 50, &mut s), 0, "already settled");
+        assert_eq!(o.settle(1, false, 50, &mut s), 1);
+        // 1 and 2 are gone from the front now.
+        assert_eq!((o.first_seq, o.unconfirmed, o.send_ns.len()), (3, 1, 1));
+        assert_eq!(o.settle(3, true, 50, &mut s), 1);
+        assert_eq!(s, vec![40, 50, 30]);
+        assert_eq!(o.settle(9, false, 50, &mut s), 0, "unknown tag");
+    }
+}
