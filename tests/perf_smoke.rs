@@ -7,9 +7,11 @@ use fedamq::{Broker, BrokerHandle};
 use serde_json::Value;
 
 async fn broker() -> BrokerHandle {
-    let mut config = Config::default();
-    config.bind = "127.0.0.1".parse().unwrap();
-    config.port = 0;
+    let config = Config {
+        bind: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        ..Config::default()
+    };
     Broker::start(config).await.expect("broker starts")
 }
 
