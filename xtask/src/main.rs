@@ -3,6 +3,10 @@
 //! - `codegen`: regenerate the protocol layer from `spec/` and write what changed;
 //! - `codegen --check`: regenerate in memory and fail, naming each stale file, when the
 //!   checked-in files differ (CI runs this).
+//! - `bench-compare`: the benchmark scenarios against fedamq and RabbitMQ, side by side
+//!   (`bench_compare.rs`).
+
+mod bench_compare;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,8 +17,9 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["codegen"] => codegen(false),
         ["codegen", "--check"] => codegen(true),
+        ["bench-compare", rest @ ..] => bench_compare::main(&root(), rest),
         _ => {
-            eprintln!("usage: cargo xtask codegen [--check]");
+            eprintln!("usage: cargo xtask codegen [--check] | bench-compare [--help]");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,1279 @@
+//! `cargo xtask bench-compare`: the same scenarios against a release fedamq and a
+//! RabbitMQ from Debian's packages, on this machine, alternating between the two so drift
+//! hits both; one table with each figure for both brokers and their ratio, also written
+//! to `bench/results/<date>-<commit>.md`.
+//!
+//! Each broker runs on its own free port; RabbitMQ gets its own node name, data, log and
+//! Erlang distribution ports (and its own epmd port) in a temporary directory, so it
+//! never touches another RabbitMQ on the host. Both are stopped at the end, by the
+//! processes started here. CPU is utime+stime of the broker process (`beam.smp` for
+//! RabbitMQ) from `/proc/<pid>/stat` around each run; memory is its VmRSS/VmHWM.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1b,S2,S3,S4,S5,S6,S7] \
+[--seconds N] [--rounds N] [--backlog N] [--connections N] [--no-build] [--no-write]";
+
+const ALL: [&str; 8] = ["S1", "S1b", "S2", "S3", "S4", "S5", "S6", "S7"];
+
+struct Options {
+    scenarios: Vec<String>,
+    seconds: f64,
+    rounds: usize,
+    backlog: u64,
+    connections: usize,
+    build: bool,
+    write: bool,
+}
+
+fn parse(args: &[&str]) -> Result<Options, String> {
+    let mut o = Options {
+        scenarios: ALL.iter().map(|s| s.to_string()).collect(),
+        seconds: 10.0,
+        rounds: 1,
+        backlog: 1_000_000,
+        connections: 1_000,
+        build: true,
+        write: true,
+    };
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        let mut value = || {
+            it.next()
+                .copied()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a {
+            "--scenarios" => {
+                let mut picked = Vec::new();
+                for s in value()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let known = ALL
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(s))
+                        .ok_or_else(|| format!("unknown scenario {s:?}; known: {ALL:?}"))?;
+                    picked.push(known.to_string());
+                }
+                o.scenarios = picked;
+            }
+            "--seconds" => {
+                o.seconds = value()?
+                    .parse()
+                    .map_err(|_| "--seconds takes a number".to_string())?;
+                if !(o.seconds > 0.0 && o.seconds.is_finite()) {
+                    return Err("--seconds must be positive".into());
+                }
+            }
+            "--rounds" => {
+                o.rounds = value()?
+                    .parse()
+                    .map_err(|_| "--rounds takes a whole number".to_string())?;
+            }
+            "--backlog" => {
+                o.backlog = value()?
+                    .parse()
+                    .map_err(|_| "--backlog takes a whole number".to_string())?;
+            }
+            "--connections" => {
+                o.connections = value()?
+                    .parse()
+                    .map_err(|_| "--connections takes a whole number".to_string())?;
+            }
+            "--no-build" => o.build = false,
+            "--no-write" => o.write = false,
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if o.scenarios.is_empty() || o.rounds == 0 || o.backlog == 0 || o.connections == 0 {
+        return Err("nothing to run".into());
+    }
+    Ok(o)
+}
+
+pub fn main(root: &Path, args: &[&str]) -> ExitCode {
+    if args.iter().any(|a| *a == "--help" || *a == "-h") {
+        println!(
+            "{USAGE}\n\nRuns the scenarios (default: all; --seconds per throughput run, default 10; \
+             --rounds, default 1; S7's --backlog, default 1000000; S6's --connections, default \
+             1000) against a release fedamq and a private RabbitMQ, and writes \
+             bench/results/<date>-<commit>.md (unless --no-write)."
+        );
+        return ExitCode::SUCCESS;
+    }
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench-compare: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(root, &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes and /proc
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A free port in `from..to` (RabbitMQ's CLI tools use the distribution port + 10000, so
+/// that one must stay well below 65535).
+fn free_port_in(from: u16, to: u16) -> Result<u16, String> {
+    let span = u32::from(to - from);
+    let start = std::process::id() % span;
+    for i in 0..span {
+        let port = from + ((start + i) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!("no free port in {from}..{to}"))
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line; `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `Vm*` line of /proc/<pid>/status, in KiB.
+fn vm_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Resets VmHWM to the current RSS (Linux: "5" into clear_refs). False if not allowed.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// Samples VmRSS every 50 ms in a thread, keeping the largest: a peak for kernels where
+/// VmHWM cannot be reset.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(vm_kib(pid, "VmRSS").unwrap_or(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(rss) = vm_kib(pid, "VmRSS") {
+                    p.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends SIGTERM to one process (by its id) through kill(1).
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------
+// The brokers
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Which {
+    Fedamq,
+    Rabbit,
+}
+
+struct Broker {
+    which: Which,
+    /// The process started here (for RabbitMQ, its start script).
+    child: Child,
+    /// The process to measure: fedamq itself, or RabbitMQ's beam.smp.
+    pid: u32,
+    port: u16,
+    /// From the AMQP server properties, filled in by the first run.
+    version: String,
+    rabbit: Option<RabbitEnv>,
+}
+
+struct RabbitEnv {
+    node: String,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    ctl: PathBuf,
+    epmd_port: u16,
+}
+
+impl Broker {
+    fn uri(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn name(&self) -> &'static str {
+        match self.which {
+            Which::Fedamq => "fedamq",
+            Which::Rabbit => "RabbitMQ",
+        }
+    }
+
+    fn start_fedamq(bin: &Path) -> Result<Broker, String> {
+        let port = free_port()?;
+        let child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let pid = child.id();
+        let mut b = Broker {
+            which: Which::Fedamq,
+            child,
+            pid,
+            port,
+            version: String::new(),
+            rabbit: None,
+        };
+        if !wait_for_port(port, Duration::from_secs(20)) {
+            b.stop();
+            return Err("fedamq did not start listening".into());
+        }
+        Ok(b)
+    }
+
+    fn start_rabbit() -> Result<Broker, String> {
+        let server = find_rabbit_server().ok_or("rabbitmq-server not found after install")?;
+        let bin_dir = server.parent().map(Path::to_path_buf).unwrap_or_default();
+        let ctl = bin_dir.join("rabbitmqctl");
+        let port = free_port()?;
+        let dist_port = free_port_in(21_000, 29_000)?;
+        let epmd_port = free_port_in(29_000, 30_000)?;
+        let node = format!("fedamq-bench-{}@localhost", std::process::id());
+        let dir = std::env::temp_dir().join(format!("fedamq-bench-rabbit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // No plugins (the host's enabled_plugins may start management on a fixed port),
+        // and an empty config file so the host's rabbitmq.conf does not apply.
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("rabbitmq.conf"), "").map_err(|e| e.to_string())?;
+        let d = |p: &str| dir.join(p).display().to_string();
+        let env: Vec<(String, String)> = vec![
+            ("RABBITMQ_NODENAME", node.clone()),
+            ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".into()),
+            ("RABBITMQ_NODE_PORT", port.to_string()),
+            ("RABBITMQ_DIST_PORT", dist_port.to_string()),
+            ("ERL_EPMD_PORT", epmd_port.to_string()),
+            ("RABBITMQ_MNESIA_BASE", d("mnesia")),
+            ("RABBITMQ_LOG_BASE", d("log")),
+            ("RABBITMQ_PID_FILE", d("rabbit.pid")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins")),
+            ("RABBITMQ_CONFIG_FILE", d("rabbitmq")),
+            ("RABBITMQ_ADVANCED_CONFIG_FILE", d("advanced.config")),
+            ("RABBITMQ_CONF_ENV_FILE", d("rabbitmq-env.conf")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let log = std::fs::File::create(dir.join("console.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        // The open-files limit: RabbitMQ broke at 1,024 under load here.
+        let script = format!("ulimit -n \"$(ulimit -Hn)\"; exec '{}'", server.display());
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot start rabbitmq-server: {e}"))?;
+        let child_pid = child.id();
+        let mut b = Broker {
+            which: Which::Rabbit,
+            child,
+            pid: child_pid,
+            port,
+            version: String::new(),
+            rabbit: Some(RabbitEnv {
+                node: node.clone(),
+                dir: dir.clone(),
+                env,
+                ctl,
+                epmd_port,
+            }),
+        };
+        // await_startup fails at once while the node has not registered with epmd yet,
+        // so it is retried until the node is up or its start script has exited.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let awaited = loop {
+            let r = b.rabbitmqctl(&["await_startup", "--timeout", "120"]);
+            let exited = matches!(b.child.try_wait(), Ok(Some(_)));
+            if r.is_ok() || exited || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        };
+        if let Err(e) = awaited {
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+            let tail: Vec<&str> = console.lines().rev().take(20).collect();
+            b.stop();
+            return Err(format!(
+                "RabbitMQ did not start: {e}\nlast lines of its console log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        // The node writes its OS pid (beam.smp) to the pid file.
+        let pid = std::fs::read_to_string(dir.join("rabbit.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim() == "beam.smp")
+                    .unwrap_or(false)
+            })
+            .or_else(|| find_child_named(child_pid, "beam.smp"));
+        match pid {
+            Some(pid) => b.pid = pid,
+            None => {
+                b.stop();
+                return Err("RabbitMQ started but its beam.smp process was not found".into());
+            }
+        }
+        if !wait_for_port(port, Duration::from_secs(30)) {
+            b.stop();
+            return Err(format!("RabbitMQ is not listening on {port}"));
+        }
+        Ok(b)
+    }
+
+    fn rabbitmqctl(&self, args: &[&str]) -> Result<String, String> {
+        let r = self.rabbit.as_ref().ok_or("not RabbitMQ")?;
+        let out = Command::new(&r.ctl)
+            .arg("-n")
+            .arg(&r.node)
+            .args(args)
+            .envs(r.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", r.ctl.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("rabbitmqctl {args:?}: {}: {text}", out.status))
+        }
+    }
+
+    /// Stops the broker this run started, by its pid (and RabbitMQ's epmd, by its port).
+    fn stop(&mut self) {
+        match self.which {
+            Which::Fedamq => {
+                terminate(self.child.id());
+                if !wait_exit(&mut self.child, Duration::from_secs(10)) {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                }
+            }
+            Which::Rabbit => {
+                let _ = self.rabbitmqctl(&["stop"]);
+                if !wait_exit(&mut self.child, Duration::from_secs(30)) {
+                    // The start script runs the VM as its child: stop that one first.
+                    let beam = if self.pid != self.child.id() {
+                        Some(self.pid)
+                    } else {
+                        find_child_named(self.child.id(), "beam.smp")
+                    };
+                    if let Some(beam) = beam {
+                        terminate(beam);
+                    }
+                    if !wait_exit(&mut self.child, Duration::from_secs(10)) {
+                        let _ = self.child.kill();
+                        let _ = self.child.wait();
+                    }
+                }
+                if let Some(r) = &self.rabbit {
+                    // The epmd RabbitMQ started listens on our own port: stop that one.
+                    let _ = Command::new("epmd")
+                        .args(["-port", &r.epmd_port.to_string(), "-kill"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    let _ = std::fs::remove_dir_all(&r.dir);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn find_rabbit_server() -> Option<PathBuf> {
+    // The scripts under /usr/sbin switch to the rabbitmq user when run as root (and drop
+    // the environment); the ones in /usr/lib/rabbitmq/bin run as whoever calls them.
+    let lib = PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server");
+    if lib.exists() {
+        return Some(lib);
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v rabbitmq-server"])
+        .output()
+        .ok()?;
+    let p = String::from_utf8(out.stdout).ok()?;
+    let p = p.trim();
+    (!p.is_empty()).then(|| PathBuf::from(p))
+}
+
+/// A descendant of `pid` whose command name is `name`.
+fn find_child_named(pid: u32, name: &str) -> Option<u32> {
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.trim() == name {
+                return Some(c);
+            }
+            frontier.push(c);
+        }
+    }
+    None
+}
+
+fn ensure_rabbitmq() -> Result<(), String> {
+    if find_rabbit_server().is_some() {
+        return Ok(());
+    }
+    eprintln!("bench-compare: rabbitmq-server not found; installing it from Debian's packages");
+    let sudo = if Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+    {
+        ""
+    } else {
+        "sudo "
+    };
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{sudo}apt-get update && {sudo}apt-get install -y rabbitmq-server"),
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("apt-get: {e}"))?;
+    if !status.success() || find_rabbit_server().is_none() {
+        return Err("installing rabbitmq-server failed".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+/// One figure from one run.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Metric {
+    PublishRate,
+    ConsumeRate,
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+    LatencyP999,
+    ConfirmP50,
+    ConfirmP99,
+    CpuPerMillion,
+    PeakRss,
+    RssAfterFill,
+    RssPerConnection,
+    ConnectTime,
+}
+
+impl Metric {
+    fn label(self) -> &'static str {
+        match self {
+            Metric::PublishRate => "publish msg/s",
+            Metric::ConsumeRate => "consume msg/s",
+            Metric::LatencyP50 => "latency p50 ms",
+            Metric::LatencyP95 => "latency p95 ms",
+            Metric::LatencyP99 => "latency p99 ms",
+            Metric::LatencyP999 => "latency p99.9 ms",
+            Metric::ConfirmP50 => "confirm latency p50 ms",
+            Metric::ConfirmP99 => "confirm latency p99 ms",
+            Metric::CpuPerMillion => "broker CPU s / M msgs",
+            Metric::PeakRss => "broker peak RSS MiB",
+            Metric::RssAfterFill => "broker RSS with backlog MiB",
+            Metric::RssPerConnection => "RSS per connection KiB",
+            Metric::ConnectTime => "time to open all s",
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        matches!(self, Metric::PublishRate | Metric::ConsumeRate)
+    }
+}
+
+/// Results of one scenario on one broker: metric -> one value per round.
+type Figures = BTreeMap<(String, Metric), Vec<f64>>;
+
+struct Ctx<'a> {
+    perf: &'a Path,
+    seconds: f64,
+    backlog: u64,
+    connections: usize,
+    ticks: f64,
+}
+
+/// Runs fedamq-perf to completion and returns its JSON.
+fn perf_json(
+    ctx: &Ctx,
+    broker: &Broker,
+    flags: &[String],
+    limit: Duration,
+) -> Result<Value, String> {
+    let mut child = Command::new(ctx.perf)
+        .arg("--uri")
+        .arg(broker.uri())
+        .args(["--json", "--quiet"])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("fedamq-perf: {e}"))?;
+    if !wait_exit(&mut child, limit) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "fedamq-perf {flags:?} against {} timed out",
+            broker.name()
+        ));
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim()).map_err(|e| {
+        format!(
+            "fedamq-perf {flags:?} against {}: {e}\nstdout: {stdout}\nstderr: {}",
+            broker.name(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if let Some(errors) = v["errors"].as_array().filter(|e| !e.is_empty()) {
+        return Err(format!(
+            "fedamq-perf {flags:?} against {}: {errors:?}",
+            broker.name()
+        ));
+    }
+    Ok(v)
+}
+
+/// CPU seconds and peak RSS of the broker around a closure.
+fn measured<T>(
+    ctx: &Ctx,
+    broker: &Broker,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<(T, f64, f64), String> {
+    let hwm_reset = reset_peak(broker.pid);
+    let sampler = RssSampler::start(broker.pid);
+    let before = cpu_ticks(broker.pid).ok_or("cannot read the broker's CPU time")?;
+    let r = f();
+    let after = cpu_ticks(broker.pid).ok_or("cannot read the broker's CPU time")?;
+    let sampled = sampler.finish();
+    let hwm = if hwm_reset {
+        vm_kib(broker.pid, "VmHWM").unwrap_or(0)
+    } else {
+        0
+    };
+    let cpu = (after - before) as f64 / ctx.ticks;
+    Ok((r?, cpu, sampled.max(hwm) as f64 / 1024.0))
+}
+
+fn ms(v: &Value, key: &str, p: &str) -> Option<f64> {
+    v[key][p].as_f64().map(|us| us / 1_000.0)
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The perf flags of the throughput scenarios (all but S6 and S7); `tag` makes queue and
+/// exchange names unique per run.
+fn throughput_flags(scenario: &str, seconds: f64, tag: &str) -> Vec<String> {
+    let z = format!("{seconds}");
+    let q = format!("bench-{tag}");
+    let pattern = format!("bench-{tag}-%d");
+    let mut f = match scenario {
+        "S1" => strings(&["-x1", "-y1", "-s16", "-a"]),
+        "S1b" => strings(&["-x1", "-y1", "-s1024", "-a"]),
+        "S2" => strings(&["-x1", "-y1", "-s16", "-q100", "-c1000"]),
+        "S3" => strings(&[
+            "-x4",
+            "-y4",
+            "-s256",
+            "-a",
+            "--queue-pattern-from",
+            "1",
+            "--queue-pattern-to",
+            "4",
+        ]),
+        "S4" => strings(&[
+            "-x1",
+            "-y8",
+            "-s64",
+            "-a",
+            "-t",
+            "fanout",
+            "--queue-pattern-from",
+            "1",
+            "--queue-pattern-to",
+            "8",
+        ]),
+        "S5" => strings(&["-x1", "-y1", "-s16", "-a", "-r10000"]),
+        _ => Vec::new(),
+    };
+    match scenario {
+        "S3" => f.extend([
+            "--queue-pattern".into(),
+            pattern,
+            "-e".into(),
+            "amq.direct".into(),
+        ]),
+        "S4" => f.extend([
+            "--queue-pattern".into(),
+            pattern,
+            "-e".into(),
+            format!("bench-{tag}-fanout"),
+        ]),
+        _ => f.extend(["-u".into(), q, "-e".into(), "amq.direct".into()]),
+    }
+    f.extend(["-z".into(), z, "--cleanup".into()]);
+    f
+}
+
+fn run_scenario(
+    ctx: &Ctx,
+    broker: &mut Broker,
+    scenario: &str,
+    round: usize,
+    figures: &mut Figures,
+) -> Result<(), String> {
+    let tag = format!("{}-r{round}", scenario.to_lowercase());
+    let mut put = |m: Metric, v: Option<f64>| {
+        if let Some(v) = v {
+            figures
+                .entry((scenario.to_string(), m))
+                .or_default()
+                .push(v);
+        }
+    };
+    match scenario {
+        "S6" => {
+            let rss_before = vm_kib(broker.pid, "VmRSS").unwrap_or(0);
+            let hold = 3.0f64;
+            let mut child = Command::new(ctx.perf)
+                .arg("--uri")
+                .arg(broker.uri())
+                .args(["--json", "--quiet", "--connections"])
+                .arg(ctx.connections.to_string())
+                .args(["-z", &format!("{hold}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("fedamq-perf: {e}"))?;
+            // Wait for "N connections open" on stderr, let the broker settle, sample RSS.
+            let stderr = child.stderr.take().ok_or("no stderr")?;
+            let mut lines = BufReader::new(stderr).lines();
+            let mut open_line = None;
+            for line in lines.by_ref() {
+                let line = line.map_err(|e| e.to_string())?;
+                if line.contains("connections open") {
+                    open_line = Some(line);
+                    break;
+                }
+            }
+            std::thread::spawn(move || for _ in lines {});
+            let open_line = open_line.ok_or("fedamq-perf ended before opening connections")?;
+            std::thread::sleep(Duration::from_secs(1));
+            let rss_open = vm_kib(broker.pid, "VmRSS").unwrap_or(0);
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+                .map_err(|e| format!("S6 output: {e} ({open_line})"))?;
+            let opened = num(&v, "connections_opened");
+            if opened < ctx.connections as f64 {
+                return Err(format!(
+                    "S6 on {}: only {opened} of {} connections opened: {:?}",
+                    broker.name(),
+                    ctx.connections,
+                    v["errors"]
+                ));
+            }
+            put(
+                Metric::RssPerConnection,
+                Some(rss_open.saturating_sub(rss_before) as f64 / opened),
+            );
+            put(Metric::ConnectTime, Some(num(&v, "connect_time_s")));
+            put(Metric::PeakRss, Some(rss_open as f64 / 1024.0));
+            note_version(broker, &v);
+        }
+        "S7" => {
+            let q = format!("bench-{tag}");
+            let n = ctx.backlog.to_string();
+            let limit = Duration::from_secs(600);
+            let fill = strings(&["-x1", "-y0", "-s16", "-e", "amq.direct", "-u", &q, "-C", &n]);
+            let (v, cpu, peak) = measured(ctx, broker, || perf_json(ctx, broker, &fill, limit))?;
+            let rss_full = vm_kib(broker.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
+            note_version(broker, &v);
+            put(Metric::PublishRate, Some(num(&v, "publish_rate")));
+            put(Metric::RssAfterFill, Some(rss_full));
+            let fill_msgs = num(&v, "published");
+            let drain = strings(&[
+                "-x0",
+                "-y1",
+                "-s16",
+                "-a",
+                "-e",
+                "amq.direct",
+                "-u",
+                &q,
+                "-D",
+                &n,
+                "--cleanup",
+            ]);
+            let (d, cpu2, peak2) = measured(ctx, broker, || perf_json(ctx, broker, &drain, limit))?;
+            put(Metric::ConsumeRate, Some(num(&d, "consume_rate")));
+            let msgs = fill_msgs.max(num(&d, "consumed"));
+            put(Metric::CpuPerMillion, per_million(cpu + cpu2, msgs));
+            put(Metric::PeakRss, Some(peak.max(peak2)));
+        }
+        _ => {
+            let flags = throughput_flags(scenario, ctx.seconds, &tag);
+            let limit = Duration::from_secs_f64(ctx.seconds + 120.0);
+            let (v, cpu, peak) = measured(ctx, broker, || perf_json(ctx, broker, &flags, limit))?;
+            note_version(broker, &v);
+            put(Metric::PublishRate, Some(num(&v, "publish_rate")));
+            put(Metric::ConsumeRate, Some(num(&v, "consume_rate")));
+            put(Metric::LatencyP50, ms(&v, "latency_us", "p50"));
+            put(Metric::LatencyP95, ms(&v, "latency_us", "p95"));
+            put(Metric::LatencyP99, ms(&v, "latency_us", "p99"));
+            put(Metric::LatencyP999, ms(&v, "latency_us", "p99_9"));
+            if scenario == "S2" {
+                put(Metric::ConfirmP50, ms(&v, "confirm_latency_us", "p50"));
+                put(Metric::ConfirmP99, ms(&v, "confirm_latency_us", "p99"));
+            }
+            // Messages the broker handled: the larger of published and delivered (a
+            // fanout delivers each message 8 times).
+            let msgs = num(&v, "published").max(num(&v, "consumed"));
+            put(Metric::CpuPerMillion, per_million(cpu, msgs));
+            put(Metric::PeakRss, Some(peak));
+        }
+    }
+    Ok(())
+}
+
+fn per_million(cpu_s: f64, msgs: f64) -> Option<f64> {
+    (msgs > 0.0).then(|| cpu_s / (msgs / 1e6))
+}
+
+fn note_version(broker: &mut Broker, v: &Value) {
+    if broker.version.is_empty() {
+        if let Some(b) = v["broker"].as_str().filter(|b| !b.trim().is_empty()) {
+            broker.version = b.trim().to_string();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The run and the report
+
+fn command_text(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim())
+        })
+        .unwrap_or("unknown CPU")
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        })
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let kernel = command_text("uname", &["-sr"]);
+    format!("{cores} cores, {model}, {mem_gib:.1} GiB RAM, {kernel}")
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v >= 10_000.0 {
+        // Thousands separated, no decimals.
+        let s = format!("{:.0}", v);
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn scenario_title(s: &str, o: &Options) -> String {
+    match s {
+        "S1" => "S1: 1p/1c, 16 B, auto-ack".into(),
+        "S1b" => "S1b: 1p/1c, 1 KiB, auto-ack".into(),
+        "S2" => "S2: 1p/1c, 16 B, manual ack, prefetch 100, confirms (1,000 in flight)".into(),
+        "S3" => "S3: 4p/4c over 4 queues, 256 B, auto-ack".into(),
+        "S4" => "S4: fanout 1 → 8 queues, a consumer each, 64 B, auto-ack".into(),
+        "S5" => "S5: latency at 10,000 msg/s, 1p/1c, 16 B, auto-ack".into(),
+        "S6" => format!("S6: {} idle connections with a channel each", o.connections),
+        "S7" => format!(
+            "S7: backlog of {} × 16 B published with no consumer, then drained (auto-ack)",
+            o.backlog
+        ),
+        _ => s.to_string(),
+    }
+}
+
+fn table(o: &Options, names: (&str, &str), fed: &Figures, rab: &Figures) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| scenario | figure | {} | {} | fedamq ÷ RabbitMQ |",
+        names.0, names.1
+    );
+    let _ = writeln!(t, "|---|---|--:|--:|--:|");
+    for s in &o.scenarios {
+        let mut first = true;
+        let metrics: Vec<Metric> = fed
+            .keys()
+            .chain(rab.keys())
+            .filter(|(sc, _)| sc == s)
+            .map(|(_, m)| *m)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for m in metrics {
+            let key = (s.clone(), m);
+            let f = fed.get(&key).map(|v| median(v)).unwrap_or(f64::NAN);
+            let r = rab.get(&key).map(|v| median(v)).unwrap_or(f64::NAN);
+            let ratio = if f.is_nan() || r.is_nan() || r == 0.0 {
+                "-".to_string()
+            } else {
+                let x = f / r;
+                // Only differences over 5 % count as better.
+                let better = if m.higher_is_better() {
+                    x > 1.05
+                } else {
+                    x < 1.0 / 1.05
+                };
+                format!("{x:.2}{}", if better { " ✓" } else { "" })
+            };
+            let title = if first {
+                scenario_title(s, o)
+            } else {
+                String::new()
+            };
+            first = false;
+            let _ = writeln!(
+                t,
+                "| {title} | {} | {} | {} | {ratio} |",
+                m.label(),
+                fmt_value(f),
+                fmt_value(r)
+            );
+        }
+    }
+    t
+}
+
+fn run(root: &Path, o: &Options) -> Result<(), String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"));
+    if o.build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("bench-compare: cargo build --release (fedamq, fedamq-perf)");
+        let ok = Command::new(cargo)
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "fedamq",
+                "--bin",
+                "fedamq",
+                "--bin",
+                "fedamq-perf",
+            ])
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?
+            .success();
+        if !ok {
+            return Err("cargo build --release failed".into());
+        }
+    }
+    let fedamq_bin = target.join("release").join("fedamq");
+    let perf = target.join("release").join("fedamq-perf");
+    for b in [&fedamq_bin, &perf] {
+        if !b.exists() {
+            return Err(format!(
+                "{} is missing (build it, or drop --no-build)",
+                b.display()
+            ));
+        }
+    }
+    ensure_rabbitmq()?;
+
+    let ctx = Ctx {
+        perf: &perf,
+        seconds: o.seconds,
+        backlog: o.backlog,
+        connections: o.connections,
+        ticks: clock_ticks_per_second(),
+    };
+    let started = Instant::now();
+    let mut figures: [Figures; 2] = [Figures::new(), Figures::new()];
+    // Per broker: RSS right after start (one per start), version, Erlang release.
+    let mut idle_rss: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut names = ["fedamq".to_string(), "RabbitMQ".to_string()];
+    let mut erlang = String::new();
+    for round in 1..=o.rounds {
+        for s in &o.scenarios {
+            // fedamq, RabbitMQ, fedamq, RabbitMQ …: machine drift hits both. Each run
+            // gets a freshly started broker, so memory figures are the scenario's own and
+            // not what an earlier one left in the allocator.
+            for (i, which) in [Which::Fedamq, Which::Rabbit].into_iter().enumerate() {
+                let mut broker = match which {
+                    Which::Fedamq => Broker::start_fedamq(&fedamq_bin)?,
+                    Which::Rabbit => Broker::start_rabbit()?,
+                };
+                // Let the start settle (RabbitMQ keeps booting plugins-less apps briefly).
+                std::thread::sleep(Duration::from_secs(2));
+                idle_rss[i].push(vm_kib(broker.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0);
+                eprintln!(
+                    "bench-compare: round {round}, {s}, {} (pid {}, port {})",
+                    broker.name(),
+                    broker.pid,
+                    broker.port
+                );
+                let r = run_scenario(&ctx, &mut broker, s, round, &mut figures[i]);
+                if !broker.version.is_empty() {
+                    names[i] = broker.version.clone();
+                }
+                if which == Which::Rabbit && erlang.is_empty() {
+                    erlang = broker
+                        .rabbitmqctl(&["eval", "erlang:system_info(otp_release)."])
+                        .map(|s| s.trim().trim_matches('"').to_string())
+                        .unwrap_or_default();
+                }
+                broker.stop();
+                r?;
+            }
+        }
+    }
+
+    let commit = command_text(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let dirty = !command_text(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+    )
+    .is_empty();
+    let date = command_text("date", &["-u", "+%Y-%m-%d"]);
+    let when = command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut md = String::new();
+    let _ = writeln!(md, "# fedamq vs RabbitMQ, {date}\n");
+    let _ = writeln!(md, "- date: {when}");
+    let _ = writeln!(md, "- machine: {}", machine());
+    let _ = writeln!(
+        md,
+        "- commit: {commit}{}",
+        if dirty {
+            " (working tree had uncommitted changes)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- brokers: {} (release build) and {}{} (Debian package, no plugins, default configuration)",
+        names[0],
+        names[1],
+        if erlang.is_empty() {
+            String::new()
+        } else {
+            format!(", Erlang/OTP {erlang}")
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- run: `cargo xtask bench-compare --scenarios {} --seconds {} --rounds {} --backlog {} --connections {}`, {:.0} s in all",
+        o.scenarios.join(","),
+        o.seconds,
+        o.rounds,
+        o.backlog,
+        o.connections,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "- load generator: fedamq-perf on the same machine as the broker (they share the cores); \
+         one connection per producer and consumer; each run starts its broker afresh (RSS \
+         2 s after start: fedamq {:.1} MiB, RabbitMQ {:.1} MiB)",
+        median(&idle_rss[0]),
+        median(&idle_rss[1]),
+    );
+    let _ = writeln!(
+        md,
+        "- figures are medians over rounds; rates are fedamq-perf's averages over each run; \
+         CPU is the broker process's utime+stime (RabbitMQ: beam.smp) per million messages \
+         (the larger of published and delivered); RSS per connection is the RSS increase with \
+         all connections open divided by their number; ✓ marks the figures where fedamq is better by more than 5 %\n"
+    );
+    md.push_str(&table(o, (&names[0], &names[1]), &figures[0], &figures[1]));
+    println!("\n{md}");
+
+    if o.write {
+        let dir = root.join("bench").join("results");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join(format!("{date}-{commit}.md"));
+        std::fs::write(&file, &md).map_err(|e| format!("{}: {e}", file.display()))?;
+        eprintln!("bench-compare: wrote {}", file.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let o = parse(&["--scenarios", "s1,S5", "--seconds", "2.5", "--rounds", "3"]).unwrap();
+        assert_eq!(o.scenarios, vec!["S1", "S5"]);
+        assert_eq!((o.seconds, o.rounds), (2.5, 3));
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.scenarios.len(), ALL.len());
+        assert!(parse(&["--scenarios", "S9"]).is_err());
+        assert!(parse(&["--seconds", "0"]).is_err());
+        assert!(parse(&["--rounds"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn proc_stat_and_status_of_this_process() {
+        let me = std::process::id();
+        assert!(cpu_ticks(me).is_some());
+        assert!(vm_kib(me, "VmRSS").unwrap() > 0);
+        assert!(vm_kib(me, "VmNope").is_none());
+    }
+
+    #[test]
+    fn medians_and_numbers() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(fmt_value(1_234_567.4), "1,234,567");
+        assert_eq!(fmt_value(123.4), "123");
+        assert_eq!(fmt_value(1.234), "1.23");
+        assert_eq!(fmt_value(0.1234), "0.123");
+        assert_eq!(fmt_value(f64::NAN), "-");
+    }
+
+    #[test]
+    fn scenario_flags() {
+        let f = throughput_flags("S4", 10.0, "s4-r1");
+        let joined = f.join(" ");
+        assert!(joined.contains("-y8"));
+        assert!(joined.contains("--queue-pattern bench-s4-r1-%d"));
+        assert!(joined.contains("-e bench-s4-r1-fanout"));
+        assert!(joined.contains("-t fanout"));
+        assert!(joined.ends_with("-z 10 --cleanup"));
+        let f = throughput_flags("S2", 10.0, "s2-r1").join(" ");
+        assert!(f.contains("-c1000") && f.contains("-q100") && !f.contains("-a"));
+    }
+
+    #[test]
+    fn table_has_both_brokers_and_ratio() {
+        let o = parse(&["--scenarios", "S1"]).unwrap();
+        let mut f = Figures::new();
+        let mut r = Figures::new();
+        f.insert(("S1".into(), Metric::PublishRate), vec![200_000.0]);
+        r.insert(("S1".into(), Metric::PublishRate), vec![100_000.0]);
+        f.insert(("S1".into(), Metric::CpuPerMillion), vec![3.0]);
+        r.insert(("S1".into(), Metric::CpuPerMillion), vec![6.0]);
+        let t = table(&o, ("fedamq 0.1.0", "RabbitMQ 3.10.8"), &f, &r);
+        assert!(
+            t.contains(
+                "| S1: 1p/1c, 16 B, auto-ack | publish msg/s | 200,000 | 100,000 | 2.00 ✓ |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| broker CPU s / M msgs | 3.00 | 6.00 | 0.50 ✓ |"),
+            "{t}"
+        );
+    }
+}
