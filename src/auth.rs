@@ -437,7 +437,7 @@ fn parse_plain(response: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
 /// Reads an AMQPLAIN response (a field table without its length prefix) into
 /// (LOGIN, PASSWORD).
 fn parse_amqplain(response: &[u8]) -> Result<(Bytes, Bytes), &'static str> {
-    let mut decoder = Decoder::new(Bytes::copy_from_slice(response));
+    let mut decoder = Decoder::from_slice(response);
     let (mut login, mut password) = (None, None);
     while !decoder.is_empty() {
         let key = decoder.shortstr().map_err(|_| "malformed field table")?;

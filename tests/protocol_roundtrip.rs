@@ -5,7 +5,7 @@ mod support;
 
 use bytes::{Bytes, BytesMut};
 use fedamq::protocol::generated::methods::{METHODS, Method};
-use fedamq::protocol::generated::properties::BasicProperties;
+use fedamq::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use fedamq::protocol::wire::{Decoder, encode};
 use proptest::prelude::*;
 use support::{arbitrary, prims};
@@ -17,7 +17,7 @@ proptest! {
     fn every_method_round_trips(method in arbitrary::any_method()) {
         let mut buf = BytesMut::new();
         method.encode(&mut buf);
-        let decoded = Method::decode(buf.freeze()).map_err(|e| TestCaseError::fail(format!("{}: {e}", method.name())))?;
+        let decoded = Method::decode(&buf).map_err(|e| TestCaseError::fail(format!("{}: {e}", method.name())))?;
         prop_assert_eq!(decoded, method);
     }
 
@@ -25,15 +25,57 @@ proptest! {
     fn basic_properties_round_trip(props in arbitrary::basic_properties()) {
         let mut buf = BytesMut::new();
         props.encode(&mut buf);
-        let decoded = BasicProperties::decode_bytes(buf.freeze()).unwrap();
+        let decoded = BasicProperties::decode_bytes(&buf.freeze()).unwrap();
         prop_assert_eq!(decoded, props);
+    }
+
+    /// The checked-and-indexed form reads back every property as the full decode does,
+    /// and encodes to the same bytes.
+    #[test]
+    fn encoded_properties_read_back_every_property(props in arbitrary::basic_properties()) {
+        let mut buf = BytesMut::new();
+        props.encode(&mut buf);
+        let wire = buf.freeze();
+        let encoded = EncodedBasicProperties::encode(&props);
+        prop_assert_eq!(encoded.as_bytes(), &wire);
+        let decoded = EncodedBasicProperties::decode(wire).unwrap();
+        prop_assert_eq!(&decoded, &encoded);
+        for e in [&encoded, &decoded] {
+            prop_assert_eq!(e.content_type(), props.content_type.clone());
+            prop_assert_eq!(e.content_encoding(), props.content_encoding.clone());
+            prop_assert_eq!(e.headers(), props.headers.clone());
+            prop_assert_eq!(e.delivery_mode(), props.delivery_mode);
+            prop_assert_eq!(e.priority(), props.priority);
+            prop_assert_eq!(e.correlation_id(), props.correlation_id.clone());
+            prop_assert_eq!(e.reply_to(), props.reply_to.clone());
+            prop_assert_eq!(e.expiration(), props.expiration.clone());
+            prop_assert_eq!(e.message_id(), props.message_id.clone());
+            prop_assert_eq!(e.timestamp(), props.timestamp);
+            prop_assert_eq!(e.r#type(), props.r#type.clone());
+            prop_assert_eq!(e.user_id(), props.user_id.clone());
+            prop_assert_eq!(e.app_id(), props.app_id.clone());
+            prop_assert_eq!(e.cluster_id(), props.cluster_id.clone());
+            prop_assert_eq!(&e.to_properties(), &props);
+        }
+    }
+
+    /// The checking pass accepts exactly what the full decode accepts.
+    #[test]
+    fn encoded_properties_accept_what_decode_accepts(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let raw = Bytes::from(bytes);
+        let full = BasicProperties::decode_bytes(&raw);
+        let checked = EncodedBasicProperties::decode(raw);
+        prop_assert_eq!(checked.as_ref().err(), full.as_ref().err());
+        if let (Ok(full), Ok(checked)) = (full, checked) {
+            prop_assert_eq!(checked.to_properties(), full);
+        }
     }
 
     #[test]
     fn field_tables_round_trip(table in prims::table()) {
         let mut buf = BytesMut::new();
         encode::table(&mut buf, &table);
-        let mut d = Decoder::new(buf.freeze());
+        let mut d = Decoder::from_slice(&buf);
         let decoded = d.table().unwrap();
         d.finish().unwrap();
         prop_assert_eq!(decoded, table);
@@ -41,7 +83,7 @@ proptest! {
 
     #[test]
     fn decoding_arbitrary_method_payloads_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Method::decode(Bytes::from(bytes));
+        let _ = Method::decode(&bytes);
     }
 
     /// Valid class and method ids followed by garbage reach every method's decoder.
@@ -55,12 +97,12 @@ proptest! {
         encode::short(&mut buf, info.class_id);
         encode::short(&mut buf, info.method_id);
         buf.extend_from_slice(&args);
-        let _ = Method::decode(buf.freeze());
+        let _ = Method::decode(&buf);
     }
 
     #[test]
     fn decoding_arbitrary_properties_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = BasicProperties::decode_bytes(Bytes::from(bytes));
+        let _ = BasicProperties::decode_bytes(&Bytes::from(bytes));
     }
 }
 
@@ -79,7 +121,7 @@ fn a_payload_with_trailing_bytes_is_refused() {
     let mut buf = BytesMut::new();
     Method::from(fedamq::protocol::generated::methods::ChannelOpenOk {}).encode(&mut buf);
     buf.extend_from_slice(b"junk");
-    let err = Method::decode(buf.freeze()).unwrap_err();
+    let err = Method::decode(&buf).unwrap_err();
     assert_eq!(err, fedamq::protocol::DecodeError::TrailingBytes(4));
 }
 
@@ -88,7 +130,7 @@ fn unknown_method_ids_are_refused() {
     let mut buf = BytesMut::new();
     encode::short(&mut buf, 60);
     encode::short(&mut buf, 999);
-    let err = Method::decode(buf.freeze()).unwrap_err();
+    let err = Method::decode(&buf).unwrap_err();
     assert_eq!(
         err,
         fedamq::protocol::DecodeError::UnknownMethod {

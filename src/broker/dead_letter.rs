@@ -97,7 +97,7 @@ pub fn dead_letter(
     dlrk: Option<&ShortString>,
     now_unix_secs: u64,
 ) -> Message {
-    let mut props = message.properties.clone();
+    let mut props = message.properties.to_properties();
     let mut headers = props.headers.take().unwrap_or_default();
 
     // 3.13 writes the parsed TTL back as decimal; an unparsable one (which a publish
@@ -320,12 +320,8 @@ fn sorted(table: FieldTable) -> FieldTable {
 /// not a table counts as client-made, so not a cycle. Call it per target queue: only the
 /// cycling queues are skipped; RabbitMQ logs the dropped cycle once.
 pub fn is_cycle(message: &Message, queue: &ShortString) -> bool {
-    let deaths = match message
-        .properties
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(X_DEATH))
-    {
+    let headers = message.properties.headers();
+    let deaths = match headers.as_ref().and_then(|h| h.get(X_DEATH)) {
         Some(FieldValue::Array(d)) => d,
         _ => return false,
     };
@@ -369,20 +365,25 @@ mod tests {
         Message::new(ss("orders"), ss("new"), props, Bytes::from_static(b"body"))
     }
 
-    fn headers(m: &Message) -> &FieldTable {
-        m.properties.headers.as_ref().unwrap()
+    fn headers(m: &Message) -> FieldTable {
+        m.properties.headers().unwrap()
     }
 
     fn keys(t: &FieldTable) -> Vec<String> {
         t.iter().map(|(k, _)| k.to_string()).collect()
     }
 
-    fn deaths(m: &Message) -> &[FieldValue] {
-        headers(m).get("x-death").unwrap().as_array().unwrap()
+    fn deaths(m: &Message) -> Vec<FieldValue> {
+        headers(m)
+            .get("x-death")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .to_vec()
     }
 
-    fn death(m: &Message, i: usize) -> &FieldTable {
-        deaths(m)[i].as_table().unwrap()
+    fn death(m: &Message, i: usize) -> FieldTable {
+        deaths(m)[i].as_table().unwrap().clone()
     }
 
     fn table(entries: &[(&'static str, FieldValue)]) -> FieldTable {
@@ -418,7 +419,7 @@ mod tests {
         assert_eq!(d.routing_key, "new");
         assert_eq!(d.body, m.body);
         assert_eq!(
-            keys(headers(&d)),
+            keys(&headers(&d)),
             [
                 "x-death",
                 "x-first-death-exchange",
@@ -439,7 +440,7 @@ mod tests {
         assert_eq!(deaths(&d).len(), 1);
         let x = death(&d, 0);
         assert_eq!(
-            keys(x),
+            keys(&x),
             [
                 "count",
                 "reason",
@@ -462,28 +463,29 @@ mod tests {
         let letters: Vec<char> = x.iter().map(|(_, v)| char::from(v.type_letter())).collect();
         assert_eq!(letters, ['l', 'S', 'S', 'T', 'S', 'A']);
         // Other properties untouched.
-        assert_eq!(d.properties.content_type, m.properties.content_type);
-        assert_eq!(d.properties.delivery_mode, Some(2));
-        assert_eq!(d.properties.message_id, m.properties.message_id);
+        assert_eq!(d.properties.content_type(), m.properties.content_type());
+        assert_eq!(d.properties.delivery_mode(), Some(2));
+        assert_eq!(d.properties.message_id(), m.properties.message_id());
     }
 
     #[test]
-    fn raw_properties_are_re_encoded() {
+    fn properties_are_re_encoded() {
         let m = message(None, Some("60000"));
         let d = dead_letter(&m, &ss("q"), Reason::Expired, &ss("dlx"), None, 1);
-        let decoded = BasicProperties::decode_bytes(d.raw_properties.clone()).unwrap();
-        assert_eq!(decoded, d.properties);
-        assert_ne!(d.raw_properties, m.raw_properties);
+        let decoded = BasicProperties::decode_bytes(d.properties.as_bytes()).unwrap();
+        assert_eq!(decoded, d.properties.to_properties());
+        assert!(decoded.headers.is_some_and(|h| h.get("x-death").is_some()));
+        assert_ne!(d.properties.as_bytes(), m.properties.as_bytes());
     }
 
     #[test]
     fn expiration_moves_into_original_expiration() {
         let m = message(None, Some("60000"));
         let d = dead_letter(&m, &ss("q"), Reason::Expired, &ss("dlx"), None, 5);
-        assert_eq!(d.properties.expiration, None);
+        assert_eq!(d.properties.expiration(), None);
         let x = death(&d, 0);
         assert_eq!(
-            keys(x),
+            keys(&x),
             [
                 "original-expiration",
                 "count",
@@ -499,7 +501,7 @@ mod tests {
         let m = message(None, Some("007"));
         let d = dead_letter(&m, &ss("q"), Reason::Rejected, &ss("dlx"), None, 5);
         assert_eq!(death(&d, 0).get("original-expiration"), Some(&ls("7")));
-        assert_eq!(d.properties.expiration, None);
+        assert_eq!(d.properties.expiration(), None);
     }
 
     #[test]
@@ -557,7 +559,7 @@ mod tests {
         h.push(ss("beta"), FieldValue::I32(3));
         let m = message(Some(h), None);
         let d = dead_letter(&m, &ss("q"), Reason::Rejected, &ss("dlx"), None, 1);
-        let k = keys(headers(&d));
+        let k = keys(&headers(&d));
         assert_eq!(k.first().map(String::as_str), Some("Alpha"));
         assert_eq!(k.iter().filter(|k| *k == "zeta").count(), 1);
         assert_eq!(headers(&d).get("zeta"), Some(&ls("1")));
@@ -589,7 +591,7 @@ mod tests {
         assert_eq!(deaths(&d2).len(), 1);
         let x = death(&d2, 0);
         assert_eq!(
-            keys(x),
+            keys(&x),
             [
                 "count",
                 "reason",
@@ -678,7 +680,7 @@ mod tests {
             ]
         );
         // The moved entry keeps its original-expiration, in first place.
-        assert_eq!(keys(death(&d4, 0))[0], "original-expiration");
+        assert_eq!(keys(&death(&d4, 0))[0], "original-expiration");
         assert_eq!(death(&d4, 0).get("time"), Some(&FieldValue::Timestamp(10)));
         let h = headers(&d4);
         assert_eq!(h.get("x-first-death-reason"), Some(&ls("expired")));
@@ -692,7 +694,12 @@ mod tests {
         // A client consumed from the DLQ and republished with the headers it got.
         let m = message(None, None);
         let d1 = dead_letter(&m, &ss("q"), Reason::Rejected, &ss("dlx"), None, 1);
-        let republished = Message::new(ss(""), ss("q"), d1.properties.clone(), d1.body.clone());
+        let republished = Message::new(
+            ss(""),
+            ss("q"),
+            d1.properties.to_properties(),
+            d1.body.clone(),
+        );
         let d2 = dead_letter(
             &republished,
             &ss("q"),
@@ -775,7 +782,7 @@ mod tests {
         );
         let x = death(&d, 0);
         assert_eq!(
-            keys(x),
+            keys(&x),
             [
                 "count",
                 "reason",
@@ -863,7 +870,7 @@ mod tests {
             proptest::prop_assert_eq!(first.get("queue"), Some(&ls("q")));
             proptest::prop_assert_eq!(first.get("reason"), Some(&ls("expired")));
             proptest::prop_assert!(first.get("count").and_then(FieldValue::as_i64).is_some());
-            proptest::prop_assert_eq!(d.properties.expiration.clone(), None);
+            proptest::prop_assert_eq!(d.properties.expiration(), None);
             let _ = is_cycle(&d, &ss("q"));
             let _ = is_cycle(&m, &ss("q"));
             let k: Vec<Vec<u8>> = headers(&d).iter().map(|(k, _)| k.as_bytes().to_vec()).collect();

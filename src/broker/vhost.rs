@@ -519,20 +519,23 @@ impl VHost {
     }
 
     /// Routes `message` from `exchange` and enqueues it in every matching queue.
-    /// `extra_keys` are the sender-selected `CC`/`BCC` routing keys, routed as well.
+    /// `headers` are the message's, decoded once by the caller (headers exchanges match
+    /// on them); `extra_keys` are the sender-selected `CC`/`BCC` routing keys, routed as
+    /// well.
     pub fn publish(
         &self,
         exchange: &Exchange,
         message: &MessageRef,
+        headers: Option<&FieldTable>,
         extra_keys: &[ShortString],
         scratch: &mut RouteScratch,
     ) -> Routed {
         scratch.queues.clear();
         scratch.visited.clear();
-        self.route(exchange, &message.routing_key, message, scratch);
+        self.route(exchange, &message.routing_key, headers, scratch);
         for key in extra_keys {
             scratch.visited.clear();
-            self.route(exchange, key, message, scratch);
+            self.route(exchange, key, headers, scratch);
         }
         let mut routed = Routed::default();
         for q in scratch.queues.drain(..) {
@@ -549,7 +552,8 @@ impl VHost {
     pub fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
         let Some(ex) = self.exchange(dlx) else { return };
         let mut s = RouteScratch::default();
-        self.route(&ex, &message.routing_key, &message, &mut s);
+        let headers = message.properties.headers();
+        self.route(&ex, &message.routing_key, headers.as_ref(), &mut s);
         for q in s.queues.drain(..) {
             if !crate::broker::dead_letter::is_cycle(&message, q.name()) {
                 q.publish(message.clone());
@@ -561,7 +565,7 @@ impl VHost {
         &self,
         exchange: &Exchange,
         key: &ShortString,
-        message: &MessageRef,
+        headers: Option<&FieldTable>,
         s: &mut RouteScratch,
     ) {
         let before = s.queues.len();
@@ -572,11 +576,9 @@ impl VHost {
             }
         } else {
             s.destinations.clear();
-            exchange.table().route(
-                key.as_bytes(),
-                message.properties.headers.as_ref(),
-                &mut s.destinations,
-            );
+            exchange
+                .table()
+                .route(key.as_bytes(), headers, &mut s.destinations);
             let destinations = std::mem::take(&mut s.destinations);
             let mut next = Vec::new();
             {
@@ -600,7 +602,7 @@ impl VHost {
             for name in next {
                 if let Some(ex) = self.exchange(&name) {
                     if !s.visited.contains(&name) {
-                        self.route(&ex, key, message, s);
+                        self.route(&ex, key, headers, s);
                     }
                 }
             }
@@ -610,7 +612,7 @@ impl VHost {
             if let Some(ae) = &exchange.alternate {
                 if !s.visited.contains(ae) {
                     if let Some(ex) = self.exchange(ae) {
-                        self.route(&ex, key, message, s);
+                        self.route(&ex, key, headers, s);
                     }
                 }
             }

@@ -68,7 +68,7 @@ impl Reader<'_> {
             match self.frames.decode(&mut self.buf) {
                 Ok(Some(frame)) => match frame.payload {
                     FramePayload::Method(p) if frame.channel == 0 => {
-                        return Method::decode(p).map_err(|e| HandshakeError::Refused(e.into()));
+                        return Method::decode(&p).map_err(|e| HandshakeError::Refused(e.into()));
                     }
                     FramePayload::Heartbeat => continue,
                     _ => {

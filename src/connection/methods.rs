@@ -26,8 +26,8 @@ use crate::protocol::frame::encode_frame_with;
 use crate::protocol::generated::constants::FRAME_METHOD;
 use crate::protocol::generated::dispatch::ServerMethods;
 use crate::protocol::generated::methods::*;
-use crate::protocol::generated::properties::BasicProperties;
-use crate::protocol::{ReplyCode, ShortString};
+use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
+use crate::protocol::{FieldTable, ReplyCode, ShortString};
 
 impl Connection {
     fn send(&mut self, channel: u16, method: impl Into<Method>) {
@@ -100,11 +100,17 @@ impl Connection {
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
         let exchange = self.vhost.exchange_or_404(exchange_name)?;
-        let extra_keys = sender_selected_keys(&message);
-        let message = strip_bcc(message);
-        let routed = self
-            .vhost
-            .publish(&exchange, &message, &extra_keys, &mut self.scratch);
+        // Decoded once here: CC/BCC and headers exchanges all read them.
+        let headers = message.properties.headers();
+        let extra_keys = sender_selected_keys(headers.as_ref());
+        let message = strip_bcc(message, headers.as_ref());
+        let routed = self.vhost.publish(
+            &exchange,
+            &message,
+            headers.as_ref(),
+            &extra_keys,
+            &mut self.scratch,
+        );
         if mandatory && routed.queues == 0 && !routed.rejected {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
@@ -117,7 +123,7 @@ impl Connection {
                 &mut self.out,
                 channel,
                 BasicProperties::CLASS_ID,
-                &message.raw_properties,
+                message.properties.as_bytes(),
                 &message.body,
                 self.frame_max,
             );
@@ -201,8 +207,8 @@ impl Connection {
 }
 
 /// The `CC` and `BCC` headers' routing keys (RabbitMQ's sender-selected distribution).
-fn sender_selected_keys(message: &Message) -> Vec<ShortString> {
-    let Some(headers) = &message.properties.headers else {
+fn sender_selected_keys(headers: Option<&FieldTable>) -> Vec<ShortString> {
+    let Some(headers) = headers else {
         return Vec::new();
     };
     let mut keys = Vec::new();
@@ -221,26 +227,18 @@ fn sender_selected_keys(message: &Message) -> Vec<ShortString> {
 }
 
 /// `BCC` is routed on but never delivered: the message loses that header.
-fn strip_bcc(message: MessageRef) -> MessageRef {
-    let has_bcc = message
-        .properties
-        .headers
-        .as_ref()
-        .is_some_and(|h| h.get("BCC").is_some());
-    if !has_bcc {
+fn strip_bcc(message: MessageRef, headers: Option<&FieldTable>) -> MessageRef {
+    if headers.is_none_or(|h| h.get("BCC").is_none()) {
         return message;
     }
-    let mut properties = message.properties.clone();
+    let mut properties = message.properties.to_properties();
     if let Some(h) = &mut properties.headers {
         h.remove("BCC");
     }
-    let mut raw = bytes::BytesMut::new();
-    properties.encode(&mut raw);
     Arc::new(Message {
         exchange: message.exchange.clone(),
         routing_key: message.routing_key.clone(),
-        properties,
-        raw_properties: raw.freeze(),
+        properties: EncodedBasicProperties::encode(&properties),
         body: message.body.clone(),
         accounted: message.accounted.clone(),
     })
@@ -641,7 +639,7 @@ impl ServerMethods for Connection {
             )));
         }
         self.check(Permission::Write, "exchange", &m.exchange)?;
-        if let Some(uid) = &content.properties.user_id {
+        if let Some(uid) = &content.properties.user_id() {
             if uid.as_bytes() != self.user.as_bytes() {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{}'",
@@ -649,7 +647,7 @@ impl ServerMethods for Connection {
                 )));
             }
         }
-        if let Some(exp) = &content.properties.expiration {
+        if let Some(exp) = &content.properties.expiration() {
             let text = String::from_utf8_lossy(exp.as_bytes());
             match text.parse::<i64>() {
                 Ok(n) if n >= 0 => {}
@@ -668,12 +666,11 @@ impl ServerMethods for Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        let size = (content.body.len() + content.raw_properties.len()) as u64;
+        let size = (content.body.len() + content.properties.as_bytes().len()) as u64;
         let message = Arc::new(Message {
             exchange: m.exchange.clone(),
             routing_key: m.routing_key,
             properties: content.properties,
-            raw_properties: content.raw_properties,
             body: content.body,
             accounted: Accounted::new(&self.shared.memory, size),
         });
@@ -723,7 +720,7 @@ impl ServerMethods for Connection {
                     &mut self.out,
                     channel,
                     BasicProperties::CLASS_ID,
-                    &message.raw_properties,
+                    message.properties.as_bytes(),
                     &message.body,
                     frame_max,
                 );

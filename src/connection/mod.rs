@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -35,13 +35,15 @@ use crate::broker::queue::Queue;
 use crate::broker::vhost::{RouteScratch, VHost};
 use crate::config::Config;
 use crate::protocol::content::{ContentHeader, encode_content};
-use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with, encode_heartbeat};
+use crate::protocol::frame::{
+    FrameDecoder, FrameType, encode_frame_with, encode_heartbeat, take_payload,
+};
 use crate::protocol::generated::constants::FRAME_METHOD;
 use crate::protocol::generated::dispatch::dispatch_to_server;
 use crate::protocol::generated::methods::{
     BasicDeliver, ConnectionBlocked, ConnectionUnblocked, Method,
 };
-use crate::protocol::generated::properties::BasicProperties;
+use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{ReplyCode, ShortString};
 
 /// What every connection shares: the broker's configuration and objects.
@@ -61,8 +63,8 @@ pub struct Shared {
 /// A content-bearing method's content, as handed to the handlers.
 #[derive(Debug, Clone)]
 pub struct Content {
-    pub properties: BasicProperties,
-    pub raw_properties: Bytes,
+    /// Checked on arrival, decoded only where read.
+    pub properties: EncodedBasicProperties,
     pub body: Bytes,
 }
 
@@ -266,7 +268,7 @@ impl Connection {
     /// Decodes and handles every whole frame in `inbuf`.
     fn process_input(&mut self, frames: &mut FrameDecoder, inbuf: &mut BytesMut) {
         while !self.done {
-            let frame = match frames.decode(inbuf) {
+            let frame = match frames.peek(inbuf) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
@@ -276,9 +278,10 @@ impl Connection {
                     break;
                 }
             };
-            let channel = frame.channel;
-            let result = match frame.payload {
-                FramePayload::Heartbeat => {
+            let (channel, payload_len) = (frame.channel, frame.payload.len());
+            let result = match frame.frame_type {
+                FrameType::Heartbeat => {
+                    inbuf.advance(frame.wire_len());
                     if channel != 0 {
                         Err(AmqpError::new(
                             ReplyCode::UnexpectedFrame,
@@ -288,9 +291,22 @@ impl Connection {
                         Ok(())
                     }
                 }
-                FramePayload::Method(payload) => self.method_frame(channel, payload),
-                FramePayload::Header(payload) => self.header_frame(channel, payload),
-                FramePayload::Body(payload) => self.body_frame(channel, payload),
+                // Decoded where it lies: methods keep nothing of the frame.
+                FrameType::Method => {
+                    let wire_len = frame.wire_len();
+                    let result = self.method_frame(channel, frame.payload);
+                    inbuf.advance(wire_len);
+                    result
+                }
+                // Properties and bodies are kept with the message, so taken as `Bytes`.
+                FrameType::Header => {
+                    let payload = take_payload(inbuf, payload_len);
+                    self.header_frame(channel, payload)
+                }
+                FrameType::Body => {
+                    let payload = take_payload(inbuf, payload_len);
+                    self.body_frame(channel, payload)
+                }
             };
             if let Err(e) = result {
                 self.fail(channel, e, 0, 0);
@@ -307,7 +323,7 @@ impl Connection {
         }
     }
 
-    fn method_frame(&mut self, channel: u16, payload: Bytes) -> AmqpResult<()> {
+    fn method_frame(&mut self, channel: u16, payload: &[u8]) -> AmqpResult<()> {
         let method = Method::decode(payload)?;
         let (class_id, method_id) = (method.class_id(), method.method_id());
         if self.closing.is_some() {
@@ -406,10 +422,8 @@ impl Connection {
         header: ContentHeader,
         body: Bytes,
     ) -> AmqpResult<()> {
-        let properties = BasicProperties::decode_bytes(header.properties.clone())?;
         let content = Content {
-            properties,
-            raw_properties: header.properties,
+            properties: EncodedBasicProperties::decode(header.properties)?,
             body,
         };
         if let Err(e) =
@@ -464,7 +478,7 @@ impl Connection {
                     &mut self.out,
                     channel,
                     BasicProperties::CLASS_ID,
-                    &entry.message.raw_properties,
+                    entry.message.properties.as_bytes(),
                     &entry.message.body,
                     self.frame_max,
                 );

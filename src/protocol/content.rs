@@ -6,7 +6,7 @@
 //! into frames on the way out. Properties stay raw [`Bytes`] here: their layout is
 //! per-class and decoded by generated code.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::DecodeError;
 use super::frame::{FRAME_OVERHEAD, FrameType, encode_frame, encode_frame_with};
@@ -27,18 +27,21 @@ pub struct ContentHeader {
 }
 
 impl ContentHeader {
-    pub fn decode(payload: Bytes) -> Result<Self, DecodeError> {
-        let mut d = Decoder::new(payload);
+    pub fn decode(mut payload: Bytes) -> Result<Self, DecodeError> {
+        let mut d = Decoder::from_slice(&payload);
         let class_id = d.short()?;
         let weight = d.short()?;
         if weight != 0 {
             return Err(DecodeError::NonZeroWeight(weight));
         }
         let body_size = d.longlong()?;
+        // The prefix has been read, so it is there to skip; advancing (rather than
+        // slicing) keeps the one reference the frame already holds.
+        payload.advance(CONTENT_HEADER_PREFIX_LEN);
         Ok(Self {
             class_id,
             body_size,
-            properties: d.into_rest(),
+            properties: payload,
         })
     }
 
@@ -324,7 +327,7 @@ impl ContentAssembler<Bytes> {
     /// class is read from its first two octets and the payload is what comes back in
     /// [`Complete::method`].
     pub fn start_raw(&mut self, method_payload: Bytes) -> Result<(), DecodeError> {
-        let class_id = Decoder::new(method_payload.clone()).short()?;
+        let class_id = Decoder::from_slice(&method_payload).short()?;
         self.start(class_id, method_payload)
     }
 }

@@ -161,14 +161,36 @@ impl FrameDecoder {
     }
 
     /// Takes one whole frame off the front of `buf` if one is there; `Ok(None)` means
-    /// "need more bytes". Oversize (checked from the header alone, before the payload
-    /// arrives), bad frame-end octet, unknown type -> `Err`. The payload is split off as
-    /// [`Bytes`], no copy.
+    /// "need more bytes". The checks are [`peek`](Self::peek)'s. The payload is split off
+    /// as [`Bytes`], no copy.
     ///
     /// On `Err` the buffer is left as it was. Every error here means the stream can no
     /// longer be trusted to be in sync, so the connection must be closed
     /// ([`DecodeError::reply_code`] gives 501 frame-error for all of them).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        let Some(head) = self.peek(buf)? else {
+            return Ok(None);
+        };
+        let (frame_type, channel, payload_len) =
+            (head.frame_type, head.channel, head.payload.len());
+        let payload = take_payload(buf, payload_len);
+        let payload = match frame_type {
+            FrameType::Method => FramePayload::Method(payload),
+            FrameType::Header => FramePayload::Header(payload),
+            FrameType::Body => FramePayload::Body(payload),
+            FrameType::Heartbeat => FramePayload::Heartbeat,
+        };
+        Ok(Some(Frame { channel, payload }))
+    }
+
+    /// Finds the whole frame at the front of `buf`, if one is there, without taking it
+    /// off: `Ok(None)` means "need more bytes". Oversize (checked from the header alone,
+    /// before the payload arrives), bad frame-end octet, unknown type -> `Err`.
+    ///
+    /// This is for payloads decoded where they lie (method frames): no split, so no
+    /// reference count to update. Afterwards the caller drops the frame with
+    /// `buf.advance(frame.wire_len())`, or takes its payload with [`take_payload`].
+    pub fn peek<'a>(&self, buf: &'a [u8]) -> Result<Option<FrameRef<'a>>, DecodeError> {
         let Some(&[type_octet, c0, c1, s0, s1, s2, s3]) = buf.get(..FRAME_HEADER_SIZE) else {
             return Ok(None);
         };
@@ -202,22 +224,44 @@ impl FrameDecoder {
         if end != FRAME_END {
             return Err(DecodeError::BadFrameEnd(end));
         }
-
-        // total <= buf.len() (checked just above) and total >= FRAME_HEADER_SIZE.
-        // One split per frame: each split of a shared buffer costs an atomic reference
-        // count update, so the header and frame-end are skipped rather than split off.
-        buf.advance(FRAME_HEADER_SIZE);
-        let payload = buf.split_to(payload_len).freeze();
-        buf.advance(1);
-
-        let payload = match frame_type {
-            FrameType::Method => FramePayload::Method(payload),
-            FrameType::Header => FramePayload::Header(payload),
-            FrameType::Body => FramePayload::Body(payload),
-            FrameType::Heartbeat => FramePayload::Heartbeat,
-        };
-        Ok(Some(Frame { channel, payload }))
+        Ok(buf
+            .get(FRAME_HEADER_SIZE..total - 1)
+            .map(|payload| FrameRef {
+                frame_type,
+                channel,
+                payload,
+            }))
     }
+}
+
+/// A whole frame at the front of a read buffer, found by [`FrameDecoder::peek`] and not
+/// yet taken off it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub frame_type: FrameType,
+    pub channel: u16,
+    pub payload: &'a [u8],
+}
+
+impl FrameRef<'_> {
+    /// Octets the frame occupies in the buffer: header, payload, frame-end.
+    pub fn wire_len(&self) -> usize {
+        self.payload.len() + FRAME_HEADER_SIZE + 1
+    }
+}
+
+/// Takes the frame [`FrameDecoder::peek`] found, of `payload_len` payload octets, off the
+/// front of `buf` and returns its payload, without copying. One split per frame: each
+/// split of a shared buffer costs an atomic reference-count update, so the header and
+/// frame-end are skipped rather than split off.
+///
+/// # Panics
+/// If `buf` does not hold `payload_len + 8` octets: call it only for a peeked frame.
+pub fn take_payload(buf: &mut BytesMut, payload_len: usize) -> Bytes {
+    buf.advance(FRAME_HEADER_SIZE);
+    let payload = buf.split_to(payload_len).freeze();
+    buf.advance(1);
+    payload
 }
 
 /// Payloads are bounded by frame-max, a u32; a longer slice is a caller bug, and

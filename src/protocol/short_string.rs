@@ -38,6 +38,32 @@ enum Repr {
 #[error("short string of {0} octets is longer than 255")]
 pub struct ShortStringTooLong(pub usize);
 
+/// Copies `src` (at most [`INLINE`] octets) to the front of `dst` as two fixed-size,
+/// possibly overlapping, moves (its first and last 16, 8, 4 or 2 octets), which the
+/// compiler inlines, rather than a call to `memcpy` for a handful of octets.
+#[inline]
+fn copy_short(dst: &mut [u8; INLINE], src: &[u8]) {
+    #[inline(always)]
+    fn ends<const N: usize>(dst: &mut [u8; INLINE], src: &[u8]) {
+        let n = src.len();
+        if let (Some(head), Some(to)) = (src.first_chunk::<N>(), dst.first_chunk_mut::<N>()) {
+            *to = *head;
+        }
+        let to = n.checked_sub(N).and_then(|at| dst.get_mut(at..n));
+        if let (Some(tail), Some(to)) = (src.last_chunk::<N>(), to) {
+            to.copy_from_slice(tail);
+        }
+    }
+    match src.len() {
+        16.. => ends::<16>(dst, src),
+        8..=15 => ends::<8>(dst, src),
+        4..=7 => ends::<4>(dst, src),
+        2..=3 => ends::<2>(dst, src),
+        1 => dst[0] = src[0],
+        0 => {}
+    }
+}
+
 impl ShortString {
     pub const MAX_LEN: usize = 255;
 
@@ -73,7 +99,7 @@ impl ShortString {
             let mut buf = [0u8; INLINE];
             match src.get(..INLINE) {
                 Some(block) => buf.copy_from_slice(block),
-                None => buf[..len].copy_from_slice(&src[..len]),
+                None => copy_short(&mut buf, &src[..len]),
             }
             return Some(Self(Repr::Inline {
                 len: len as u8,
@@ -392,6 +418,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn from_prefix_copies_exactly_the_prefix(
+            src in proptest::collection::vec(any::<u8>(), 0..40),
+            cut in 0usize..40,
+        ) {
+            let len = cut.min(src.len());
+            let s = ShortString::from_prefix(&src, len).unwrap();
+            prop_assert_eq!(s.as_bytes(), &src[..len]);
+            // And from a slice that ends where the string does (no block copy possible).
+            let s = ShortString::from_prefix(&src[..len], len).unwrap();
+            prop_assert_eq!(s.as_bytes(), &src[..len]);
+        }
+
         #[test]
         fn new_accepts_exactly_up_to_255(v in proptest::collection::vec(any::<u8>(), 0..400)) {
             let r = ShortString::new(v.clone());

@@ -1,13 +1,14 @@
 //! Primitive AMQP types on the wire, in network byte order: the layer the generated
 //! method and property codecs are written against.
 //!
-//! Decoding consumes a [`Bytes`] from the front, so strings, byte arrays and nested
-//! payloads come out as slices of the received frame rather than copies. Every read checks
+//! Decoding reads a borrowed slice from the front, so a method can be decoded where it
+//! lies in the read buffer; long strings and byte arrays come out as slices of the
+//! received frame when it is a [`Bytes`], rather than copies. Every read checks
 //! its length first: a hostile length prefix yields [`DecodeError::Truncated`], never a
 //! large allocation or a panic. Encoding cannot fail, because the types already enforce
 //! the limits that matter (a [`ShortString`] is at most 255 octets).
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
 use super::{DecodeError, FieldTable, FieldValue, ShortString};
 
@@ -16,24 +17,32 @@ use super::{DecodeError, FieldTable, FieldValue, ShortString};
 /// `F`s from overflowing the stack. Real tables nest two or three levels at most.
 pub const MAX_NESTING: usize = 64;
 
-impl From<bytes::TryGetError> for DecodeError {
-    fn from(e: bytes::TryGetError) -> Self {
-        DecodeError::Truncated {
-            needed: e.requested,
-            available: e.available,
+/// Reads AMQP primitives off the front of a borrowed buffer.
+///
+/// Decoding works on a slice so that method and header frames can be decoded straight
+/// from the connection's read buffer, without splitting them off as [`Bytes`] (each split
+/// and drop of a shared buffer is an atomic reference-count update). Long strings and
+/// byte arrays do need an owner: when the slice belongs to a [`Bytes`] ([`Decoder::new`])
+/// they are cut from it without a copy, otherwise ([`Decoder::from_slice`]) copied.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+    /// The buffer `buf` is a tail of, if any: long strings are sliced from it.
+    owner: Option<&'a Bytes>,
+}
+
+impl<'a> Decoder<'a> {
+    /// Reads `buf`; long strings come out as slices of it.
+    pub fn new(buf: &'a Bytes) -> Self {
+        Self {
+            buf,
+            owner: Some(buf),
         }
     }
-}
 
-/// Reads AMQP primitives off the front of a buffer.
-#[derive(Debug, Clone, Default)]
-pub struct Decoder {
-    buf: Bytes,
-}
-
-impl Decoder {
-    pub fn new(buf: Bytes) -> Self {
-        Self { buf }
+    /// Reads `buf`; long strings come out as copies.
+    pub fn from_slice(buf: &'a [u8]) -> Self {
+        Self { buf, owner: None }
     }
 
     pub fn remaining(&self) -> usize {
@@ -53,26 +62,60 @@ impl Decoder {
         }
     }
 
-    /// Whatever has not been read yet, without copying (e.g. content properties after the
-    /// fixed part of a content header).
-    pub fn into_rest(self) -> Bytes {
+    /// Whatever has not been read yet (e.g. content properties after the fixed part of a
+    /// content header).
+    pub fn rest(&self) -> &'a [u8] {
         self.buf
     }
 
+    /// The next `N` octets, or `Truncated`.
+    #[inline]
+    fn array_of<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        match self.buf.split_first_chunk::<N>() {
+            Some((head, tail)) => {
+                self.buf = tail;
+                Ok(*head)
+            }
+            None => Err(DecodeError::Truncated {
+                needed: N,
+                available: self.buf.len(),
+            }),
+        }
+    }
+
+    /// The next `n` octets, borrowed.
+    #[inline]
+    fn slice(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        match self.buf.split_at_checked(n) {
+            Some((head, tail)) => {
+                self.buf = tail;
+                Ok(head)
+            }
+            None => Err(DecodeError::Truncated {
+                needed: n,
+                available: self.buf.len(),
+            }),
+        }
+    }
+
+    #[inline]
     pub fn octet(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.buf.try_get_u8()?)
+        Ok(u8::from_be_bytes(self.array_of()?))
     }
 
+    #[inline]
     pub fn short(&mut self) -> Result<u16, DecodeError> {
-        Ok(self.buf.try_get_u16()?)
+        Ok(u16::from_be_bytes(self.array_of()?))
     }
 
+    #[inline]
     pub fn long(&mut self) -> Result<u32, DecodeError> {
-        Ok(self.buf.try_get_u32()?)
+        Ok(u32::from_be_bytes(self.array_of()?))
     }
 
+    #[inline]
     pub fn longlong(&mut self) -> Result<u64, DecodeError> {
-        Ok(self.buf.try_get_u64()?)
+        Ok(u64::from_be_bytes(self.array_of()?))
     }
 
     /// Seconds since the epoch; on the wire it is just a longlong.
@@ -80,15 +123,13 @@ impl Decoder {
         self.longlong()
     }
 
-    /// The next `n` octets as a slice of the input.
+    /// The next `n` octets: a slice of the owner, or a copy when there is none.
     pub fn bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        if n > self.buf.len() {
-            return Err(DecodeError::Truncated {
-                needed: n,
-                available: self.buf.len(),
-            });
-        }
-        Ok(self.buf.split_to(n))
+        let part = self.slice(n)?;
+        Ok(match self.owner {
+            Some(owner) => owner.slice_ref(part),
+            None => Bytes::copy_from_slice(part),
+        })
     }
 
     pub fn shortstr(&mut self) -> Result<ShortString, DecodeError> {
@@ -100,14 +141,38 @@ impl Decoder {
             });
         }
         // Copied (inline when short), not sliced: see ShortString. A u8 length fits.
-        let s = ShortString::from_prefix(&self.buf, len).unwrap_or_default();
-        self.buf.advance(len);
+        let s = ShortString::from_prefix(self.buf, len).unwrap_or_default();
+        self.buf = &self.buf[len..];
         Ok(s)
     }
 
     pub fn longstr(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.len32()?;
         self.bytes(len)
+    }
+
+    /// Moves past `n` octets.
+    pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.slice(n).map(drop)
+    }
+
+    /// Moves past a shortstr.
+    pub fn skip_shortstr(&mut self) -> Result<(), DecodeError> {
+        let len = usize::from(self.octet()?);
+        self.skip(len)
+    }
+
+    /// Moves past a longstr.
+    pub fn skip_longstr(&mut self) -> Result<(), DecodeError> {
+        let len = self.len32()?;
+        self.skip(len)
+    }
+
+    /// Moves past a field table, checking it exactly as [`table`](Self::table) would
+    /// (value types, lengths, nesting) but building nothing: for properties that are
+    /// checked on arrival and decoded only if someone asks.
+    pub fn skip_table(&mut self) -> Result<(), DecodeError> {
+        self.skip_table_at(1)
     }
 
     pub fn table(&mut self) -> Result<FieldTable, DecodeError> {
@@ -136,7 +201,10 @@ impl Decoder {
     // `depth` is the nesting level of the table being read; the top-level one is 1.
     fn table_at(&mut self, depth: usize) -> Result<FieldTable, DecodeError> {
         let len = self.len32()?;
-        let mut entries = Decoder::new(self.bytes(len)?);
+        let mut entries = Decoder {
+            buf: self.slice(len)?,
+            owner: self.owner,
+        };
         let mut table = FieldTable::new();
         while !entries.is_empty() {
             let key = entries.shortstr()?;
@@ -148,7 +216,10 @@ impl Decoder {
 
     fn array_at(&mut self, depth: usize) -> Result<Vec<FieldValue>, DecodeError> {
         let len = self.len32()?;
-        let mut items = Decoder::new(self.bytes(len)?);
+        let mut items = Decoder {
+            buf: self.slice(len)?,
+            owner: self.owner,
+        };
         let mut array = Vec::new();
         while !items.is_empty() {
             array.push(items.field_value_at(depth)?);
@@ -161,15 +232,15 @@ impl Decoder {
         let letter = self.octet()?;
         Ok(match letter {
             b't' => FieldValue::Bool(self.octet()? != 0),
-            b'b' => FieldValue::I8(self.buf.try_get_i8()?),
+            b'b' => FieldValue::I8(i8::from_be_bytes(self.array_of()?)),
             b'B' => FieldValue::U8(self.octet()?),
-            b's' => FieldValue::I16(self.buf.try_get_i16()?),
+            b's' => FieldValue::I16(i16::from_be_bytes(self.array_of()?)),
             b'u' => FieldValue::U16(self.short()?),
-            b'I' => FieldValue::I32(self.buf.try_get_i32()?),
+            b'I' => FieldValue::I32(i32::from_be_bytes(self.array_of()?)),
             b'i' => FieldValue::U32(self.long()?),
-            b'l' => FieldValue::I64(self.buf.try_get_i64()?),
-            b'f' => FieldValue::F32(self.buf.try_get_f32()?),
-            b'd' => FieldValue::F64(self.buf.try_get_f64()?),
+            b'l' => FieldValue::I64(i64::from_be_bytes(self.array_of()?)),
+            b'f' => FieldValue::F32(f32::from_be_bytes(self.array_of()?)),
+            b'd' => FieldValue::F64(f64::from_be_bytes(self.array_of()?)),
             b'D' => {
                 let scale = self.octet()?;
                 let value = self.long()?;
@@ -183,6 +254,51 @@ impl Decoder {
             b'V' => FieldValue::Void,
             other => return Err(DecodeError::BadFieldType(other)),
         })
+    }
+}
+
+impl Decoder<'_> {
+    // The skipping twins of `table_at`, `array_at` and `field_value_at`: they accept
+    // exactly what those accept.
+    fn skip_table_at(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let len = self.len32()?;
+        let mut entries = Decoder {
+            buf: self.slice(len)?,
+            owner: None,
+        };
+        while !entries.is_empty() {
+            entries.skip_shortstr()?;
+            entries.skip_field_value_at(depth)?;
+        }
+        Ok(())
+    }
+
+    fn skip_array_at(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let len = self.len32()?;
+        let mut items = Decoder {
+            buf: self.slice(len)?,
+            owner: None,
+        };
+        while !items.is_empty() {
+            items.skip_field_value_at(depth)?;
+        }
+        Ok(())
+    }
+
+    fn skip_field_value_at(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let letter = self.octet()?;
+        match letter {
+            b't' | b'b' | b'B' => self.skip(1),
+            b's' | b'u' => self.skip(2),
+            b'I' | b'i' | b'f' => self.skip(4),
+            b'l' | b'd' | b'T' => self.skip(8),
+            b'D' => self.skip(5),
+            b'S' | b'x' => self.skip_longstr(),
+            b'A' => self.skip_array_at(nested(depth)?),
+            b'F' => self.skip_table_at(nested(depth)?),
+            b'V' => Ok(()),
+            other => Err(DecodeError::BadFieldType(other)),
+        }
     }
 }
 
@@ -304,8 +420,8 @@ mod tests {
         ShortString::from_static(s)
     }
 
-    fn dec(b: &[u8]) -> Decoder {
-        Decoder::new(Bytes::copy_from_slice(b))
+    fn dec(b: &[u8]) -> Decoder<'_> {
+        Decoder::from_slice(b)
     }
 
     fn encoded_table(t: &FieldTable) -> BytesMut {
@@ -315,7 +431,8 @@ mod tests {
     }
 
     fn roundtrip_table(t: &FieldTable) -> FieldTable {
-        let mut d = Decoder::new(encoded_table(t).freeze());
+        let wire = encoded_table(t).freeze();
+        let mut d = Decoder::new(&wire);
         let back = d.table().expect("decodes");
         d.finish().expect("no trailing bytes");
         back
@@ -336,7 +453,7 @@ mod tests {
                 0x15, 0x16, 0x17
             ]
         );
-        let mut d = Decoder::new(buf.freeze());
+        let mut d = Decoder::from_slice(&buf);
         assert_eq!(d.remaining(), 23);
         assert_eq!(d.octet(), Ok(0x01));
         assert_eq!(d.short(), Ok(0x0203));
@@ -408,12 +525,12 @@ mod tests {
     }
 
     #[test]
-    fn into_rest_returns_unread_without_copy() {
+    fn rest_returns_unread_without_copy() {
         let input = Bytes::from_static(b"\x00\x01rest");
-        let mut d = Decoder::new(input.clone());
+        let mut d = Decoder::new(&input);
         assert_eq!(d.short(), Ok(1));
-        let rest = d.into_rest();
-        assert_eq!(&rest[..], b"rest");
+        let rest = d.rest();
+        assert_eq!(rest, b"rest");
         assert_eq!(rest.as_ptr(), input[2..].as_ptr());
     }
 
@@ -429,7 +546,7 @@ mod tests {
             b"\x05route\x00\x00\x00\x06body\x00\xff\x00\x00\x00\x00\x00"
         );
         let frozen = buf.freeze();
-        let mut d = Decoder::new(frozen.clone());
+        let mut d = Decoder::new(&frozen);
         let s = d.shortstr().unwrap();
         // Short strings are copied inline (cheaper than a shared slice); longstrs are slices.
         assert_eq!(s, "route");
@@ -448,7 +565,7 @@ mod tests {
         encode::shortstr(&mut buf, &long);
         assert_eq!(buf.len(), 256);
         assert_eq!(buf.first(), Some(&255));
-        assert_eq!(Decoder::new(buf.freeze()).shortstr(), Ok(long));
+        assert_eq!(Decoder::from_slice(&buf).shortstr(), Ok(long));
     }
 
     #[test]
@@ -690,7 +807,7 @@ mod tests {
         let mut buf = BytesMut::new();
         encode::array(&mut buf, &arr);
         assert_eq!(&buf[..4], &[0, 0, 0, 15]);
-        assert_eq!(Decoder::new(buf.freeze()).array(), Ok(arr));
+        assert_eq!(Decoder::from_slice(&buf).array(), Ok(arr));
     }
 
     #[test]
@@ -707,7 +824,8 @@ mod tests {
         #[test]
         fn table_roundtrip(t in strategies::field_table()) {
             let wire = encoded_table(&t);
-            let mut d = Decoder::new(wire.clone().freeze());
+            let frozen = wire.clone().freeze();
+            let mut d = Decoder::new(&frozen);
             let back = d.table().unwrap();
             prop_assert_eq!(d.finish(), Ok(()));
             prop_assert_eq!(&back, &t);
@@ -718,20 +836,34 @@ mod tests {
         fn value_roundtrip(v in strategies::field_value()) {
             let mut buf = BytesMut::new();
             encode::field_value(&mut buf, &v);
-            let mut d = Decoder::new(buf.freeze());
+            let mut d = Decoder::from_slice(&buf);
             prop_assert_eq!(d.field_value(), Ok(v));
             prop_assert_eq!(d.finish(), Ok(()));
         }
 
         #[test]
         fn arbitrary_bytes_as_table_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let mut d = Decoder::new(Bytes::from(raw));
+            let mut d = Decoder::from_slice(&raw);
             if let Ok(t) = d.table() {
                 // Whatever decodes re-encodes stably (compared as bytes: NaN and non-0/1
                 // bools do not survive a value comparison).
                 let once = encoded_table(&t);
-                let again = Decoder::new(once.clone().freeze()).table().unwrap();
+                let again = Decoder::from_slice(&once).table().unwrap();
                 prop_assert_eq!(encoded_table(&again), once);
+            }
+        }
+
+        #[test]
+        fn skip_table_accepts_exactly_what_table_accepts(
+            raw in proptest::collection::vec(any::<u8>(), 0..256),
+            t in strategies::field_table(),
+        ) {
+            for wire in [raw, encoded_table(&t).to_vec()] {
+                let mut decoded = Decoder::from_slice(&wire);
+                let mut skipped = Decoder::from_slice(&wire);
+                let table = decoded.table();
+                prop_assert_eq!(skipped.skip_table(), table.map(drop));
+                prop_assert_eq!(skipped.remaining(), decoded.remaining());
             }
         }
 
@@ -743,14 +875,14 @@ mod tests {
             // A correct outer length, so decoding gets past the first check into the entries.
             let mut wire = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
             wire.extend_from_slice(&body);
-            let _ = Decoder::new(Bytes::from(wire)).table();
+            let _ = Decoder::from_slice(&wire).table();
         }
 
         #[test]
         fn every_truncation_of_a_valid_table_is_an_error(t in strategies::field_table()) {
             let wire = encoded_table(&t).freeze();
             for cut in 0..wire.len() {
-                prop_assert!(Decoder::new(wire.slice(..cut)).table().is_err());
+                prop_assert!(Decoder::from_slice(&wire[..cut]).table().is_err());
             }
         }
     }

@@ -162,7 +162,7 @@ impl Client {
                     .expect("a frame within 5 s")
                     .expect("socket open");
             if t == 1 {
-                return MethodFrame(ch, Method::decode(payload).unwrap());
+                return MethodFrame(ch, Method::decode(&payload).unwrap());
             }
         }
     }

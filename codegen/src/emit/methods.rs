@@ -109,9 +109,10 @@ pub fn emit(spec: &Spec) -> TokenStream {
 
         impl Method {
             /// Decodes the payload of a method frame: class id, method id, then arguments.
-            /// The payload must hold exactly one method.
-            pub fn decode(payload: Bytes) -> Result<Method, DecodeError> {
-                let mut d = Decoder::new(payload);
+            /// The payload must hold exactly one method. It is read where it lies (in the
+            /// read buffer, typically); the few long-string fields are copied out.
+            pub fn decode(payload: &[u8]) -> Result<Method, DecodeError> {
+                let mut d = Decoder::from_slice(payload);
                 let class_id = d.short()?;
                 let method_id = d.short()?;
                 let method = Method::decode_arguments(class_id, method_id, &mut d)?;
@@ -120,7 +121,7 @@ pub fn emit(spec: &Spec) -> TokenStream {
             }
 
             /// Decodes the arguments of the method (class id, method id).
-            pub fn decode_arguments(class_id: u16, method_id: u16, d: &mut Decoder) -> Result<Method, DecodeError> {
+            pub fn decode_arguments(class_id: u16, method_id: u16, d: &mut Decoder<'_>) -> Result<Method, DecodeError> {
                 Ok(match (class_id, method_id) {
                     #(#decode_arms)*
                     _ => return Err(DecodeError::UnknownMethod { class_id, method_id }),
@@ -287,9 +288,9 @@ fn method_struct(c: &Class, m: &Method, info_index: usize) -> TokenStream {
     }
     let names: Vec<_> = m.fields.iter().filter_map(field_ident).collect();
     let decoder_arg = if m.fields.is_empty() {
-        quote!(_d: &mut Decoder)
+        quote!(_d: &mut Decoder<'_>)
     } else {
-        quote!(d: &mut Decoder)
+        quote!(d: &mut Decoder<'_>)
     };
     let buf_arg = if m.fields.is_empty() {
         quote!(_buf: &mut BytesMut)

@@ -85,6 +85,20 @@ pub fn decode_expr(p: Primitive) -> TokenStream {
     }
 }
 
+/// A statement that moves the decoder `d` past one non-bit value, checking it as
+/// [`decode_expr`] would but keeping nothing.
+pub fn skip_stmt(p: Primitive) -> TokenStream {
+    match p {
+        Primitive::Bit | Primitive::Octet => quote!(d.skip(1)?;),
+        Primitive::Short => quote!(d.skip(2)?;),
+        Primitive::Long => quote!(d.skip(4)?;),
+        Primitive::LongLong | Primitive::Timestamp => quote!(d.skip(8)?;),
+        Primitive::ShortStr => quote!(d.skip_shortstr()?;),
+        Primitive::LongStr => quote!(d.skip_longstr()?;),
+        Primitive::Table => quote!(d.skip_table()?;),
+    }
+}
+
 /// Numbers and bits are passed by value; strings and tables by reference.
 pub fn is_copy(p: Primitive) -> bool {
     !matches!(

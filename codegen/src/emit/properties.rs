@@ -5,15 +5,18 @@
 //! another word follows. A bit-typed property has no value: its flag is the value.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
-use super::{decode_expr, doc_attrs, doc_text, encode_stmt, field_arg, num, rust_type};
+use super::{
+    decode_expr, doc_attrs, doc_text, encode_stmt, field_arg, is_copy, num, rust_type, skip_stmt,
+};
 use crate::model::{Class, Primitive, Spec};
 use crate::naming;
 
 pub fn emit(spec: &Spec) -> TokenStream {
     let classes = spec.classes.iter().filter(|c| !c.properties.is_empty());
     let structs = classes.clone().map(properties_struct);
+    let encoded = classes.clone().map(encoded_struct);
     let ids = classes.clone().map(|c| c.index);
     let names = classes.map(|c| naming::properties_type(&c.name));
     quote! {
@@ -24,10 +27,38 @@ pub fn emit(spec: &Spec) -> TokenStream {
         use crate::protocol::short_string::ShortString;
         use crate::protocol::wire::{encode, Decoder};
 
+        /// Values read back from bytes that were checked on arrival cannot fail to decode;
+        /// one that did would be a bug here: caught in debug builds, absent in release.
+        fn read_checked<T>(r: Result<T, DecodeError>) -> Option<T> {
+            debug_assert!(r.is_ok(), "checked properties failed to decode: {:?}", r.as_ref().err());
+            r.ok()
+        }
+
         /// The class ids whose content headers carry properties, with their type's name.
         pub const CONTENT_CLASSES: &[(u16, &str)] = &[#( (#ids, stringify!(#names)) ),*];
 
         #(#structs)*
+
+        #(#encoded)*
+    }
+}
+
+/// Flag masks read best in hex; a formatted hex literal always parses.
+fn hex(v: u16) -> TokenStream {
+    format!("{v:#06x}").parse().unwrap_or_else(|_| quote!(#v))
+}
+
+/// A call reading one value of type `p` from the decoder `d`, as a `Result`.
+fn read_call(p: Primitive) -> TokenStream {
+    match p {
+        Primitive::Bit | Primitive::Octet => quote!(d.octet()),
+        Primitive::Short => quote!(d.short()),
+        Primitive::Long => quote!(d.long()),
+        Primitive::LongLong => quote!(d.longlong()),
+        Primitive::Timestamp => quote!(d.timestamp()),
+        Primitive::ShortStr => quote!(d.shortstr()),
+        Primitive::LongStr => quote!(d.longstr()),
+        Primitive::Table => quote!(d.table()),
     }
 }
 
@@ -54,9 +85,6 @@ fn properties_struct(c: &Class) -> TokenStream {
     let flag_of = |i: usize| -> (proc_macro2::Literal, u16) {
         (num((i / 15) as u64), 1u16 << (15 - (i % 15)))
     };
-    // Flag masks read best in hex; a formatted hex literal always parses.
-    let hex =
-        |v: u16| -> TokenStream { format!("{v:#06x}").parse().unwrap_or_else(|_| quote!(#v)) };
 
     let set_flags = c.properties.iter().enumerate().map(|(i, p)| {
         let name = naming::field(&p.name);
@@ -144,7 +172,15 @@ fn properties_struct(c: &Class) -> TokenStream {
             }
 
             /// Reads the flag words and the properties they announce.
-            pub fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+            pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+                let flags = Self::decode_flags(d)?;
+                #(#decode_values)*
+                Ok(#ty { #(#names),* })
+            }
+
+            /// Reads the flag words, continuation bits cleared; a bit for no property,
+            /// or more words than the class needs, is an error.
+            fn decode_flags(d: &mut Decoder<'_>) -> Result<[u16; #words], DecodeError> {
                 let mut flags = [0u16; #words];
                 let mut w = 0;
                 loop {
@@ -163,17 +199,170 @@ fn properties_struct(c: &Class) -> TokenStream {
                         break;
                     }
                 }
-                #(#decode_values)*
-                Ok(#ty { #(#names),* })
+                Ok(flags)
             }
 
             /// Decodes properties that fill `raw` exactly (the tail of a content header).
-            pub fn decode_bytes(raw: Bytes) -> Result<Self, DecodeError> {
+            /// Long strings in `headers` are slices of `raw`, not copies.
+            pub fn decode_bytes(raw: &Bytes) -> Result<Self, DecodeError> {
                 let mut d = Decoder::new(raw);
                 let props = Self::decode(&mut d)?;
                 d.finish()?;
                 Ok(props)
             }
+        }
+    }
+}
+
+/// The encoded form, checked and indexed: what a broker keeps with a message. One pass on
+/// arrival checks every property (tables included, building nothing) and notes where each
+/// value starts, so a single property is read without decoding the others, and the bytes
+/// go back out on delivery as they came in.
+fn encoded_struct(c: &Class) -> TokenStream {
+    let props_ty = naming::properties_type(&c.name);
+    let ty = format_ident!("Encoded{}", props_ty);
+    let words = num(c.properties.len().div_ceil(15).max(1) as u64);
+    let valued: Vec<_> = c
+        .properties
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.ty != Primitive::Bit)
+        .collect();
+    let slots = num(valued.len() as u64);
+    let flag_octets = num(2 * c.properties.len().div_ceil(15).max(1) as u64);
+    let doc = doc_text(&format!(
+        "The content properties of class `{}` as encoded on the wire, checked, with where each value starts: a property is read without decoding the others, and the bytes are sent on as they came.",
+        c.name
+    ));
+    let flag_of = |i: usize| -> (proc_macro2::Literal, TokenStream) {
+        (num((i / 15) as u64), hex(1u16 << (15 - (i % 15))))
+    };
+    // Checking pass: note the offset, then skip the value.
+    let index_values = valued.iter().enumerate().map(|(slot, (i, p))| {
+        let (w, bit) = flag_of(*i);
+        let slot = num(slot as u64);
+        let skip = skip_stmt(p.ty);
+        quote! {
+            if flags[#w] & #bit != 0 {
+                at[#slot] = offset(&d);
+                #skip
+            }
+        }
+    });
+    // Encoding pass: note the offset, then write the value.
+    let encode_values = valued.iter().enumerate().map(|(slot, (_, p))| {
+        let name = naming::field(&p.name);
+        let slot = num(slot as u64);
+        let stmt = encode_stmt(p.ty, quote!(v));
+        let place = if is_copy(p.ty) {
+            quote!(props.#name)
+        } else {
+            quote!(&props.#name)
+        };
+        quote! {
+            if let Some(v) = #place {
+                at[#slot] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+                #stmt
+            }
+        }
+    });
+    let accessors = c.properties.iter().enumerate().map(|(i, p)| {
+        let name = naming::field(&p.name);
+        let doc = doc_attrs(p.doc.as_deref());
+        if p.ty == Primitive::Bit {
+            let (w, bit) = flag_of(i);
+            quote! {
+                #doc
+                pub fn #name(&self) -> bool {
+                    self.flags[#w] & #bit != 0
+                }
+            }
+        } else {
+            let slot = num(valued.iter().position(|(j, _)| *j == i).unwrap_or(0) as u64);
+            let t = rust_type(p.ty);
+            let read = read_call(p.ty);
+            quote! {
+                #doc
+                pub fn #name(&self) -> Option<#t> {
+                    let mut d = self.value(#slot)?;
+                    read_checked(#read)
+                }
+            }
+        }
+    });
+
+    quote! {
+        #doc
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct #ty {
+            raw: Bytes,
+            flags: [u16; #words],
+            /// Where each valued property starts in `raw`, in property order; 0 (inside the
+            /// flag words, so never a value) when absent.
+            at: [u32; #slots],
+        }
+
+        impl Default for #ty {
+            /// No properties: zero flag words.
+            fn default() -> Self {
+                Self {
+                    raw: Bytes::from_static(&[0u8; #flag_octets]),
+                    flags: [0u16; #words],
+                    at: [0u32; #slots],
+                }
+            }
+        }
+
+        impl #ty {
+            /// Checks `raw` (flag words, then the properties they announce, filling it
+            /// exactly) and indexes it. Long strings stay slices of `raw`.
+            pub fn decode(raw: Bytes) -> Result<Self, DecodeError> {
+                let mut d = Decoder::new(&raw);
+                let flags = #props_ty::decode_flags(&mut d)?;
+                let offset = |d: &Decoder<'_>| -> u32 {
+                    u32::try_from(raw.len() - d.remaining()).unwrap_or(u32::MAX)
+                };
+                let mut at = [0u32; #slots];
+                #(#index_values)*
+                d.finish()?;
+                Ok(Self { raw, flags, at })
+            }
+
+            /// Encodes `props`.
+            pub fn encode(props: &#props_ty) -> Self {
+                let mut buf = BytesMut::new();
+                let flags = props.flags();
+                for word in flags {
+                    encode::short(&mut buf, word);
+                }
+                let buf = &mut buf;
+                let mut at = [0u32; #slots];
+                #(#encode_values)*
+                Self { raw: buf.split().freeze(), flags: flags.map(|w| w & !1), at }
+            }
+
+            /// The encoded bytes, as they go in a content header after the body size.
+            pub fn as_bytes(&self) -> &Bytes {
+                &self.raw
+            }
+
+            /// Every property, decoded.
+            pub fn to_properties(&self) -> #props_ty {
+                read_checked(#props_ty::decode_bytes(&self.raw)).unwrap_or_default()
+            }
+
+            /// A decoder at the start of valued property `slot`, if present.
+            fn value(&self, slot: usize) -> Option<Decoder<'_>> {
+                let start = usize::try_from(*self.at.get(slot)?).ok()?;
+                if start == 0 {
+                    return None;
+                }
+                let mut d = Decoder::new(&self.raw);
+                d.skip(start).ok()?;
+                Some(d)
+            }
+
+            #(#accessors)*
         }
     }
 }

@@ -776,7 +776,7 @@ impl ConnectionStart {
         encode::longstr(buf, &self.locales);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let version_major = d.octet()?;
         let version_minor = d.octet()?;
         let server_properties = d.table()?;
@@ -824,7 +824,7 @@ impl ConnectionStartOk {
         encode::shortstr(buf, &self.locale);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let client_properties = d.table()?;
         let mechanism = d.shortstr()?;
         let response = d.longstr()?;
@@ -863,7 +863,7 @@ impl ConnectionSecure {
         encode::longstr(buf, &self.challenge);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let challenge = d.longstr()?;
         Ok(ConnectionSecure { challenge })
     }
@@ -894,7 +894,7 @@ impl ConnectionSecureOk {
         encode::longstr(buf, &self.response);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let response = d.longstr()?;
         Ok(ConnectionSecureOk { response })
     }
@@ -930,7 +930,7 @@ impl ConnectionTune {
         encode::short(buf, self.heartbeat);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let channel_max = d.short()?;
         let frame_max = d.long()?;
         let heartbeat = d.short()?;
@@ -971,7 +971,7 @@ impl ConnectionTuneOk {
         encode::short(buf, self.heartbeat);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let channel_max = d.short()?;
         let frame_max = d.long()?;
         let heartbeat = d.short()?;
@@ -1010,7 +1010,7 @@ impl ConnectionOpen {
         encode::octet(buf, 0);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let virtual_host = d.shortstr()?;
         let _ = d.shortstr()?;
         let _ = d.octet()?;
@@ -1040,7 +1040,7 @@ impl ConnectionOpenOk {
         encode::octet(buf, 0);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.shortstr()?;
         Ok(ConnectionOpenOk {})
     }
@@ -1078,7 +1078,7 @@ impl ConnectionClose {
         encode::short(buf, self.method_id);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let reply_code = d.short()?;
         let reply_text = d.shortstr()?;
         let class_id = d.short()?;
@@ -1112,7 +1112,7 @@ impl ConnectionCloseOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ConnectionCloseOk {})
     }
 }
@@ -1143,7 +1143,7 @@ impl ConnectionBlocked {
         encode::shortstr(buf, &self.reason);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let reason = d.shortstr()?;
         Ok(ConnectionBlocked { reason })
     }
@@ -1169,7 +1169,7 @@ impl ConnectionUnblocked {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ConnectionUnblocked {})
     }
 }
@@ -1202,7 +1202,7 @@ impl ConnectionUpdateSecret {
         encode::shortstr(buf, &self.reason);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let new_secret = d.longstr()?;
         let reason = d.shortstr()?;
         Ok(ConnectionUpdateSecret { new_secret, reason })
@@ -1229,7 +1229,7 @@ impl ConnectionUpdateSecretOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ConnectionUpdateSecretOk {})
     }
 }
@@ -1256,7 +1256,7 @@ impl ChannelOpen {
         encode::octet(buf, 0);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.shortstr()?;
         Ok(ChannelOpen {})
     }
@@ -1284,7 +1284,7 @@ impl ChannelOpenOk {
         encode::longstr(buf, &[]);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.longstr()?;
         Ok(ChannelOpenOk {})
     }
@@ -1315,7 +1315,7 @@ impl ChannelFlow {
         encode::octet(buf, u8::from(self.active));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let bits0 = d.octet()?;
         let active = bits0 & 1 != 0;
         Ok(ChannelFlow { active })
@@ -1347,7 +1347,7 @@ impl ChannelFlowOk {
         encode::octet(buf, u8::from(self.active));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let bits0 = d.octet()?;
         let active = bits0 & 1 != 0;
         Ok(ChannelFlowOk { active })
@@ -1386,7 +1386,7 @@ impl ChannelClose {
         encode::short(buf, self.method_id);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let reply_code = d.short()?;
         let reply_text = d.shortstr()?;
         let class_id = d.short()?;
@@ -1420,7 +1420,7 @@ impl ChannelCloseOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ChannelCloseOk {})
     }
 }
@@ -1470,7 +1470,7 @@ impl ExchangeDeclare {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let exchange = d.shortstr()?;
         let r#type = d.shortstr()?;
@@ -1514,7 +1514,7 @@ impl ExchangeDeclareOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ExchangeDeclareOk {})
     }
 }
@@ -1551,7 +1551,7 @@ impl ExchangeDelete {
         );
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let exchange = d.shortstr()?;
         let bits0 = d.octet()?;
@@ -1585,7 +1585,7 @@ impl ExchangeDeleteOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ExchangeDeleteOk {})
     }
 }
@@ -1625,7 +1625,7 @@ impl ExchangeBind {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let destination = d.shortstr()?;
         let source = d.shortstr()?;
@@ -1663,7 +1663,7 @@ impl ExchangeBindOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ExchangeBindOk {})
     }
 }
@@ -1702,7 +1702,7 @@ impl ExchangeUnbind {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let destination = d.shortstr()?;
         let source = d.shortstr()?;
@@ -1740,7 +1740,7 @@ impl ExchangeUnbindOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ExchangeUnbindOk {})
     }
 }
@@ -1787,7 +1787,7 @@ impl QueueDeclare {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let bits0 = d.octet()?;
@@ -1839,7 +1839,7 @@ impl QueueDeclareOk {
         encode::long(buf, self.consumer_count);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let queue = d.shortstr()?;
         let message_count = d.long()?;
         let consumer_count = d.long()?;
@@ -1885,7 +1885,7 @@ impl QueueBind {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let exchange = d.shortstr()?;
@@ -1923,7 +1923,7 @@ impl QueueBindOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(QueueBindOk {})
     }
 }
@@ -1956,7 +1956,7 @@ impl QueuePurge {
         encode::octet(buf, u8::from(self.no_wait));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let bits0 = d.octet()?;
@@ -1990,7 +1990,7 @@ impl QueuePurgeOk {
         encode::long(buf, self.message_count);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let message_count = d.long()?;
         Ok(QueuePurgeOk { message_count })
     }
@@ -2031,7 +2031,7 @@ impl QueueDelete {
         );
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let bits0 = d.octet()?;
@@ -2072,7 +2072,7 @@ impl QueueDeleteOk {
         encode::long(buf, self.message_count);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let message_count = d.long()?;
         Ok(QueueDeleteOk { message_count })
     }
@@ -2110,7 +2110,7 @@ impl QueueUnbind {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let exchange = d.shortstr()?;
@@ -2145,7 +2145,7 @@ impl QueueUnbindOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(QueueUnbindOk {})
     }
 }
@@ -2180,7 +2180,7 @@ impl BasicQos {
         encode::octet(buf, u8::from(self.global));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let prefetch_size = d.long()?;
         let prefetch_count = d.short()?;
         let bits0 = d.octet()?;
@@ -2213,7 +2213,7 @@ impl BasicQosOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(BasicQosOk {})
     }
 }
@@ -2259,7 +2259,7 @@ impl BasicConsume {
         encode::table(buf, &self.arguments);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let consumer_tag = d.shortstr()?;
@@ -2307,7 +2307,7 @@ impl BasicConsumeOk {
         encode::shortstr(buf, &self.consumer_tag);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let consumer_tag = d.shortstr()?;
         Ok(BasicConsumeOk { consumer_tag })
     }
@@ -2340,7 +2340,7 @@ impl BasicCancel {
         encode::octet(buf, u8::from(self.no_wait));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let consumer_tag = d.shortstr()?;
         let bits0 = d.octet()?;
         let no_wait = bits0 & 1 != 0;
@@ -2376,7 +2376,7 @@ impl BasicCancelOk {
         encode::shortstr(buf, &self.consumer_tag);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let consumer_tag = d.shortstr()?;
         Ok(BasicCancelOk { consumer_tag })
     }
@@ -2416,7 +2416,7 @@ impl BasicPublish {
         );
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let exchange = d.shortstr()?;
         let routing_key = d.shortstr()?;
@@ -2464,7 +2464,7 @@ impl BasicReturn {
         encode::shortstr(buf, &self.routing_key);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let reply_code = d.short()?;
         let reply_text = d.shortstr()?;
         let exchange = d.shortstr()?;
@@ -2511,7 +2511,7 @@ impl BasicDeliver {
         encode::shortstr(buf, &self.routing_key);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let consumer_tag = d.shortstr()?;
         let delivery_tag = d.longlong()?;
         let bits0 = d.octet()?;
@@ -2556,7 +2556,7 @@ impl BasicGet {
         encode::octet(buf, u8::from(self.no_ack));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.short()?;
         let queue = d.shortstr()?;
         let bits0 = d.octet()?;
@@ -2598,7 +2598,7 @@ impl BasicGetOk {
         encode::long(buf, self.message_count);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let delivery_tag = d.longlong()?;
         let bits0 = d.octet()?;
         let redelivered = bits0 & 1 != 0;
@@ -2637,7 +2637,7 @@ impl BasicGetEmpty {
         encode::octet(buf, 0);
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let _ = d.shortstr()?;
         Ok(BasicGetEmpty {})
     }
@@ -2670,7 +2670,7 @@ impl BasicAck {
         encode::octet(buf, u8::from(self.multiple));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let delivery_tag = d.longlong()?;
         let bits0 = d.octet()?;
         let multiple = bits0 & 1 != 0;
@@ -2708,7 +2708,7 @@ impl BasicReject {
         encode::octet(buf, u8::from(self.requeue));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let delivery_tag = d.longlong()?;
         let bits0 = d.octet()?;
         let requeue = bits0 & 1 != 0;
@@ -2745,7 +2745,7 @@ impl BasicRecoverAsync {
         encode::octet(buf, u8::from(self.requeue));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let bits0 = d.octet()?;
         let requeue = bits0 & 1 != 0;
         Ok(BasicRecoverAsync { requeue })
@@ -2777,7 +2777,7 @@ impl BasicRecover {
         encode::octet(buf, u8::from(self.requeue));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let bits0 = d.octet()?;
         let requeue = bits0 & 1 != 0;
         Ok(BasicRecover { requeue })
@@ -2804,7 +2804,7 @@ impl BasicRecoverOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(BasicRecoverOk {})
     }
 }
@@ -2839,7 +2839,7 @@ impl BasicNack {
         encode::octet(buf, u8::from(self.multiple) | (u8::from(self.requeue) << 1));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let delivery_tag = d.longlong()?;
         let bits0 = d.octet()?;
         let multiple = bits0 & 1 != 0;
@@ -2877,7 +2877,7 @@ impl ConfirmSelect {
         encode::octet(buf, u8::from(self.nowait));
     }
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let bits0 = d.octet()?;
         let nowait = bits0 & 1 != 0;
         Ok(ConfirmSelect { nowait })
@@ -2904,7 +2904,7 @@ impl ConfirmSelectOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(ConfirmSelectOk {})
     }
 }
@@ -2929,7 +2929,7 @@ impl TxSelect {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxSelect {})
     }
 }
@@ -2954,7 +2954,7 @@ impl TxSelectOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxSelectOk {})
     }
 }
@@ -2979,7 +2979,7 @@ impl TxCommit {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxCommit {})
     }
 }
@@ -3004,7 +3004,7 @@ impl TxCommitOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxCommitOk {})
     }
 }
@@ -3029,7 +3029,7 @@ impl TxRollback {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxRollback {})
     }
 }
@@ -3054,7 +3054,7 @@ impl TxRollbackOk {
     /// Writes the arguments alone, in wire order.
     pub fn encode_arguments(&self, _buf: &mut BytesMut) {}
     /// Reads the arguments alone, in wire order.
-    pub fn decode_arguments(_d: &mut Decoder) -> Result<Self, DecodeError> {
+    pub fn decode_arguments(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(TxRollbackOk {})
     }
 }
@@ -3194,9 +3194,10 @@ pub enum Method {
 
 impl Method {
     /// Decodes the payload of a method frame: class id, method id, then arguments.
-    /// The payload must hold exactly one method.
-    pub fn decode(payload: Bytes) -> Result<Method, DecodeError> {
-        let mut d = Decoder::new(payload);
+    /// The payload must hold exactly one method. It is read where it lies (in the
+    /// read buffer, typically); the few long-string fields are copied out.
+    pub fn decode(payload: &[u8]) -> Result<Method, DecodeError> {
+        let mut d = Decoder::from_slice(payload);
         let class_id = d.short()?;
         let method_id = d.short()?;
         let method = Method::decode_arguments(class_id, method_id, &mut d)?;
@@ -3207,7 +3208,7 @@ impl Method {
     pub fn decode_arguments(
         class_id: u16,
         method_id: u16,
-        d: &mut Decoder,
+        d: &mut Decoder<'_>,
     ) -> Result<Method, DecodeError> {
         Ok(match (class_id, method_id) {
             (10, 10) => Method::ConnectionStart(ConnectionStart::decode_arguments(d)?),

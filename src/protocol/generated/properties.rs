@@ -9,6 +9,17 @@ use crate::protocol::short_string::ShortString;
 use crate::protocol::wire::{Decoder, encode};
 use bytes::{Bytes, BytesMut};
 
+/// Values read back from bytes that were checked on arrival cannot fail to decode;
+/// one that did would be a bug here: caught in debug builds, absent in release.
+fn read_checked<T>(r: Result<T, DecodeError>) -> Option<T> {
+    debug_assert!(
+        r.is_ok(),
+        "checked properties failed to decode: {:?}",
+        r.as_ref().err()
+    );
+    r.ok()
+}
+
 /// The class ids whose content headers carry properties, with their type's name.
 pub const CONTENT_CLASSES: &[(u16, &str)] = &[(60u16, stringify!(BasicProperties))];
 /// The content properties of class `basic`: each is optional and present only when its flag
@@ -132,25 +143,8 @@ impl BasicProperties {
         }
     }
     /// Reads the flag words and the properties they announce.
-    pub fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut flags = [0u16; 1];
-        let mut w = 0;
-        loop {
-            let word = d.short()?;
-            if w >= 1 {
-                return Err(DecodeError::BadPropertyFlags(word));
-            }
-            let more = word & 1 != 0;
-            let value = word & !1;
-            if value & !Self::KNOWN_FLAGS[w] != 0 {
-                return Err(DecodeError::BadPropertyFlags(word));
-            }
-            flags[w] = value;
-            w += 1;
-            if !more {
-                break;
-            }
-        }
+    pub fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let flags = Self::decode_flags(d)?;
         let content_type = if flags[0] & 0x8000 != 0 {
             Some(d.shortstr()?)
         } else {
@@ -238,11 +232,274 @@ impl BasicProperties {
             cluster_id,
         })
     }
+    /// Reads the flag words, continuation bits cleared; a bit for no property,
+    /// or more words than the class needs, is an error.
+    fn decode_flags(d: &mut Decoder<'_>) -> Result<[u16; 1], DecodeError> {
+        let mut flags = [0u16; 1];
+        let mut w = 0;
+        loop {
+            let word = d.short()?;
+            if w >= 1 {
+                return Err(DecodeError::BadPropertyFlags(word));
+            }
+            let more = word & 1 != 0;
+            let value = word & !1;
+            if value & !Self::KNOWN_FLAGS[w] != 0 {
+                return Err(DecodeError::BadPropertyFlags(word));
+            }
+            flags[w] = value;
+            w += 1;
+            if !more {
+                break;
+            }
+        }
+        Ok(flags)
+    }
     /// Decodes properties that fill `raw` exactly (the tail of a content header).
-    pub fn decode_bytes(raw: Bytes) -> Result<Self, DecodeError> {
+    /// Long strings in `headers` are slices of `raw`, not copies.
+    pub fn decode_bytes(raw: &Bytes) -> Result<Self, DecodeError> {
         let mut d = Decoder::new(raw);
         let props = Self::decode(&mut d)?;
         d.finish()?;
         Ok(props)
+    }
+}
+
+/// The content properties of class `basic` as encoded on the wire, checked, with where each
+/// value starts: a property is read without decoding the others, and the bytes are sent on
+/// as they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBasicProperties {
+    raw: Bytes,
+    flags: [u16; 1],
+    /// Where each valued property starts in `raw`, in property order; 0 (inside the
+    /// flag words, so never a value) when absent.
+    at: [u32; 14],
+}
+
+impl Default for EncodedBasicProperties {
+    /// No properties: zero flag words.
+    fn default() -> Self {
+        Self {
+            raw: Bytes::from_static(&[0u8; 2]),
+            flags: [0u16; 1],
+            at: [0u32; 14],
+        }
+    }
+}
+
+impl EncodedBasicProperties {
+    /// Checks `raw` (flag words, then the properties they announce, filling it
+    /// exactly) and indexes it. Long strings stay slices of `raw`.
+    pub fn decode(raw: Bytes) -> Result<Self, DecodeError> {
+        let mut d = Decoder::new(&raw);
+        let flags = BasicProperties::decode_flags(&mut d)?;
+        let offset = |d: &Decoder<'_>| -> u32 {
+            u32::try_from(raw.len() - d.remaining()).unwrap_or(u32::MAX)
+        };
+        let mut at = [0u32; 14];
+        if flags[0] & 0x8000 != 0 {
+            at[0] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x4000 != 0 {
+            at[1] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x2000 != 0 {
+            at[2] = offset(&d);
+            d.skip_table()?;
+        }
+        if flags[0] & 0x1000 != 0 {
+            at[3] = offset(&d);
+            d.skip(1)?;
+        }
+        if flags[0] & 0x0800 != 0 {
+            at[4] = offset(&d);
+            d.skip(1)?;
+        }
+        if flags[0] & 0x0400 != 0 {
+            at[5] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0200 != 0 {
+            at[6] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0100 != 0 {
+            at[7] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0080 != 0 {
+            at[8] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0040 != 0 {
+            at[9] = offset(&d);
+            d.skip(8)?;
+        }
+        if flags[0] & 0x0020 != 0 {
+            at[10] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0010 != 0 {
+            at[11] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0008 != 0 {
+            at[12] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        if flags[0] & 0x0004 != 0 {
+            at[13] = offset(&d);
+            d.skip_shortstr()?;
+        }
+        d.finish()?;
+        Ok(Self { raw, flags, at })
+    }
+    /// Encodes `props`.
+    pub fn encode(props: &BasicProperties) -> Self {
+        let mut buf = BytesMut::new();
+        let flags = props.flags();
+        for word in flags {
+            encode::short(&mut buf, word);
+        }
+        let buf = &mut buf;
+        let mut at = [0u32; 14];
+        if let Some(v) = &props.content_type {
+            at[0] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.content_encoding {
+            at[1] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.headers {
+            at[2] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::table(buf, v);
+        }
+        if let Some(v) = props.delivery_mode {
+            at[3] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::octet(buf, v);
+        }
+        if let Some(v) = props.priority {
+            at[4] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::octet(buf, v);
+        }
+        if let Some(v) = &props.correlation_id {
+            at[5] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.reply_to {
+            at[6] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.expiration {
+            at[7] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.message_id {
+            at[8] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = props.timestamp {
+            at[9] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::timestamp(buf, v);
+        }
+        if let Some(v) = &props.r#type {
+            at[10] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.user_id {
+            at[11] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.app_id {
+            at[12] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        if let Some(v) = &props.cluster_id {
+            at[13] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            encode::shortstr(buf, v);
+        }
+        Self {
+            raw: buf.split().freeze(),
+            flags: flags.map(|w| w & !1),
+            at,
+        }
+    }
+    /// The encoded bytes, as they go in a content header after the body size.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.raw
+    }
+    /// Every property, decoded.
+    pub fn to_properties(&self) -> BasicProperties {
+        read_checked(BasicProperties::decode_bytes(&self.raw)).unwrap_or_default()
+    }
+    /// A decoder at the start of valued property `slot`, if present.
+    fn value(&self, slot: usize) -> Option<Decoder<'_>> {
+        let start = usize::try_from(*self.at.get(slot)?).ok()?;
+        if start == 0 {
+            return None;
+        }
+        let mut d = Decoder::new(&self.raw);
+        d.skip(start).ok()?;
+        Some(d)
+    }
+    pub fn content_type(&self) -> Option<ShortString> {
+        let mut d = self.value(0)?;
+        read_checked(d.shortstr())
+    }
+    pub fn content_encoding(&self) -> Option<ShortString> {
+        let mut d = self.value(1)?;
+        read_checked(d.shortstr())
+    }
+    pub fn headers(&self) -> Option<FieldTable> {
+        let mut d = self.value(2)?;
+        read_checked(d.table())
+    }
+    pub fn delivery_mode(&self) -> Option<u8> {
+        let mut d = self.value(3)?;
+        read_checked(d.octet())
+    }
+    pub fn priority(&self) -> Option<u8> {
+        let mut d = self.value(4)?;
+        read_checked(d.octet())
+    }
+    pub fn correlation_id(&self) -> Option<ShortString> {
+        let mut d = self.value(5)?;
+        read_checked(d.shortstr())
+    }
+    pub fn reply_to(&self) -> Option<ShortString> {
+        let mut d = self.value(6)?;
+        read_checked(d.shortstr())
+    }
+    pub fn expiration(&self) -> Option<ShortString> {
+        let mut d = self.value(7)?;
+        read_checked(d.shortstr())
+    }
+    pub fn message_id(&self) -> Option<ShortString> {
+        let mut d = self.value(8)?;
+        read_checked(d.shortstr())
+    }
+    pub fn timestamp(&self) -> Option<u64> {
+        let mut d = self.value(9)?;
+        read_checked(d.timestamp())
+    }
+    pub fn r#type(&self) -> Option<ShortString> {
+        let mut d = self.value(10)?;
+        read_checked(d.shortstr())
+    }
+    pub fn user_id(&self) -> Option<ShortString> {
+        let mut d = self.value(11)?;
+        read_checked(d.shortstr())
+    }
+    pub fn app_id(&self) -> Option<ShortString> {
+        let mut d = self.value(12)?;
+        read_checked(d.shortstr())
+    }
+    pub fn cluster_id(&self) -> Option<ShortString> {
+        let mut d = self.value(13)?;
+        read_checked(d.shortstr())
     }
 }

@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes through the receive path: frame split, method decode, content
-//! assembly, content header and properties. Any panic is a bug.
+//! assembly, content header and properties (checked and indexed, and fully decoded, and
+//! the two must agree). Any panic is a bug.
 
 #![no_main]
 
@@ -7,8 +8,18 @@ use bytes::BytesMut;
 use fedamq::protocol::content::{ContentAssembler, ContentHeader};
 use fedamq::protocol::frame::{FrameDecoder, FramePayload};
 use fedamq::protocol::generated::methods::Method;
-use fedamq::protocol::generated::properties::BasicProperties;
+use fedamq::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use libfuzzer_sys::fuzz_target;
+
+/// Both property decoders accept the same input, and agree on what it says.
+fn properties(raw: bytes::Bytes) {
+    let full = BasicProperties::decode_bytes(&raw);
+    let checked = EncodedBasicProperties::decode(raw);
+    assert_eq!(full.is_ok(), checked.is_ok());
+    if let (Ok(full), Ok(checked)) = (full, checked) {
+        assert_eq!(checked.to_properties(), full);
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     // As a stream of frames, with a small frame_max so oversize paths run too.
@@ -18,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(frame)) = frames.decode(&mut buf) {
         match frame.payload {
             FramePayload::Method(p) => {
-                if let Ok(m) = Method::decode(p) {
+                if let Ok(m) = Method::decode(&p) {
                     if m.info().has_content {
                         let _ = content.start(m.class_id(), m);
                     } else {
@@ -28,10 +39,10 @@ fuzz_target!(|data: &[u8]| {
             }
             FramePayload::Header(p) => {
                 if let Ok(Some(done)) = content.header(p.clone()) {
-                    let _ = BasicProperties::decode_bytes(done.header.properties);
+                    properties(done.header.properties);
                 }
                 if let Ok(h) = ContentHeader::decode(p) {
-                    let _ = BasicProperties::decode_bytes(h.properties);
+                    properties(h.properties);
                 }
             }
             FramePayload::Body(p) => {
@@ -42,6 +53,6 @@ fuzz_target!(|data: &[u8]| {
     }
     // And the whole input as one method payload and as one properties block.
     let bytes = bytes::Bytes::copy_from_slice(data);
-    let _ = Method::decode(bytes.clone());
-    let _ = BasicProperties::decode_bytes(bytes);
+    let _ = Method::decode(data);
+    properties(bytes);
 });
