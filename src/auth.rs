@@ -482,6 +482,7 @@ struct VhostPermissions {
 #[derive(Debug, Clone)]
 struct UserEntry {
     hash: PasswordHash,
+    outbound_password: Option<String>,
     tags: Vec<String>,
     permissions: HashMap<String, VhostPermissions>,
 }
@@ -519,6 +520,7 @@ impl Users {
             .map(|u| {
                 let entry = UserEntry {
                     hash: u.password_hash.clone(),
+                    outbound_password: u.password.clone(),
                     tags: u.tags.clone(),
                     permissions: HashMap::new(),
                 };
@@ -650,6 +652,12 @@ impl Users {
             .map(|u| u.tags.as_slice())
             .unwrap_or_default()
     }
+
+    /// The password a peering logging in elsewhere as `user` sends: known only for users
+    /// configured with `password` (not `password_hash`).
+    pub fn outbound_password(&self, user: &str) -> Option<&str> {
+        self.users.get(user)?.outbound_password.as_deref()
+    }
 }
 
 #[cfg(test)]
@@ -671,11 +679,13 @@ mod tests {
             UserConfig {
                 name: "guest".into(),
                 password_hash: PasswordHash::new("guest"),
+                password: None,
                 tags: vec!["administrator".into()],
             },
             UserConfig {
                 name: "bob".into(),
                 password_hash: PasswordHash::new("s3cret"),
+                password: Some("s3cret".into()),
                 tags: vec![],
             },
         ];
@@ -1044,7 +1054,7 @@ mod tests {
 
         #[test]
         fn plain_round_trip(user in "[^\\x00]{0,20}", pass in "[^\\x00]{1,20}") {
-            let users = vec![UserConfig { name: user.clone(), password_hash: PasswordHash::new(&pass), tags: vec![] }];
+            let users = vec![UserConfig { name: user.clone(), password_hash: PasswordHash::new(&pass), password: None, tags: vec![] }];
             let u = Users::from_config(&Config { users, ..Config::default() });
             let resp = format!("\0{user}\0{pass}");
             prop_assert_eq!(u.authenticate(b"PLAIN", resp.as_bytes()), Ok(user.clone()));

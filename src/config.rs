@@ -142,6 +142,9 @@ impl Default for Limits {
 pub struct UserConfig {
     pub name: String,
     pub password_hash: PasswordHash,
+    /// The password itself, when the file gave `password` rather than a hash: a peering
+    /// configured with this login uses it to log in to a remote server.
+    pub password: Option<String>,
     pub tags: Vec<String>,
 }
 
@@ -170,6 +173,7 @@ impl Default for Config {
             users: vec![UserConfig {
                 name: "guest".into(),
                 password_hash: PasswordHash::new("guest"),
+                password: Some("guest".into()),
                 tags: vec!["administrator".into()],
             }],
             vhosts: vec!["/".into()],
@@ -568,6 +572,7 @@ fn read_users(
                 format!("user {name:?} is defined twice"),
             ));
         }
+        let mut password = None;
         let password_hash = match (&u.password, &u.password_hash) {
             (Some(p), None) => {
                 let p = string(p).map_err(|m| invalid(&key("password"), m))?;
@@ -577,7 +582,9 @@ fn read_users(
                         "must not be empty (blank passwords are refused at login; use password_hash = \"\" to lock the account)".into(),
                     ));
                 }
-                PasswordHash::new(p)
+                let hash = PasswordHash::new(&p);
+                password = Some(p);
+                hash
             }
             (None, Some(h)) => {
                 let h = string(h).map_err(|m| invalid(&key("password_hash"), m))?;
@@ -604,6 +611,7 @@ fn read_users(
         out.push(UserConfig {
             name,
             password_hash,
+            password,
             tags,
         });
     }

@@ -1,0 +1,303 @@
+//! What a peering is told when it is made: where the remote server is, how to log in,
+//! and the limits it works within.
+
+use std::time::Duration;
+
+use crate::protocol::{FieldTable, FieldValue, ShortString};
+
+/// Where the remote server is and who to log in as.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub host: String,
+    pub port: u16,
+    pub vhost: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Remote {
+    // The password stays out of logs and status reports.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.display())
+    }
+}
+
+/// Why a remote address could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("not an amqp:// URI: {0}")]
+    Scheme(String),
+    #[error("bad port in {0}")]
+    Port(String),
+    #[error("bad percent-encoding in {0}")]
+    Encoding(String),
+    #[error("no password for login {0:?} in the local user table")]
+    NoLocalPassword(String),
+}
+
+impl Remote {
+    /// Parses `amqp://user:pass@host:port/vhost` (RabbitMQ's URI spec: user, password and
+    /// vhost percent-encoded; port 5672, user and password `guest`, vhost `/` by
+    /// default; an empty path is vhost `/`, `/%2f` is `/` too).
+    pub fn from_uri(uri: &str) -> Result<Remote, RemoteError> {
+        let rest = uri
+            .strip_prefix("amqp://")
+            .ok_or_else(|| RemoteError::Scheme(uri.to_owned()))?;
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (rest, None),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str| percent_decode(s).ok_or_else(|| RemoteError::Encoding(uri.into()));
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (decode(user)?, decode(pass)?),
+                None => (decode(u)?, String::new()),
+            },
+            None => ("guest".into(), "guest".into()),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| RemoteError::Port(uri.to_owned()))?),
+            None => (hostport, 5672),
+        };
+        let vhost = match path {
+            None | Some("") => "/".to_owned(),
+            Some(p) => decode(p)?,
+        };
+        Ok(Remote {
+            host: host.trim_start_matches('[').trim_end_matches(']').into(),
+            port,
+            vhost,
+            user,
+            password,
+        })
+    }
+
+    /// Host, port and vhost with a login whose password comes from the local user table
+    /// (`password` in `fedamq.toml`), as OpenAMQ's peerings took theirs.
+    pub fn with_local_login(
+        host: &str,
+        port: u16,
+        vhost: &str,
+        login: &str,
+        users: &crate::auth::Users,
+    ) -> Result<Remote, RemoteError> {
+        let password = users
+            .outbound_password(login)
+            .ok_or_else(|| RemoteError::NoLocalPassword(login.into()))?;
+        Ok(Remote {
+            host: host.into(),
+            port,
+            vhost: vhost.into(),
+            user: login.into(),
+            password: password.into(),
+        })
+    }
+
+    /// `amqp://user@host:port/vhost`, without the password.
+    pub fn display(&self) -> String {
+        format!(
+            "amqp://{}@{}:{}/{}",
+            self.user,
+            self.host,
+            self.port,
+            percent_encode_vhost(&self.vhost)
+        )
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = (bytes.next()? as char).to_digit(16)?;
+            let lo = (bytes.next()? as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_encode_vhost(vhost: &str) -> String {
+    vhost.replace('%', "%25").replace('/', "%2f")
+}
+
+/// Reconnection after a failure: exponential back-off with jitter between `min` and
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before reconnect attempt `attempt` (1, 2, …): `min · 2^(attempt-1)`,
+    /// capped at `max`, then a random point in its upper half, so that many peerings cut
+    /// at once do not all come back at the same instant.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .min
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let cap = exp.min(self.max).max(self.min);
+        let half = cap / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Bounds on what waits to be confirmed by the remote (queued while disconnected, or
+/// sent and not yet confirmed). A publish beyond them waits for room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits {
+            messages: 10_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+/// Everything a peering needs to know.
+#[derive(Debug, Clone)]
+pub struct PeeringConfig {
+    pub remote: Remote,
+    /// Heartbeat we ask for, in seconds (the lower of ours and the server's is used;
+    /// 0 = none, unless the server asks for one).
+    pub heartbeat: u16,
+    /// Largest frame we accept (0 = the server's limit).
+    pub frame_max: u32,
+    /// For the TCP connect and the whole handshake.
+    pub connect_timeout: Duration,
+    /// For `stop()`: how long to wait for connection.close-ok.
+    pub close_timeout: Duration,
+    /// `None`: a failure is final (status `failed`).
+    pub reconnect: Option<Backoff>,
+    pub outbox: OutboxLimits,
+    /// This broker's identifier (server property `identifier`), to refuse peering to
+    /// ourselves.
+    pub local_identifier: Option<String>,
+    /// A name for logs and the `connection_name` client property.
+    pub name: String,
+}
+
+impl PeeringConfig {
+    pub fn new(remote: Remote) -> PeeringConfig {
+        PeeringConfig {
+            remote,
+            heartbeat: 10,
+            frame_max: 131_072,
+            connect_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            reconnect: Some(Backoff::default()),
+            outbox: OutboxLimits::default(),
+            local_identifier: None,
+            name: "fedamq peering".into(),
+        }
+    }
+
+    /// The client properties sent in connection.start-ok: who we are, and the
+    /// capabilities that make a RabbitMQ server tell us why it refuses a login and send
+    /// basic.nack, basic.cancel and connection.blocked.
+    pub(crate) fn client_properties(&self) -> FieldTable {
+        let mut caps = FieldTable::new();
+        for cap in [
+            "publisher_confirms",
+            "consumer_cancel_notify",
+            "basic.nack",
+            "connection.blocked",
+            "authentication_failure_close",
+            "exchange_exchange_bindings",
+        ] {
+            caps.insert(ShortString::from_static(cap), FieldValue::Bool(true));
+        }
+        let mut props = FieldTable::new();
+        let mut put = |k: &'static str, v: FieldValue| props.insert(ShortString::from_static(k), v);
+        put("product", "fedamq".into());
+        put("version", env!("CARGO_PKG_VERSION").into());
+        put("platform", "Rust".into());
+        put("information", "fedamq peering".into());
+        put("connection_name", self.name.as_str().into());
+        put("capabilities", FieldValue::Table(caps));
+        props
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_forms() {
+        let r = Remote::from_uri("amqp://bob:s%40cret@example.com:5673/prod%2fa").unwrap();
+        assert_eq!(
+            (
+                r.user.as_str(),
+                r.password.as_str(),
+                r.host.as_str(),
+                r.port
+            ),
+            ("bob", "s@cret", "example.com", 5673)
+        );
+        assert_eq!(r.vhost, "prod/a");
+        let r = Remote::from_uri("amqp://localhost").unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.port, r.vhost.as_str()),
+            ("guest", 5672, "/")
+        );
+        assert_eq!(Remote::from_uri("amqp://h/%2f").unwrap().vhost, "/");
+        assert_eq!(Remote::from_uri("amqp://h/").unwrap().vhost, "/");
+        assert!(matches!(
+            Remote::from_uri("http://h"),
+            Err(RemoteError::Scheme(_))
+        ));
+        assert!(matches!(
+            Remote::from_uri("amqp://h:x"),
+            Err(RemoteError::Port(_))
+        ));
+        assert!(matches!(
+            Remote::from_uri("amqp://h/%zz"),
+            Err(RemoteError::Encoding(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let r = Remote::from_uri("amqp://bob:hunter2@h:1/v").unwrap();
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(shown, "amqp://bob@h:1/v");
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let b = Backoff::default();
+        for attempt in 1..40 {
+            let d = b.delay(attempt);
+            let cap = (b.min * 2u32.pow((attempt - 1).min(20))).min(b.max);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "attempt {attempt}: {d:?} vs {cap:?}"
+            );
+        }
+        assert!(b.delay(30) >= Duration::from_secs(15));
+    }
+}
