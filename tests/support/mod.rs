@@ -7,5 +7,7 @@
 
 pub mod arbitrary;
 pub mod broker;
+pub mod fault_proxy;
 pub mod prims;
+pub mod rabbitmq;
 pub mod raw;
