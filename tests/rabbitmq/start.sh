@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Starts a private RabbitMQ node for the tests and prints, on stdout, the shell lines
+# that tell the tests (and tests/rabbitmq/stop.sh) about it:
+#
+#   eval "$(tests/rabbitmq/start.sh)"
+#   cargo test --test rabbitmq_smoke        # reads FEDAMQ_TEST_RABBITMQ_URL
+#   tests/rabbitmq/stop.sh                  # stops exactly that node, removes its dir
+#
+# The node is RabbitMQ from Debian's packages (`apt-get install rabbitmq-server`), run as
+# the calling user straight from /usr/lib/rabbitmq/bin (the /usr/sbin wrappers switch to
+# the rabbitmq user when run as root and lose the environment set here). Everything it
+# owns is private, so it never touches another RabbitMQ on the host (the system one, or
+# one another tool started): its own temp dir (data, logs, config, no plugins, and HOME,
+# so the Erlang cookie is its own), its own node name, and its own ports, chosen now on
+# 127.0.0.1: AMQP, Erlang distribution, epmd and the CLI tools' distribution ports.
+#
+# The user is fedamq-test with a random password, with full permissions on vhost "/"
+# and on a second vhost, fedamq-test. Progress goes to stderr; stdout is only the
+# export lines:
+#
+#   export FEDAMQ_TEST_RABBITMQ_URL=amqp://fedamq-test:<pw>@127.0.0.1:<port>/%2f
+#   export FEDAMQ_TEST_RABBITMQ_PID=<pid of the node's beam.smp>
+#   export FEDAMQ_TEST_RABBITMQ_NODE=fedamq-test-<pid>@localhost
+#   export FEDAMQ_TEST_RABBITMQ_DIR=<its temp dir>
+#
+# Environment: RABBITMQ_BIN_DIR (default /usr/lib/rabbitmq/bin), TMPDIR,
+# FEDAMQ_TEST_RABBITMQ_START_TIMEOUT (seconds, default 120).
+set -euo pipefail
+
+say() { echo "rabbitmq/start.sh: $*" >&2; }
+
+bin=${RABBITMQ_BIN_DIR:-}
+if [ -z "$bin" ]; then
+    if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+        bin=/usr/lib/rabbitmq/bin
+    elif server=$(command -v rabbitmq-server 2>/dev/null); then
+        bin=$(dirname "$(readlink -f "$server")")
+    fi
+fi
+if [ -z "$bin" ] || [ ! -x "$bin/rabbitmq-server" ] || [ ! -x "$bin/rabbitmqctl" ]; then
+    say "RabbitMQ is not installed (no rabbitmq-server in /usr/lib/rabbitmq/bin or on PATH)."
+    say "Install Debian's package: sudo apt-get install rabbitmq-server"
+    say "(then 'sudo service rabbitmq-server stop' if you do not want the system node running)."
+    exit 2
+fi
+
+timeout_s=${FEDAMQ_TEST_RABBITMQ_START_TIMEOUT:-120}
+
+# A port nothing on 127.0.0.1 listens on, picked at random in [lo, hi].
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local lo=$1 hi=$2 p i
+    for i in $(seq 1 200); do
+        p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+        if port_free "$p"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    say "no free port in $lo..$hi"
+    return 1
+}
+
+random_alnum() { # $1 characters from [A-Za-z0-9] ($2: a tr class to keep instead)
+    local out=""
+    while [ "${#out}" -lt "$1" ]; do
+        out+=$(head -c 64 /dev/urandom | base64 -w0 | tr -dc "${2:-A-Za-z0-9}")
+    done
+    echo "${out:0:$1}"
+}
+
+# The open-files limit: RabbitMQ wants far more than the usual 1,024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/fedamq-test-rabbitmq.XXXXXX")
+node="fedamq-test-$$@localhost"
+mkdir -p "$dir/log" "$dir/mnesia"
+# No plugins, whatever the host enables (management would want port 15672), and an
+# almost empty config so /etc/rabbitmq does not apply (RABBITMQ_ADVANCED_CONFIG_FILE
+# names a file that does not exist: an empty one is an error).
+echo "[]." >"$dir/enabled_plugins"
+cat >"$dir/rabbitmq.conf" <<CONF
+# private test node started by fedamq's tests/rabbitmq/start.sh
+disk_free_limit.absolute = 50MB
+CONF
+: >"$dir/rabbitmq-env.conf"
+# The Erlang cookie: HOME is the node's dir, for the node and for rabbitmqctl alike.
+random_alnum 20 A-Z >"$dir/.erlang.cookie"
+chmod 400 "$dir/.erlang.cookie"
+
+password=$(random_alnum 24)
+
+# One attempt on a fresh set of ports (another process may take a port between the check
+# and the node's bind; the node then fails to start and the next attempt picks again).
+attempt() {
+    local port dist_port epmd_port ctl_min launcher pid deadline
+    port=$(pick_port 15000 19999)
+    dist_port=$(pick_port 20000 24989)
+    ctl_min=$((dist_port + 10000))
+    epmd_port=$(pick_port 25000 29999)
+    rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
+
+    # Everything the node and rabbitmqctl need, also for stop.sh.
+    cat >"$dir/env" <<ENV
+export HOME=$(printf '%q' "$dir")
+export RABBITMQ_NODENAME=$(printf '%q' "$node")
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT=$port
+export RABBITMQ_DIST_PORT=$dist_port
+export RABBITMQ_CTL_DIST_PORT_MIN=$ctl_min
+export RABBITMQ_CTL_DIST_PORT_MAX=$((ctl_min + 10))
+export ERL_EPMD_PORT=$epmd_port
+export ERL_EPMD_ADDRESS=127.0.0.1
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
+export RABBITMQ_MNESIA_BASE=$(printf '%q' "$dir/mnesia")
+export RABBITMQ_LOG_BASE=$(printf '%q' "$dir/log")
+export RABBITMQ_PID_FILE=$(printf '%q' "$dir/rabbit.pid")
+export RABBITMQ_ENABLED_PLUGINS_FILE=$(printf '%q' "$dir/enabled_plugins")
+export RABBITMQ_CONFIG_FILE=$(printf '%q' "$dir/rabbitmq")
+export RABBITMQ_ADVANCED_CONFIG_FILE=$(printf '%q' "$dir/advanced.config")
+export RABBITMQ_CONF_ENV_FILE=$(printf '%q' "$dir/rabbitmq-env.conf")
+rabbitmq_bin=$(printf '%q' "$bin")
+ENV
+    # shellcheck disable=SC1091
+    . "$dir/env"
+
+    say "starting $node on 127.0.0.1:$port (dir $dir)"
+    # In a session of its own, so a Ctrl-C at the terminal reaches the test runner (whose
+    # trap runs stop.sh), not the node; stdout/stderr go to a file so that
+    # "$(start.sh)" does not wait for the node to exit.
+    if command -v setsid >/dev/null 2>&1; then
+        (cd "$dir" && exec setsid "$bin/rabbitmq-server") </dev/null >"$dir/console.log" 2>&1 &
+    else
+        (cd "$dir" && exec "$bin/rabbitmq-server") </dev/null >"$dir/console.log" 2>&1 &
+    fi
+    launcher=$!
+    echo "launcher_pid=$launcher" >>"$dir/env"
+
+    # await_startup fails at once while the node is not yet registered with epmd, so it is
+    # retried until the node is up, its start script exited, or the time is up.
+    deadline=$((SECONDS + timeout_s))
+    until "$bin/rabbitmqctl" -q -n "$node" await_startup --timeout "$timeout_s" >/dev/null 2>&1; do
+        if ! kill -0 "$launcher" 2>/dev/null; then
+            say "the node exited while starting"
+            return 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            say "the node did not start within ${timeout_s}s"
+            return 1
+        fi
+        sleep 1
+    done
+
+    # The node writes its OS pid (beam.smp's) to the pid file.
+    pid=$(cat "$dir/rabbit.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != beam.smp ]; then
+        pid=$launcher
+    fi
+    echo "pid=$pid" >>"$dir/env"
+    if port_free "$port"; then
+        say "the node started but nothing listens on 127.0.0.1:$port"
+        return 1
+    fi
+    echo "$port" >"$dir/port"
+}
+
+# stop.sh knows how to stop whatever an attempt left behind.
+stop_sh="$(cd "$(dirname "$0")" && pwd)/stop.sh"
+
+started=""
+for try in 1 2 3; do
+    if attempt; then
+        started=1
+        break
+    fi
+    say "attempt $try failed; last lines of its console output and log:"
+    tail -n 20 "$dir/console.log" >&2 2>/dev/null || true
+    tail -n 20 "$dir"/log/*.log >&2 2>/dev/null || true
+    "$stop_sh" --keep-dir "$dir" >&2 || true
+    # Only a port taken meanwhile is worth another attempt.
+    if ! cat "$dir/console.log" "$dir"/log/*.log 2>/dev/null | grep -qi eaddrinuse; then
+        break
+    fi
+done
+if [ -z "$started" ]; then
+    rm -rf "$dir"
+    say "RabbitMQ did not start"
+    exit 1
+fi
+
+ctl() { "$bin/rabbitmqctl" -q -n "$node" "$@" >/dev/null; }
+if ! {
+    ctl add_user fedamq-test "$password" &&
+        ctl set_permissions -p / fedamq-test '.*' '.*' '.*' &&
+        ctl add_vhost fedamq-test &&
+        ctl set_permissions -p fedamq-test fedamq-test '.*' '.*' '.*'
+}; then
+    say "setting up user fedamq-test failed; stopping the node"
+    "$stop_sh" "$dir" >&2 || true
+    exit 1
+fi
+
+port=$(cat "$dir/port")
+# shellcheck disable=SC1091
+pid=$(. "$dir/env" && echo "${pid:-}")
+say "RabbitMQ $node is up on 127.0.0.1:$port (pid $pid); user fedamq-test, vhosts / and fedamq-test"
+printf 'export FEDAMQ_TEST_RABBITMQ_URL=%q\n' "amqp://fedamq-test:$password@127.0.0.1:$port/%2f"
+printf 'export FEDAMQ_TEST_RABBITMQ_PID=%q\n' "$pid"
+printf 'export FEDAMQ_TEST_RABBITMQ_NODE=%q\n' "$node"
+printf 'export FEDAMQ_TEST_RABBITMQ_DIR=%q\n' "$dir"
