@@ -1,17 +1,19 @@
 //! Counters, latency histograms and the result summary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// Nanoseconds since a process-wide start, monotonic: what goes in the first 8 octets of a
-/// body. Producers and consumers share the process, so the clocks agree.
+/// Nanoseconds since the UNIX epoch: what goes in the first 8 octets of a body. The wall
+/// clock (not a process's own `Instant`) so that a message published by one fedamq-perf
+/// process and consumed by another on the same host is still timed correctly.
 pub fn now_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Values below 2^SUB_BITS are kept exactly; above, each power of two is cut into
