@@ -330,6 +330,31 @@ impl Link {
 mod tests {
     use super::*;
 
+    fn start_offering(mechanisms: &'static [u8]) -> ConnectionStart {
+        ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            mechanisms: Bytes::from_static(mechanisms),
+            ..Default::default()
+        }
+    }
+
+    /// Both responses are what the broker's own (independently written) SASL parser
+    /// accepts.
+    #[test]
+    fn plain_when_offered_else_amqplain() {
+        let config =
+            PeeringConfig::new(super::super::Remote::from_uri("amqp://guest:guest@h/").unwrap());
+        let users = crate::auth::Users::from_config(&crate::config::Config::default());
+        let (m, r) = choose_mechanism(&config, &start_offering(b"AMQPLAIN PLAIN")).unwrap();
+        assert_eq!(m, "PLAIN");
+        assert_eq!(users.authenticate(b"PLAIN", &r).unwrap(), "guest");
+        let (m, r) = choose_mechanism(&config, &start_offering(b"AMQPLAIN")).unwrap();
+        assert_eq!(m, "AMQPLAIN");
+        assert_eq!(users.authenticate(b"AMQPLAIN", &r).unwrap(), "guest");
+        assert!(choose_mechanism(&config, &start_offering(b"EXTERNAL")).is_err());
+    }
+
     #[test]
     fn limits_take_the_lower_nonzero() {
         assert_eq!(lower_nonzero(0u16, 10), 10);

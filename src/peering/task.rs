@@ -398,6 +398,7 @@ enum Pending {
         id: u64,
         waiters: Vec<Waiter>,
         replay: bool,
+        responses: &'static [(u16, u16)],
     },
     /// Any other request.
     Request(Waiter, &'static [(u16, u16)]),
@@ -668,6 +669,7 @@ impl Session {
                 id,
                 waiters,
                 replay: true,
+                responses: method.info().responses,
             });
         }
         while let Some((method, reply)) = t.waiting.pop_front() {
@@ -748,6 +750,7 @@ impl Session {
                             id,
                             waiters: vec![reply],
                             replay: false,
+                            responses: method.info().responses,
                         });
                     }
                     // The same binding again: answered as the remote would.
@@ -1020,7 +1023,8 @@ impl Session {
                 id: entry,
                 waiters,
                 replay,
-            } if declared_response(&m) => {
+                responses,
+            } if responses.contains(&id) => {
                 // Owners who asked again while it was on the wire are answered too.
                 let later = t
                     .declared
@@ -1214,17 +1218,4 @@ impl Session {
             }
         });
     }
-}
-
-/// The answers to declared-state methods.
-fn declared_response(m: &Method) -> bool {
-    matches!(
-        m,
-        Method::ExchangeDeclareOk(_)
-            | Method::QueueDeclareOk(_)
-            | Method::QueueBindOk(_)
-            | Method::ExchangeBindOk(_)
-            | Method::BasicConsumeOk(_)
-            | Method::BasicQosOk(_)
-    )
 }
