@@ -94,10 +94,11 @@ password=$(random_alnum 24)
 # and the node's bind; the node then fails to start and the next attempt picks again).
 attempt() {
     local port dist_port epmd_port ctl_min launcher pid deadline
-    port=$(pick_port 15000 19999)
-    dist_port=$(pick_port 20000 24989)
+    # (set -e does not apply inside a function called as an `if` condition.)
+    port=$(pick_port 15000 19999) || return 1
+    dist_port=$(pick_port 20000 24989) || return 1
     ctl_min=$((dist_port + 10000))
-    epmd_port=$(pick_port 25000 29999)
+    epmd_port=$(pick_port 25000 29999) || return 1
     rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
 
     # Everything the node and rabbitmqctl need, also for stop.sh.
@@ -164,8 +165,19 @@ ENV
     echo "$port" >"$dir/port"
 }
 
-# stop.sh knows how to stop whatever an attempt left behind.
+# stop.sh knows how to stop whatever an attempt left behind; if this script fails or is
+# interrupted before it prints the exports, nobody else could stop the node.
 stop_sh="$(cd "$(dirname "$0")" && pwd)/stop.sh"
+handed_over=""
+on_exit() {
+    if [ -z "$handed_over" ]; then
+        "$stop_sh" "$dir" >&2 || true
+        rm -rf "$dir"
+    fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 started=""
 for try in 1 2 3; do
@@ -183,7 +195,6 @@ for try in 1 2 3; do
     fi
 done
 if [ -z "$started" ]; then
-    rm -rf "$dir"
     say "RabbitMQ did not start"
     exit 1
 fi
@@ -196,7 +207,6 @@ if ! {
         ctl set_permissions -p fedamq-test fedamq-test '.*' '.*' '.*'
 }; then
     say "setting up user fedamq-test failed; stopping the node"
-    "$stop_sh" "$dir" >&2 || true
     exit 1
 fi
 
@@ -204,6 +214,7 @@ port=$(cat "$dir/port")
 # shellcheck disable=SC1091
 pid=$(. "$dir/env" && echo "${pid:-}")
 say "RabbitMQ $node is up on 127.0.0.1:$port (pid $pid); user fedamq-test, vhosts / and fedamq-test"
+handed_over=1
 printf 'export FEDAMQ_TEST_RABBITMQ_URL=%q\n' "amqp://fedamq-test:$password@127.0.0.1:$port/%2f"
 printf 'export FEDAMQ_TEST_RABBITMQ_PID=%q\n' "$pid"
 printf 'export FEDAMQ_TEST_RABBITMQ_NODE=%q\n' "$node"
