@@ -5,7 +5,6 @@
 //! free port), returns a handle with the bound address, and keeps serving until the
 //! handle's [`BrokerHandle::shutdown`] is called.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::Users;
+use crate::broker::hash::HashMap;
 use crate::broker::vhost::{VHost, VHostLimits};
 use crate::config::Config;
 use crate::connection::{self, Shared};

@@ -1,6 +1,7 @@
 //! Back-pressure and limits: above the memory high watermark publishers get
-//! connection.blocked and are not read until memory falls (connection.unblocked);
-//! the queue-count limit is a clear 406.
+//! connection.blocked and are not read until memory falls (connection.unblocked); a
+//! publisher faster than a queue's consumers is held to their pace (flow control), one
+//! to a queue without consumers is not; the queue-count limit is a clear 406.
 
 mod support;
 
@@ -139,5 +140,127 @@ async fn exchange_limit_is_a_406() {
         .await
         .unwrap_err();
     assert_eq!(broker::reply_code(&err), Some(406), "{err}");
+    b.shutdown().await;
+}
+
+/// Publishes `n` messages to `queue` as one write: the broker takes them as fast as it
+/// reads them (or, held back, does not read).
+async fn blast(mut publisher: raw::Client, queue: &'static str, n: usize) -> raw::Client {
+    use bytes::BytesMut;
+    use fedamq::protocol::frame::encode_frame_with;
+    use fedamq::protocol::generated::methods::BasicPublish;
+    let m = Method::from(BasicPublish {
+        routing_key: ShortString::from_static(queue),
+        ..Default::default()
+    });
+    let mut out = BytesMut::new();
+    for i in 0..n as u32 {
+        encode_frame_with(&mut out, 1, 1, |b| m.encode(b));
+        encode_frame_with(&mut out, 2, 1, |b| {
+            fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, 4);
+            fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
+        });
+        encode_frame_with(&mut out, 3, 1, |b| b.extend_from_slice(&i.to_be_bytes()));
+    }
+    publisher.send_raw(&out).await;
+    publisher
+}
+
+async fn depth(ch: &lapin::Channel, queue: &str) -> u32 {
+    ch.queue_declare(
+        queue,
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+    .message_count()
+}
+
+/// A publisher faster than the queue's consumer is held to the consumer's pace: the
+/// backlog stays near the flow mark instead of growing with everything published, and
+/// nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_faster_than_its_consumer_is_held_back() {
+    use futures_lite::StreamExt;
+    const N: usize = 120_000;
+    let b = broker::start().await;
+    let (_c, ch) = broker::channel(&b).await;
+    ch.queue_declare(
+        "slow",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_qos(200, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "slow",
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let consuming = tokio::spawn(async move {
+        let mut seen = 0usize;
+        while seen < N {
+            let d = consumer.next().await.unwrap().unwrap();
+            seen += 1;
+            if seen % 50 == 0 {
+                d.ack(BasicAckOptions { multiple: true }).await.unwrap();
+            }
+        }
+        seen
+    });
+
+    let publisher = raw::Client::with_channel(b.local_addr()).await;
+    let publishing = tokio::spawn(blast(publisher, "slow", N));
+    let (_m, monitor) = broker::channel(&b).await;
+    let mut deepest = 0;
+    while !consuming.is_finished() {
+        deepest = deepest.max(depth(&monitor, "slow").await);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(consuming.await.unwrap(), N, "every message consumed");
+    let _publisher = publishing.await.unwrap();
+    let high = fedamq::broker::queue::FLOW_HIGH as u32;
+    eprintln!("deepest backlog {deepest}");
+    assert!(deepest > 0, "the queue did fill");
+    assert!(
+        deepest < 2 * high,
+        "backlog reached {deepest}, held back above {high}"
+    );
+    b.shutdown().await;
+}
+
+/// A queue nobody consumes from holds back nobody: a backlog is what queues are for.
+#[tokio::test]
+async fn a_queue_without_consumers_takes_everything() {
+    const N: usize = 60_000;
+    let b = broker::start().await;
+    let (_c, ch) = broker::channel(&b).await;
+    ch.queue_declare(
+        "backlog",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let publisher = raw::Client::with_channel(b.local_addr()).await;
+    let _publisher = blast(publisher, "backlog", N).await;
+    let mut n = 0;
+    for _ in 0..500 {
+        n = depth(&ch, "backlog").await;
+        if n as usize == N {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(n as usize, N);
     b.shutdown().await;
 }

@@ -80,6 +80,13 @@ impl PendingBytes {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// What a delivery of `message` counts while it waits in the connection's mailbox,
+    /// before it is encoded: so a connection task that falls behind its no-ack consumers
+    /// holds them back too (it would otherwise collect deliveries without bound).
+    pub fn queued_size(message: &crate::broker::message::Message) -> usize {
+        message.body.len() + message.properties.as_bytes().len() + 64
+    }
+
     pub fn has_room(&self) -> bool {
         self.get() < Self::HIGH_WATER
     }
@@ -88,10 +95,14 @@ impl PendingBytes {
         self.pending.fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Subtracts `n`; true when this brought the count back under the high water mark.
+    /// Paused no-ack consumers are resumed once the count is down to this: resuming at
+    /// the high water mark itself would wake the queue for every message or two.
+    pub const LOW_WATER: usize = Self::HIGH_WATER / 2;
+
+    /// Subtracts `n`; true when this brought the count down across the low water mark.
     pub fn sub(&self, n: usize) -> bool {
         let before = self.pending.fetch_sub(n, Ordering::AcqRel);
-        before >= Self::HIGH_WATER && before - n < Self::HIGH_WATER
+        before >= Self::LOW_WATER && before.saturating_sub(n) < Self::LOW_WATER
     }
 }
 
@@ -113,6 +124,20 @@ pub fn take_all(windows: &[Option<&Credit>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paused_consumers_resume_at_the_low_water_mark_only() {
+        let p = PendingBytes::default();
+        p.add(PendingBytes::HIGH_WATER);
+        assert!(!p.has_room());
+        // Back under the high mark: room again, but no wake-up yet.
+        assert!(!p.sub(1));
+        assert!(p.has_room());
+        assert!(!p.sub(PendingBytes::HIGH_WATER - 1 - PendingBytes::LOW_WATER));
+        // Across the low mark: wake the queues, once.
+        assert!(p.sub(1));
+        assert!(!p.sub(1));
+    }
 
     #[test]
     fn a_window_admits_up_to_its_limit() {

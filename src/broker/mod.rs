@@ -9,6 +9,7 @@ pub mod credit;
 pub mod dead_letter;
 pub mod error;
 pub mod exchange;
+pub mod hash;
 pub mod message;
 pub mod queue;
 pub mod queue_args;

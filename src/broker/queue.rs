@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::backlog::{Backlog, Entry, PushOutcome};
 use super::clock;
 use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
+use super::credit::PendingBytes;
 use super::dead_letter::{self, Reason};
 use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
@@ -42,7 +43,20 @@ struct State {
     unacked: usize,
     /// Last time the queue was used, for `x-expires`.
     last_used_ms: u64,
+    /// Last time a message went to a consumer: the consumers are taking messages.
+    last_hand_out_ms: u64,
 }
+
+/// Publisher flow control. A queue whose consumers are taking messages but fall behind
+/// its publishers holds them back: once its backlog passes `FLOW_HIGH` messages, a
+/// connection publishing to it stops reading until the backlog is down to `FLOW_LOW`.
+/// So a fast publisher runs at its consumers' pace with a bounded backlog and latency,
+/// instead of growing the queue until the memory alarm blocks everyone. A queue whose
+/// consumers have stopped taking messages (none handed out for `FLOW_STALL_MS`), or that
+/// has none, holds nobody back: a backlog is what queues are for.
+pub const FLOW_HIGH: usize = 20_000;
+pub const FLOW_LOW: usize = 10_000;
+const FLOW_STALL_MS: u64 = 100;
 
 #[derive(Debug)]
 pub struct Queue {
@@ -53,6 +67,9 @@ pub struct Queue {
     /// Wakes the housekeeping task when expiry times may have moved earlier.
     housekeeping: Arc<Notify>,
     housekeeping_started: AtomicBool,
+    /// Set by a publish that found the consumers behind (see [`FLOW_HIGH`]); the
+    /// publishing connection then asks [`Queue::holds_back`] until it says no.
+    behind: AtomicBool,
 }
 
 /// What became of a published message.
@@ -76,10 +93,12 @@ impl Queue {
                 had_consumer: false,
                 unacked: 0,
                 last_used_ms: clock::now_ms(),
+                last_hand_out_ms: 0,
             }),
             deleted: AtomicBool::new(false),
             housekeeping: Arc::new(Notify::new()),
             housekeeping_started: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
         });
         if queue.spec.args.message_ttl.is_some() || queue.spec.args.expires.is_some() {
             queue.start_housekeeping();
@@ -137,6 +156,9 @@ impl Queue {
                     PushOutcome::Accepted { dropped } => {
                         dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
                         self.dispatch_locked(&mut st, now, &mut dead);
+                        if Self::falls_behind(&st, FLOW_HIGH, now) {
+                            self.behind.store(true, Ordering::Relaxed);
+                        }
                         Accepted::Yes
                     }
                     PushOutcome::Rejected => {
@@ -157,6 +179,29 @@ impl Queue {
         accepted
     }
 
+    fn falls_behind(st: &State, mark: usize, now: u64) -> bool {
+        st.backlog.len() > mark
+            && !st.consumers.is_empty()
+            && now.saturating_sub(st.last_hand_out_ms) < FLOW_STALL_MS
+    }
+
+    /// A publish found this queue's consumers behind its publishers (cheap: no lock).
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
+    }
+
+    /// Whether a connection waiting on this queue (see [`FLOW_HIGH`]) should go on
+    /// waiting: the backlog is still over the low mark and the consumers still taking.
+    pub fn holds_back(&self) -> bool {
+        let st = self.lock();
+        let behind = !self.deleted.load(Ordering::Relaxed)
+            && Self::falls_behind(&st, FLOW_LOW, clock::now_ms());
+        if !behind {
+            self.behind.store(false, Ordering::Relaxed);
+        }
+        behind
+    }
+
     /// With nothing queued and a consumer ready, the message goes straight out without
     /// being queued, as RabbitMQ does: so TTL 0 and max-length 0 still reach a waiting
     /// consumer. False when it has to be queued.
@@ -172,6 +217,7 @@ impl Queue {
             return false;
         };
         let entry = st.backlog.direct_entry(message.clone(), now);
+        st.last_hand_out_ms = now;
         self.hand_out(st, index, entry);
         true
     }
@@ -179,7 +225,11 @@ impl Queue {
     /// Sends one entry to consumer `index` (whose credit is already taken).
     fn hand_out(self: &Arc<Self>, st: &mut State, index: usize, entry: Entry) {
         let consumer = st.consumers[index].clone();
-        if !consumer.no_ack {
+        if consumer.no_ack {
+            consumer
+                .pending
+                .add(PendingBytes::queued_size(&entry.message));
+        } else {
             st.unacked += 1;
         }
         let event = ConnectionEvent::Deliver {
@@ -228,6 +278,7 @@ impl Queue {
                 st.consumers[index].give_back_credit(1);
                 return;
             };
+            st.last_hand_out_ms = now;
             self.hand_out(st, index, entry);
         }
     }

@@ -5,7 +5,7 @@
 //! reads; routing then takes each exchange's own binding lock for reading and each
 //! target queue's lock briefly. No lock is global to the broker.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use rand::Rng;
@@ -13,6 +13,7 @@ use rand::Rng;
 use super::consumer::{ConnectionEvent, ConnectionId};
 use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
+use super::hash::HashMap;
 use super::message::MessageRef;
 use super::queue::{Accepted, Queue, QueueSpec};
 use super::queue_args::QueueArgs;
@@ -36,12 +37,15 @@ impl Default for VHostLimits {
 }
 
 /// What routing a message achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Routed {
     /// Queues that took the message.
     pub queues: usize,
     /// Some queue refused it (`x-overflow: reject-publish`): the publisher gets a nack.
     pub rejected: bool,
+    /// A queue whose consumers fall behind: the publisher should wait for it
+    /// (flow control, see `queue::FLOW_HIGH`).
+    pub behind: Option<Arc<Queue>>,
 }
 
 /// Reusable buffers for routing, kept by each connection so publishing allocates nothing.
@@ -69,6 +73,9 @@ pub struct VHost {
     limits: VHostLimits,
     exchanges: RwLock<HashMap<ShortString, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortString, Arc<Queue>>>,
+    /// Bumped whenever an exchange is deleted, so that connections caching the
+    /// exchange they publish to know to look again.
+    exchange_deletions: AtomicU64,
     this: Weak<VHost>,
 }
 
@@ -90,8 +97,9 @@ impl VHost {
         let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_string(),
             limits,
-            exchanges: RwLock::new(HashMap::new()),
-            queues: RwLock::new(HashMap::new()),
+            exchanges: RwLock::new(HashMap::default()),
+            queues: RwLock::new(HashMap::default()),
+            exchange_deletions: AtomicU64::new(0),
             this: this.clone(),
         });
         for (n, kind) in [
@@ -133,6 +141,12 @@ impl VHost {
     }
 
     /// The exchange, or 404 as RabbitMQ words it.
+    /// Changes whenever an exchange is deleted: an `Arc<Exchange>` looked up while it
+    /// had some value is still the vhost's while it has it.
+    pub fn exchange_deletions(&self) -> u64 {
+        self.exchange_deletions.load(Ordering::Acquire)
+    }
+
     pub fn exchange_or_404(&self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
         self.exchange(name).ok_or_else(|| {
             AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
@@ -234,6 +248,7 @@ impl VHost {
             )));
         }
         map.remove(name);
+        self.exchange_deletions.fetch_add(1, Ordering::Release);
         drop(map);
         // Bindings that had it as destination go too.
         let dest = Destination::Exchange(name.clone());
@@ -540,7 +555,12 @@ impl VHost {
         let mut routed = Routed::default();
         for q in scratch.queues.drain(..) {
             match q.publish(message.clone()) {
-                Accepted::Yes => routed.queues += 1,
+                Accepted::Yes => {
+                    routed.queues += 1;
+                    if q.is_behind() {
+                        routed.behind = Some(q);
+                    }
+                }
                 Accepted::Rejected => routed.rejected = true,
             }
         }

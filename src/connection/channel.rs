@@ -3,13 +3,14 @@
 //!
 //! Owned by the connection task alone, so none of it needs a lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::broker::backlog::Entry;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
+use crate::broker::hash::HashMap;
 use crate::broker::message::MessageRef;
 use crate::broker::queue::Queue;
 use crate::protocol::ShortString;
@@ -77,7 +78,7 @@ impl Channel {
             content: ContentAssembler::with_max_body_size(max_body),
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
-            consumers: HashMap::new(),
+            consumers: HashMap::default(),
             consumer_prefetch: 0,
             channel_credit: Arc::new(Credit::new(0)),
             last_queue: None,

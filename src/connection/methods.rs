@@ -16,7 +16,7 @@ use crate::auth::Permission;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
 use crate::broker::error::{AmqpError, AmqpResult};
-use crate::broker::exchange::ExchangeSpec;
+use crate::broker::exchange::{Exchange, ExchangeSpec};
 use crate::broker::message::{Accounted, Message, MessageRef};
 use crate::broker::queue::Queue;
 use crate::broker::routing::ExchangeKind;
@@ -33,6 +33,27 @@ impl Connection {
     fn send(&mut self, channel: u16, method: impl Into<Method>) {
         let method = method.into();
         encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| method.encode(b));
+    }
+
+    /// The exchange a publish goes to: it exists, is not internal, and the user may
+    /// write to it. Remembered for the next publish (see `publish_target`).
+    fn publish_target(&mut self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
+        let deletions = self.vhost.exchange_deletions();
+        if let Some((ex, seen)) = &self.publish_target {
+            if *seen == deletions && ex.spec.name == *name {
+                return Ok(ex.clone());
+            }
+        }
+        let exchange = self.vhost.exchange_or_404(name)?;
+        if exchange.spec.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{name}' in vhost '{}'",
+                self.vhost.name
+            )));
+        }
+        self.check(Permission::Write, "exchange", name)?;
+        self.publish_target = Some((exchange.clone(), deletions));
+        Ok(exchange)
     }
 
     fn check(&self, op: Permission, kind: &str, name: &ShortString) -> AmqpResult<()> {
@@ -94,23 +115,25 @@ impl Connection {
     fn publish_now(
         &mut self,
         channel: u16,
-        exchange_name: &ShortString,
+        exchange: &Exchange,
         message: MessageRef,
         mandatory: bool,
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
-        let exchange = self.vhost.exchange_or_404(exchange_name)?;
         // Decoded once here: CC/BCC and headers exchanges all read them.
         let headers = message.properties.headers();
         let extra_keys = sender_selected_keys(headers.as_ref());
         let message = strip_bcc(message, headers.as_ref());
-        let routed = self.vhost.publish(
-            &exchange,
+        let mut routed = self.vhost.publish(
+            exchange,
             &message,
             headers.as_ref(),
             &extra_keys,
             &mut self.scratch,
         );
+        if let Some(q) = routed.behind.take() {
+            self.flow = Some(q);
+        }
         if mandatory && routed.queues == 0 && !routed.rejected {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
@@ -631,14 +654,7 @@ impl ServerMethods for Connection {
     }
 
     fn basic_publish(&mut self, channel: u16, m: BasicPublish, content: Content) -> Self::Output {
-        let exchange = self.vhost.exchange_or_404(&m.exchange)?;
-        if exchange.spec.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{}' in vhost '{}'",
-                m.exchange, self.vhost.name
-            )));
-        }
-        self.check(Permission::Write, "exchange", &m.exchange)?;
+        let exchange = self.publish_target(&m.exchange)?;
         if let Some(uid) = &content.properties.user_id() {
             if uid.as_bytes() != self.user.as_bytes() {
                 return Err(AmqpError::precondition_failed(format!(
@@ -686,7 +702,7 @@ impl ServerMethods for Connection {
             tx.publishes.push((m.exchange, message, m.mandatory));
             return Ok(());
         }
-        self.publish_now(channel, &m.exchange, message, m.mandatory, seq)
+        self.publish_now(channel, &exchange, message, m.mandatory, seq)
     }
 
     fn basic_get(&mut self, channel: u16, m: BasicGet) -> Self::Output {
@@ -790,7 +806,8 @@ impl ServerMethods for Connection {
             ));
         };
         let tx = std::mem::take(tx);
-        for (exchange, message, mandatory) in tx.publishes {
+        for (name, message, mandatory) in tx.publishes {
+            let exchange = self.vhost.exchange_or_404(&name)?;
             self.publish_now(channel, &exchange, message, mandatory, None)?;
         }
         for (tag, multiple, ack, requeue_them) in tx.settlements {

@@ -12,7 +12,6 @@ pub mod handshake;
 mod methods;
 pub mod writer;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,7 +29,10 @@ use self::writer::WriterHandle;
 use crate::auth::Users;
 use crate::broker::backlog::Entry;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
+use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::exchange::Exchange;
+use crate::broker::hash::HashMap;
 use crate::broker::queue::Queue;
 use crate::broker::vhost::{RouteScratch, VHost};
 use crate::config::Config;
@@ -111,11 +113,13 @@ pub async fn serve(
         channel_max: opened.channel_max,
         heartbeat: opened.heartbeat,
         capabilities: opened.capabilities,
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
         scratch: RouteScratch::default(),
+        publish_target: None,
+        flow: None,
         closing: None,
         done: false,
         blocked_sent: false,
@@ -145,6 +149,14 @@ pub struct Connection {
     writer: WriterHandle,
     mailbox: Mailbox,
     scratch: RouteScratch,
+    /// The exchange last published to, found, checked (not internal, write permission)
+    /// and valid while the vhost's deletion count is the one noted: a publisher sends to
+    /// the same exchange again and again, and this saves the lookups and the permission
+    /// regex each time.
+    publish_target: Option<(Arc<Exchange>, u64)>,
+    /// A queue this connection published to whose consumers fall behind: until it
+    /// catches up the connection stops reading (flow control, see `queue::FLOW_HIGH`).
+    flow: Option<Arc<Queue>>,
     /// Set once we sent connection.close: until when we wait for close-ok.
     closing: Option<Instant>,
     /// The connection is over; the loop exits.
@@ -196,6 +208,11 @@ impl Connection {
                 self.set_blocked(blocked);
                 continue;
             }
+            let flow = self.flow.as_ref().is_some_and(|q| q.holds_back());
+            if !flow && self.flow.take().is_some() {
+                // The client's heartbeats waited unread meanwhile.
+                self.last_received = Instant::now();
+            }
             tokio::select! {
                 biased;
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if self.closing.is_none() => {
@@ -212,7 +229,9 @@ impl Connection {
                         }
                     }
                 }
-                n = read.read_buf(&mut inbuf), if !blocked => {
+                // Held back by a slow queue: look again shortly.
+                _ = tokio::time::sleep(Duration::from_millis(1)), if flow && !blocked => {}
+                n = read.read_buf(&mut inbuf), if !blocked && !flow => {
                     match n {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {
@@ -232,6 +251,10 @@ impl Connection {
                         }
                     }
                     if self.heartbeat != 0 {
+                        // Not reading (memory alarm, flow control) is not the client's silence.
+                        if blocked || flow {
+                            self.last_received = Instant::now();
+                        }
                         if self.last_received.elapsed() > beat * 2 {
                             tracing::info!(connection = self.id, "missed heartbeats from client, closing");
                             return;
@@ -444,6 +467,13 @@ impl Connection {
                 queue,
                 entry,
             } => {
+                if consumer.no_ack
+                    && consumer
+                        .pending
+                        .sub(PendingBytes::queued_size(&entry.message))
+                {
+                    self.resume_no_ack_consumers();
+                }
                 let open = self.channels.get(&channel).is_some_and(|c| {
                     // The same consumer, not just the same tag: a channel may have been
                     // closed and reopened with a new consumer of that tag meanwhile.
@@ -511,17 +541,19 @@ impl Connection {
             ConnectionEvent::Close { code, text } => {
                 self.close_connection(AmqpError::new(code, text), 0, 0);
             }
-            ConnectionEvent::WriterDrained => {
-                // No-ack consumers paused on a full socket may go on.
-                let queues: Vec<_> = self
-                    .channels
-                    .values()
-                    .flat_map(|c| c.consumers.values().map(|cc| cc.queue.clone()))
-                    .collect();
-                for q in queues {
-                    q.dispatch();
-                }
-            }
+            ConnectionEvent::WriterDrained => self.resume_no_ack_consumers(),
+        }
+    }
+
+    /// No-ack consumers paused on a full socket or mailbox may go on.
+    fn resume_no_ack_consumers(&mut self) {
+        let queues: Vec<_> = self
+            .channels
+            .values()
+            .flat_map(|c| c.consumers.values().map(|cc| cc.queue.clone()))
+            .collect();
+        for q in queues {
+            q.dispatch();
         }
     }
 

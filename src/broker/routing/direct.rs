@@ -5,9 +5,8 @@
 //! destinations are kept unique (with a count of the bindings behind each, which may
 //! differ in arguments), so a match is copied out without deduplicating.
 
-use std::collections::HashMap;
-
 use super::{Counts, Destination};
+use crate::broker::hash::HashMap;
 use crate::protocol::ShortString;
 
 #[derive(Debug, Clone, Default)]

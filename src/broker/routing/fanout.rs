@@ -5,9 +5,8 @@
 //! destination to its slot and binding count makes binding and unbinding O(1) too
 //! (bindings to one queue under several keys or arguments count once).
 
-use std::collections::HashMap;
-
 use super::Destination;
+use crate::broker::hash::HashMap;
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct FanoutIndex {

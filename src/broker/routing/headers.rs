@@ -28,12 +28,12 @@
 //! expectations, and the bindings are grouped by destination, so a destination is
 //! pushed once, when its first binding matches, with no deduplication pass.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
 
 use super::{Destination, Interner, args_identical, value_identical};
+use crate::broker::hash::HashMap;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
 #[derive(Debug, Clone, Default)]

@@ -30,9 +30,10 @@ mod topic;
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 
+use crate::broker::hash::HashMap;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
 use direct::DirectIndex;
@@ -126,7 +127,7 @@ impl RoutingTable {
         RoutingTable {
             kind,
             index,
-            by_dest: HashMap::new(),
+            by_dest: HashMap::default(),
             len: 0,
         }
     }
@@ -323,7 +324,7 @@ struct Interner<T> {
 impl<T> Default for Interner<T> {
     fn default() -> Self {
         Interner {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             values: Vec::new(),
             free: BinaryHeap::new(),
         }

@@ -14,9 +14,8 @@
 //! per word instead of the exponential number of ways it can align with the key, and
 //! bindings that share no prefix with the key are never looked at.
 
-use std::collections::HashMap;
-
 use super::{Counts, Destination, Interner};
+use crate::broker::hash::HashMap;
 
 const ROOT: usize = 0;
 
