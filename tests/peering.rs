@@ -711,8 +711,191 @@ async fn full_outbox_waits(up: Upstream) {
     up.stop().await;
 }
 
+/// A delivery the owner has not acked when the link goes is not lost: the remote
+/// delivers it again after the reconnect (redelivered), and an ack then settles it.
+async fn unacked_delivery_comes_again(up: Upstream) {
+    let proxy = FaultProxy::start(up.addr).await;
+    let (peering, mut events) = Peering::new(up.peering_via(&proxy));
+    peering.start();
+    let queue = unique("peer.unacked");
+    peering
+        .declare_queue(outliving_queue(&queue, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    peering
+        .consume(BasicConsume {
+            queue: ss(&queue),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    peering
+        .publish(
+            publish_to(&queue),
+            Default::default(),
+            Bytes::from_static(b"m"),
+        )
+        .await
+        .unwrap();
+    let first = next_delivery(&mut events).await;
+    assert!(!first.redelivered);
+    // The owner "crashes" before taking it: no ack. The link goes.
+    proxy.cut();
+    wait_for(&peering, "reconnected", Duration::from_secs(10), |s| {
+        s.counters.connects >= 2 && s.state == PeeringState::Running
+    })
+    .await;
+    let again = next_delivery(&mut events).await;
+    assert_eq!(&again.body[..], b"m");
+    assert!(again.redelivered);
+    // The stale acker does nothing (its channel is gone); the new one settles it.
+    first.acker.ack();
+    again.acker.ack();
+    peering.stop().await;
+    let (_conn, ch) = up.channel().await;
+    let q = ch
+        .queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            LapinTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.message_count(), 0, "acked, so gone");
+    ch.queue_delete(&queue, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    up.stop().await;
+}
+
+/// A slow link (every chunk delayed) is slow, not dead: publishes are pipelined and all
+/// confirmed, and heartbeats keep it up.
+async fn slow_link_still_works(up: Upstream) {
+    let proxy = FaultProxy::start(up.addr).await;
+    proxy.set_delay(Duration::from_millis(30));
+    let mut config = up.peering_via(&proxy);
+    config.heartbeat = 1;
+    let (peering, _events) = Peering::new(config);
+    let peering = Arc::new(peering);
+    peering.start();
+    let queue = unique("peer.slow");
+    peering
+        .declare_queue(outliving_queue(&queue, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let peering = peering.clone();
+        let m = publish_to(&queue);
+        set.spawn(async move {
+            peering
+                .publish(m, Default::default(), Bytes::from(i.to_string()))
+                .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    // Longer than two heartbeat intervals on the slow link: still the first connection.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let s = peering.status();
+    assert_eq!(s.state, PeeringState::Running);
+    assert_eq!(s.counters.connects, 1, "{s:?}");
+    assert_eq!(s.counters.confirmed, 200);
+    peering.stop().await;
+    let (_conn, ch) = up.channel().await;
+    ch.queue_delete(&queue, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    up.stop().await;
+}
+
 // ---------------------------------------------------------------------------------
 // Against fedamq
+
+#[tokio::test]
+async fn unacked_delivery_comes_again_fedamq() {
+    unacked_delivery_comes_again(Upstream::fedamq().await).await;
+}
+
+#[tokio::test]
+async fn slow_link_still_works_fedamq() {
+    slow_link_still_works(Upstream::fedamq().await).await;
+}
+
+/// The remote's connection.blocked shows as `blocked`, and publishing resumes (and
+/// the status goes back to `running`) once it unblocks.
+#[tokio::test]
+async fn remote_blocking_shows_in_the_status() {
+    let config = fedamq::config::Config {
+        memory_high_watermark: 64 * 1024,
+        ..Default::default()
+    };
+    let b = broker::start_with(config).await;
+    let up = Upstream {
+        addr: b.local_addr(),
+        user: "guest".into(),
+        password: "guest".into(),
+        vhost: "/".into(),
+        broker: Some(b),
+    };
+    let proxy = FaultProxy::start(up.addr).await;
+    let (peering, _events) = Peering::new(up.peering_via(&proxy));
+    let peering = Arc::new(peering);
+    peering.start();
+    let queue = unique("peer.fill");
+    peering
+        .declare_queue(QueueDeclare {
+            queue: ss(&queue),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    running(&peering).await;
+    // 16 KiB bodies past a 64 KiB watermark: the remote blocks us.
+    let filling = {
+        let peering = peering.clone();
+        let m = publish_to(&queue);
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let _ = peering
+                    .publish(
+                        m.clone(),
+                        Default::default(),
+                        Bytes::from(vec![7u8; 16 * 1024]),
+                    )
+                    .await;
+            }
+        })
+    };
+    let s = wait_for(&peering, "blocked", Duration::from_secs(10), |s| {
+        s.state == PeeringState::Blocked
+    })
+    .await;
+    assert_eq!(s.state, PeeringState::Blocked);
+    // Draining the remote's queue unblocks it.
+    let (_conn, ch) = up.channel().await;
+    ch.queue_purge(&queue, QueuePurgeOptions::default())
+        .await
+        .unwrap();
+    running(&peering).await;
+    // The rest of the publishes may block it again: keep draining until they are done.
+    let drained = timeout(Duration::from_secs(10), async {
+        while !filling.is_finished() {
+            ch.queue_purge(&queue, QueuePurgeOptions::default())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the publishes complete once unblocked");
+    peering.stop().await;
+    up.stop().await;
+}
 
 #[tokio::test]
 async fn round_trip_fedamq() {
@@ -837,4 +1020,14 @@ async fn remote_errors_are_reported_rabbitmq() {
 #[tokio::test]
 async fn full_outbox_waits_rabbitmq() {
     full_outbox_waits(Upstream::rabbitmq()).await;
+}
+
+#[tokio::test]
+async fn unacked_delivery_comes_again_rabbitmq() {
+    unacked_delivery_comes_again(Upstream::rabbitmq()).await;
+}
+
+#[tokio::test]
+async fn slow_link_still_works_rabbitmq() {
+    slow_link_still_works(Upstream::rabbitmq()).await;
 }
