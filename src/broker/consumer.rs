@@ -40,6 +40,8 @@ pub enum ConnectionEvent {
         code: crate::protocol::ReplyCode,
         text: String,
     },
+    /// Several of the above, in order (see `event_batch`).
+    Batch(Vec<ConnectionEvent>),
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;

@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod credit;
 pub mod dead_letter;
 pub mod error;
+pub mod event_batch;
 pub mod exchange;
 pub mod hash;
 pub mod message;

@@ -238,7 +238,7 @@ impl Queue {
             queue: self.clone(),
             entry,
         };
-        if let Err(tokio::sync::mpsc::error::SendError(event)) = consumer.mailbox.send(event) {
+        if let Err(event) = super::event_batch::send(&consumer.mailbox, event) {
             // The connection is gone: take the message back, drop the consumer.
             if let ConnectionEvent::Deliver { entry, .. } = event {
                 if !consumer.no_ack {

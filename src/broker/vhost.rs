@@ -387,10 +387,13 @@ impl VHost {
         }
         let (count, consumers) = q.delete();
         for c in consumers {
-            let _ = c.mailbox.send(ConnectionEvent::Cancelled {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-            });
+            let _ = super::event_batch::send(
+                &c.mailbox,
+                ConnectionEvent::Cancelled {
+                    channel: c.channel,
+                    consumer_tag: c.tag.clone(),
+                },
+            );
         }
         count
     }

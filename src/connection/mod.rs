@@ -31,6 +31,7 @@ use crate::broker::backlog::Entry;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::event_batch;
 use crate::broker::exchange::Exchange;
 use crate::broker::hash::HashMap;
 use crate::broker::queue::Queue;
@@ -290,6 +291,9 @@ impl Connection {
 
     /// Decodes and handles every whole frame in `inbuf`.
     fn process_input(&mut self, frames: &mut FrameDecoder, inbuf: &mut BytesMut) {
+        // What this read makes other connections do (deliveries) goes out at the end,
+        // one wake-up per connection.
+        let _holding = event_batch::hold();
         while !self.done {
             let frame = match frames.peek(inbuf) {
                 Ok(Some(f)) => f,
@@ -542,6 +546,11 @@ impl Connection {
                 self.close_connection(AmqpError::new(code, text), 0, 0);
             }
             ConnectionEvent::WriterDrained => self.resume_no_ack_consumers(),
+            ConnectionEvent::Batch(events) => {
+                for e in events {
+                    self.handle_event(e);
+                }
+            }
         }
     }
 
