@@ -100,11 +100,7 @@ fn take_back(event: ConnectionEvent) {
             entry,
         } => {
             queue.remove_consumer(consumer.connection, channel, &consumer.tag);
-            if consumer.no_ack {
-                queue.undelivered(entry);
-            } else {
-                queue.returned(vec![entry], true);
-            }
+            queue.undelivered(&consumer, entry);
         }
         _ => {}
     }

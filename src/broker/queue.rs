@@ -342,10 +342,11 @@ impl Queue {
         self.take_back(entries, requeue, true);
     }
 
-    /// A delivery to a no-ack consumer that never reached it (its channel closed on
-    /// the way): back to its place, as it was never counted as unacknowledged.
-    pub fn undelivered(self: &Arc<Self>, entry: Entry) {
-        self.take_back(vec![entry], true, false);
+    /// A delivery that never reached its consumer (its channel or connection went on
+    /// the way): back to its place. One to a no-ack consumer was never counted as
+    /// unacknowledged.
+    pub fn undelivered(self: &Arc<Self>, consumer: &Consumer, entry: Entry) {
+        self.take_back(vec![entry], true, !consumer.no_ack);
     }
 
     fn take_back(self: &Arc<Self>, entries: Vec<Entry>, requeue: bool, counted: bool) {

@@ -489,11 +489,7 @@ impl Connection {
                 if !open || self.closing.is_some() {
                     // Cancelled or closing meanwhile: the message goes back.
                     consumer.give_back_credit(1);
-                    if consumer.no_ack {
-                        queue.undelivered(entry);
-                    } else {
-                        queue.returned(vec![entry], true);
-                    }
+                    queue.undelivered(&consumer, entry);
                     return;
                 }
                 let Some(ch) = self.channels.get_mut(&channel) else {

@@ -25,7 +25,7 @@ impl std::fmt::Debug for Remote {
 /// Why a remote address could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
-    #[error("not an amqp:// URI: {0}")]
+    #[error("not an amqp:// URI (amqps:// is not supported): {0}")]
     Scheme(String),
     #[error("bad port in {0}")]
     Port(String),
@@ -59,16 +59,29 @@ impl Remote {
             },
             None => ("guest".into(), "guest".into()),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| RemoteError::Port(uri.to_owned()))?),
-            None => (hostport, 5672),
+        let bad_port = || RemoteError::Port(uri.to_owned());
+        let (host, port) = match hostport.strip_prefix('[') {
+            // [IPv6]:port
+            Some(v6) => {
+                let (h, after) = v6.split_once(']').ok_or_else(bad_port)?;
+                let port = match after.strip_prefix(':') {
+                    Some(p) => p.parse().map_err(|_| bad_port())?,
+                    None if after.is_empty() => 5672,
+                    None => return Err(bad_port()),
+                };
+                (h, port)
+            }
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| bad_port())?),
+                None => (hostport, 5672),
+            },
         };
         let vhost = match path {
             None | Some("") => "/".to_owned(),
             Some(p) => decode(p)?,
         };
         Ok(Remote {
-            host: host.trim_start_matches('[').trim_end_matches(']').into(),
+            host: if host.is_empty() { "localhost" } else { host }.into(),
             port,
             vhost,
             user,
@@ -264,6 +277,17 @@ mod tests {
             ("guest", 5672, "/")
         );
         assert_eq!(Remote::from_uri("amqp://h/%2f").unwrap().vhost, "/");
+        let r = Remote::from_uri("amqp://[::1]:99/v").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.vhost.as_str()),
+            ("::1", 99, "v")
+        );
+        assert_eq!(Remote::from_uri("amqp://[::1]").unwrap().port, 5672);
+        assert_eq!(Remote::from_uri("amqp://").unwrap().host, "localhost");
+        assert!(matches!(
+            Remote::from_uri("amqp://[::1"),
+            Err(RemoteError::Port(_))
+        ));
         assert_eq!(Remote::from_uri("amqp://h/").unwrap().vhost, "/");
         assert!(matches!(
             Remote::from_uri("http://h"),

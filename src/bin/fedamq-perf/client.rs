@@ -38,93 +38,8 @@ const FRAME_MAX: u32 = 131_072;
 /// How long a synchronous call may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `amqp://user:password@host:port/vhost`, percent-decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmqpUri {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub vhost: String,
-}
-
-fn percent_decode(s: &str) -> std::result::Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-escape in {s:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
-}
-
-impl AmqpUri {
-    pub fn parse(uri: &str) -> std::result::Result<Self, String> {
-        let rest = uri
-            .strip_prefix("amqp://")
-            .ok_or_else(|| format!("{uri:?}: only amqp:// URIs are supported"))?;
-        let (authority, path) = match rest.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (rest, None),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((n, p)) => (percent_decode(n)?, percent_decode(p)?),
-                None => (percent_decode(u)?, String::new()),
-            },
-            None => ("guest".to_string(), "guest".to_string()),
-        };
-        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-            // [v6]:port
-            let (h, after) = h
-                .split_once(']')
-                .ok_or_else(|| format!("{uri:?}: unclosed '['"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("{uri:?}: bad port"))?,
-                None => 5672,
-            };
-            (h.to_string(), port)
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| format!("{uri:?}: bad port"))?,
-                ),
-                None => (hostport.to_string(), 5672),
-            }
-        };
-        let host = if host.is_empty() {
-            "localhost".to_string()
-        } else {
-            host
-        };
-        let vhost = match path {
-            None | Some("") => "/".to_string(),
-            Some(p) => percent_decode(p)?,
-        };
-        Ok(Self {
-            host,
-            port,
-            user,
-            password,
-            vhost,
-        })
-    }
-}
+/// `amqp://user:password@host:port/vhost`, percent-decoded: the library's parser.
+pub use fedamq::peering::Remote as AmqpUri;
 
 fn short(s: &str) -> Result<ShortString> {
     ShortString::try_from(s).map_err(|_| Error::Protocol(format!("name too long: {s:?}")))
@@ -483,43 +398,5 @@ impl Conn {
             Ok(r) => r,
             Err(_) => Err(Error::Protocol("no connection.close-ok".into())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uri_parts() {
-        let u = AmqpUri::parse("amqp://bob:s%40cret@example.org:5673/my%2fvhost").unwrap();
-        assert_eq!(
-            u,
-            AmqpUri {
-                host: "example.org".into(),
-                port: 5673,
-                user: "bob".into(),
-                password: "s@cret".into(),
-                vhost: "my/vhost".into(),
-            }
-        );
-        let u = AmqpUri::parse("amqp://localhost").unwrap();
-        assert_eq!(
-            (u.port, u.user.as_str(), u.vhost.as_str()),
-            (5672, "guest", "/")
-        );
-        let u = AmqpUri::parse("amqp://guest:guest@127.0.0.1:1234/%2f").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.vhost.as_str()),
-            ("127.0.0.1", 1234, "/")
-        );
-        let u = AmqpUri::parse("amqp://[::1]:99/v").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.vhost.as_str()),
-            ("::1", 99, "v")
-        );
-        assert!(AmqpUri::parse("amqps://x").is_err());
-        assert!(AmqpUri::parse("amqp://x:notaport").is_err());
-        assert!(AmqpUri::parse("amqp://x/%zz").is_err());
     }
 }

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         eprintln!("fedamq-perf: {e}");
         return ExitCode::from(2);
     }
-    let uri = match AmqpUri::parse(&args.uri) {
+    let uri = match AmqpUri::from_uri(&args.uri) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("fedamq-perf: {e}");
