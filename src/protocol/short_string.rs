@@ -91,6 +91,7 @@ impl ShortString {
     /// The first `len` octets of `src` (which must hold at least that many). When `src`
     /// has room, a fixed-size block is copied, which compiles to a couple of vector moves
     /// instead of a call to `memcpy`; octets past `len` are never read back.
+    #[inline]
     pub(crate) fn from_prefix(src: &[u8], len: usize) -> Option<Self> {
         if len > Self::MAX_LEN || len > src.len() {
             return None;

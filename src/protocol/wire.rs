@@ -132,6 +132,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    #[inline]
     pub fn shortstr(&mut self) -> Result<ShortString, DecodeError> {
         let len = usize::from(self.octet()?);
         if len > self.buf.len() {

@@ -14,7 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fedamq::protocol::ShortString;
 use fedamq::protocol::content::ContentHeader;
 use fedamq::protocol::frame::{
-    FrameDecoder, FramePayload, FrameType, encode_frame, encode_frame_with,
+    FrameDecoder, FrameType, encode_frame, encode_frame_with, take_payload,
 };
 use fedamq::protocol::generated::constants::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use fedamq::protocol::generated::methods::{BasicDeliver, BasicPublish, Method};
@@ -65,9 +65,10 @@ fn encode_message(
     encode_frame(buf, FRAME_BODY, 1, body);
 }
 
-/// Reads the three frames of one message back into values, as a connection does: the
-/// method where it lies in the read buffer, header and body split off as `Bytes` (the
-/// broker keeps both with the message).
+/// Reads the three frames of one message back into values, as a connection does
+/// (`Connection::process_input`): each frame found with `peek`; the method decoded where
+/// it lies in the read buffer; header and body split off as `Bytes` with `take_payload`
+/// (the broker keeps both with the message).
 fn decode_message(
     decoder: &mut FrameDecoder,
     buf: &mut BytesMut,
@@ -77,14 +78,17 @@ fn decode_message(
     let method = Method::decode(frame.payload).unwrap();
     let wire_len = frame.wire_len();
     buf.advance(wire_len);
-    let Some(FramePayload::Header(h)) = decoder.decode(buf).unwrap().map(|f| f.payload) else {
-        panic!("expected a header frame")
-    };
-    let header = ContentHeader::decode(h).unwrap();
+
+    let frame = decoder.peek(buf).unwrap().expect("a whole frame");
+    assert_eq!(frame.frame_type, FrameType::Header);
+    let len = frame.payload.len();
+    let header = ContentHeader::decode(take_payload(buf, len)).unwrap();
     let props = EncodedBasicProperties::decode(header.properties).unwrap();
-    let Some(FramePayload::Body(body)) = decoder.decode(buf).unwrap().map(|f| f.payload) else {
-        panic!("expected a body frame")
-    };
+
+    let frame = decoder.peek(buf).unwrap().expect("a whole frame");
+    assert_eq!(frame.frame_type, FrameType::Body);
+    let len = frame.payload.len();
+    let body = take_payload(buf, len);
     (method, props, body)
 }
 
