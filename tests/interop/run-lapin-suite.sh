@@ -43,9 +43,12 @@ chmod -R u+w "$suite"
 # The copy lives under this workspace's directory: make it a workspace of its own.
 printf '\n[workspace]\n' >>"$suite/Cargo.toml"
 lapin_target="$suite_root/cargo-target"
+# No debug info and no incremental state: the suite's build is large (aws-lc-sys for
+# lapin's default rustls feature) and debug info only costs disk here.
+lapin_env=(CARGO_TARGET_DIR="$lapin_target" CARGO_PROFILE_DEV_DEBUG=false CARGO_INCREMENTAL=0)
 
 echo "== building lapin's tests ($version, default features, with dev-dependencies)"
-( cd "$suite" && CARGO_TARGET_DIR="$lapin_target" cargo test --tests --no-run )
+( cd "$suite" && env "${lapin_env[@]}" cargo test --tests --no-run )
 
 echo "== building fedamq"
 cargo build --release
@@ -84,14 +87,14 @@ fi
 echo "== cargo test --tests (lapin's own suite) against fedamq"
 results="$suite_root/results.txt"
 set +e
-( cd "$suite" && CARGO_TARGET_DIR="$lapin_target" timeout 900 cargo test --tests --no-fail-fast -- "${skips[@]}" ) 2>&1 | tee "$results"
+( cd "$suite" && env "${lapin_env[@]}" timeout 900 cargo test --tests --no-fail-fast -- "${skips[@]}" ) 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 
 # tests/publisher_confirms.rs is a program (fn main, no #[test]) that the harness
 # compiles but never runs; the crate ships the same file as examples/publisher_confirms.rs.
 # Run it as a program too so its assertions (confirms, mandatory return) are exercised.
 echo "== examples/publisher_confirms (same file as tests/publisher_confirms.rs, run as a program)"
-( cd "$suite" && CARGO_TARGET_DIR="$lapin_target" timeout 120 cargo run --quiet --example publisher_confirms ) 2>&1 | tee "$suite_root/publisher_confirms.txt"
+( cd "$suite" && env "${lapin_env[@]}" timeout 120 cargo run --quiet --example publisher_confirms ) 2>&1 | tee "$suite_root/publisher_confirms.txt"
 pc_status=${PIPESTATUS[0]}
 set -e
 

@@ -50,6 +50,7 @@ fn cargo_check(root: &Path) -> Output {
         .args(["check", "--offline", "--quiet", "-p", "fedamq", "--lib"])
         .current_dir(root)
         .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_INCREMENTAL", "0")
         .output()
         .unwrap()
 }
