@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use fedamq::protocol::content::ContentHeader;
-use fedamq::protocol::frame::{FrameType, encode_frame_with, take_payload};
+use fedamq::protocol::frame::{FrameType, encode_frame_with};
 use fedamq::protocol::generated::constants::FRAME_METHOD;
-use fedamq::protocol::generated::methods::{BasicAck, Method};
+use fedamq::protocol::generated::methods::{BasicAck, BasicDeliver, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -157,6 +156,11 @@ async fn consume_loop(
                     let Some(frame) = frames.peek(rbuf)? else { break };
                     let len = frame.wire_len();
                     match (frame.frame_type, &mut content) {
+                        (FrameType::Method, Content::Idle) if is_deliver(frame.payload) => {
+                            tag = delivery_tag(frame.payload)
+                                .ok_or_else(|| Error::Protocol("short basic.deliver frame".into()))?;
+                            content = Content::Header;
+                        }
                         (FrameType::Method, Content::Idle) => match Method::decode(frame.payload)? {
                             Method::BasicDeliver(d) => {
                                 tag = d.delivery_tag;
@@ -175,18 +179,18 @@ async fn consume_loop(
                             _ => {}
                         },
                         (FrameType::Header, Content::Header) => {
-                            let header = ContentHeader::decode(take_payload(rbuf, len - 8))?;
-                            if header.body_size == 0 {
+                            let body_size = body_size(frame.payload)
+                                .ok_or_else(|| Error::Protocol("short content header frame".into()))?;
+                            if body_size == 0 {
                                 content = Content::Idle;
                                 got += 1;
                                 acks.delivered(&mut out, tag);
                             } else {
-                                content = Content::Body { remaining: header.body_size, first: true };
+                                content = Content::Body { remaining: body_size, first: true };
                             }
                             if cfg.count > 0 && *consumed + got >= cfg.count {
                                 done = true;
                             }
-                            continue;
                         }
                         (FrameType::Body, Content::Body { remaining, first }) => {
                             if *first {
@@ -239,6 +243,33 @@ async fn consume_loop(
     Ok(())
 }
 
+// The consumer needs only the delivery tag of a basic.deliver and the body size of its
+// content header; both are read where they lie. A full decode (three short strings, the
+// header split off the buffer) was half of the load generator's own profile at 1.5 M
+// deliveries/s, CPU taken from the broker under test on a shared machine.
+
+fn is_deliver(payload: &[u8]) -> bool {
+    let [c0, c1, m0, m1, ..] = *payload else {
+        return false;
+    };
+    u16::from_be_bytes([c0, c1]) == BasicDeliver::CLASS_ID
+        && u16::from_be_bytes([m0, m1]) == BasicDeliver::METHOD_ID
+}
+
+/// basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong).
+fn delivery_tag(payload: &[u8]) -> Option<u64> {
+    let tag_len = usize::from(*payload.get(4)?);
+    let at = 5 + tag_len;
+    Some(u64::from_be_bytes(
+        payload.get(at..at + 8)?.try_into().ok()?,
+    ))
+}
+
+/// A content header: class-id, weight (both short), then body-size (longlong).
+fn body_size(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(payload.get(4..12)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +287,44 @@ mod tests {
             out.advance(len);
         }
         v
+    }
+
+    #[test]
+    fn deliver_tag_and_body_size_read_in_place_match_the_decoder() {
+        use fedamq::protocol::ShortString;
+        use fedamq::protocol::content::ContentHeader;
+        use fedamq::protocol::generated::methods::BasicConsumeOk;
+        for consumer_tag in ["", "amq.ctag-1", &"c".repeat(255)] {
+            let deliver = BasicDeliver {
+                consumer_tag: ShortString::try_from(consumer_tag).unwrap(),
+                delivery_tag: 0x0102_0304_0506_0708,
+                redelivered: true,
+                exchange: ShortString::try_from("x").unwrap(),
+                routing_key: ShortString::try_from("rk").unwrap(),
+            };
+            let mut b = BytesMut::new();
+            deliver.encode(&mut b);
+            assert!(is_deliver(&b));
+            assert_eq!(delivery_tag(&b), Some(deliver.delivery_tag));
+            // A payload cut short anywhere is refused, not read past.
+            for cut in 0..13 + consumer_tag.len() {
+                assert_eq!(delivery_tag(&b[..cut]), None, "cut at {cut}");
+            }
+        }
+        let mut b = BytesMut::new();
+        BasicConsumeOk {
+            consumer_tag: ShortString::try_from("t").unwrap(),
+        }
+        .encode(&mut b);
+        assert!(!is_deliver(&b));
+        assert!(!is_deliver(&b[..3]));
+
+        let mut h = BytesMut::new();
+        ContentHeader::encode_prefix(&mut h, 60, 1234);
+        h.extend_from_slice(&[0, 0]); // no properties
+        let header = ContentHeader::decode(h.clone().freeze()).unwrap();
+        assert_eq!(body_size(&h), Some(header.body_size));
+        assert_eq!(body_size(&h[..11]), None);
     }
 
     fn acks(no_ack: bool, multi_ack: u64) -> Acks {
