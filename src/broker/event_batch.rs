@@ -17,7 +17,13 @@ use super::consumer::{ConnectionEvent, Mailbox};
 use std::cell::RefCell;
 
 thread_local! {
-    static HELD: RefCell<Option<Vec<(Mailbox, ConnectionEvent)>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Option<Vec<Held>>> = const { RefCell::new(None) };
+}
+
+/// A run of events for one mailbox, in the order they were sent.
+struct Held {
+    mailbox: Mailbox,
+    events: Vec<ConnectionEvent>,
 }
 
 /// While alive, [`send`] on this thread holds events; dropping it sends them.
@@ -45,8 +51,8 @@ impl Drop for Holding {
         if !self.outer {
             return;
         }
-        if let Some(events) = HELD.with(|h| h.borrow_mut().take()) {
-            flush(events);
+        if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
+            flush(held);
         }
     }
 }
@@ -57,7 +63,15 @@ impl Drop for Holding {
 pub fn send(mailbox: &Mailbox, event: ConnectionEvent) -> Result<(), ConnectionEvent> {
     let event = HELD.with(|h| match h.borrow_mut().as_mut() {
         Some(held) => {
-            held.push((mailbox.clone(), event));
+            // Consecutive events for one mailbox join its run as they come, so the flush
+            // moves each event once and clones each mailbox once per run.
+            match held.last_mut() {
+                Some(run) if run.mailbox.same_channel(mailbox) => run.events.push(event),
+                _ => held.push(Held {
+                    mailbox: mailbox.clone(),
+                    events: vec![event],
+                }),
+            }
             None
         }
         None => Some(event),
@@ -69,18 +83,16 @@ pub fn send(mailbox: &Mailbox, event: ConnectionEvent) -> Result<(), ConnectionE
 }
 
 /// One batch per run of events for the same mailbox, in order.
-fn flush(events: Vec<(Mailbox, ConnectionEvent)>) {
-    let mut events = events.into_iter().peekable();
-    while let Some((mailbox, first)) = events.next() {
-        let mut more = Vec::new();
-        while let Some((_, e)) = events.next_if(|(m, _)| m.same_channel(&mailbox)) {
-            more.push(e);
-        }
-        let event = if more.is_empty() {
-            first
+fn flush(held: Vec<Held>) {
+    for Held {
+        mailbox,
+        mut events,
+    } in held
+    {
+        let event = if events.len() == 1 {
+            events.pop().expect("a run holds at least one event")
         } else {
-            more.insert(0, first);
-            ConnectionEvent::Batch(more)
+            ConnectionEvent::Batch(events)
         };
         if let Err(gone) = mailbox.send(event) {
             take_back(gone.0);

@@ -31,11 +31,11 @@ use crate::broker::backlog::Entry;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
-use crate::broker::event_batch;
 use crate::broker::exchange::Exchange;
 use crate::broker::hash::HashMap;
 use crate::broker::queue::Queue;
 use crate::broker::vhost::{RouteScratch, VHost};
+use crate::broker::{clock, event_batch};
 use crate::config::Config;
 use crate::protocol::content::{ContentHeader, encode_content};
 use crate::protocol::frame::{
@@ -294,6 +294,7 @@ impl Connection {
         // What this read makes other connections do (deliveries) goes out at the end,
         // one wake-up per connection.
         let _holding = event_batch::hold();
+        let _now = clock::pin();
         while !self.done {
             let frame = match frames.peek(inbuf) {
                 Ok(Some(f)) => f,
