@@ -49,11 +49,28 @@ pub struct Routed {
 }
 
 /// Reusable buffers for routing, kept by each connection so publishing allocates nothing.
+///
+/// They also keep the last route taken: a publisher usually sends many messages through
+/// one exchange with one routing key, and while the vhost's topology (exchanges, queues,
+/// bindings) is unchanged the same queues take them. Routing (two locked map lookups and
+/// the binding index) was 10 % of the broker's profile for 1 publisher → 1 consumer.
 #[derive(Debug, Default)]
 pub struct RouteScratch {
     destinations: Vec<Destination>,
     queues: Vec<Arc<Queue>>,
     visited: Vec<ShortString>,
+    /// What `queues` is the route of, when it may be reused.
+    last: Option<LastRoute>,
+}
+
+#[derive(Debug)]
+struct LastRoute {
+    /// [`VHost::topology`] when it was routed.
+    topology: u64,
+    /// The exchange's address: an exchange deleted and another allocated in its place
+    /// changes the topology first, so an equal address means the same exchange.
+    exchange: usize,
+    key: ShortString,
 }
 
 /// The arguments of `exchange.declare` / `queue.declare` that matter here.
@@ -76,6 +93,9 @@ pub struct VHost {
     /// Bumped whenever an exchange is deleted, so that connections caching the
     /// exchange they publish to know to look again.
     exchange_deletions: AtomicU64,
+    /// Bumped after every change that can change where a message is routed: an exchange
+    /// or queue added or removed, a binding made or removed (see `RouteScratch`).
+    topology: AtomicU64,
     this: Weak<VHost>,
 }
 
@@ -100,6 +120,7 @@ impl VHost {
             exchanges: RwLock::new(HashMap::default()),
             queues: RwLock::new(HashMap::default()),
             exchange_deletions: AtomicU64::new(0),
+            topology: AtomicU64::new(0),
             this: this.clone(),
         });
         for (n, kind) in [
@@ -145,6 +166,12 @@ impl VHost {
     /// had some value is still the vhost's while it has it.
     pub fn exchange_deletions(&self) -> u64 {
         self.exchange_deletions.load(Ordering::Acquire)
+    }
+
+    /// Marks a routing-relevant change as done: called after the change, so that a route
+    /// computed from the old state never outlives the old value.
+    fn topology_changed(&self) {
+        self.topology.fetch_add(1, Ordering::Release);
     }
 
     pub fn exchange_or_404(&self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
@@ -232,6 +259,8 @@ impl VHost {
         }
         let ex = Arc::new(Exchange::new(spec));
         map.insert(ex.spec.name.clone(), ex.clone());
+        // An alternate exchange or exchange binding may name it before it exists.
+        self.topology_changed();
         Ok(ex)
     }
 
@@ -249,8 +278,10 @@ impl VHost {
         }
         map.remove(name);
         self.exchange_deletions.fetch_add(1, Ordering::Release);
+        self.topology_changed();
         drop(map);
-        // Bindings that had it as destination go too.
+        // Bindings that had it as destination go too (routing already skips them, as the
+        // exchange is not found).
         let dest = Destination::Exchange(name.clone());
         for other in read(&self.exchanges).values() {
             other.table_mut().remove_destination(&dest);
@@ -330,6 +361,7 @@ impl VHost {
             self.this.clone(),
         );
         map.insert(name, q.clone());
+        self.topology_changed();
         Ok((q, true))
     }
 
@@ -367,6 +399,8 @@ impl VHost {
             match map.get(q.name()) {
                 Some(current) if Arc::ptr_eq(current, q) => {
                     map.remove(q.name());
+                    // Routing skips its bindings from here on (the queue is not found).
+                    self.topology_changed();
                 }
                 _ => return 0,
             }
@@ -435,6 +469,7 @@ impl VHost {
         ex.table_mut()
             .bind(binding)
             .map_err(AmqpError::precondition_failed)?;
+        self.topology_changed();
         Ok(())
     }
 
@@ -464,6 +499,7 @@ impl VHost {
         src.table_mut()
             .bind(binding)
             .map_err(AmqpError::precondition_failed)?;
+        self.topology_changed();
         Ok(())
     }
 
@@ -520,6 +556,7 @@ impl VHost {
             let mut table = ex.table_mut();
             table.unbind(binding) && table.is_empty()
         };
+        self.topology_changed();
         if now_empty && ex.spec.auto_delete {
             let _ = self.delete_exchange(ex.name(), true);
         }
@@ -548,20 +585,38 @@ impl VHost {
         extra_keys: &[ShortString],
         scratch: &mut RouteScratch,
     ) -> Routed {
-        scratch.queues.clear();
-        scratch.visited.clear();
-        self.route(exchange, &message.routing_key, headers, scratch);
-        for key in extra_keys {
+        // Read before routing: a change made meanwhile bumps it past this value.
+        let topology = self.topology.load(Ordering::Acquire);
+        let address = exchange as *const Exchange as usize;
+        // Without headers (so no CC/BCC either) the route depends on nothing else.
+        let reusable = headers.is_none() && extra_keys.is_empty();
+        let same = reusable
+            && scratch.last.as_ref().is_some_and(|last| {
+                last.topology == topology
+                    && last.exchange == address
+                    && last.key == message.routing_key
+            });
+        if !same {
+            scratch.queues.clear();
             scratch.visited.clear();
-            self.route(exchange, key, headers, scratch);
+            self.route(exchange, &message.routing_key, headers, scratch);
+            for key in extra_keys {
+                scratch.visited.clear();
+                self.route(exchange, key, headers, scratch);
+            }
+            scratch.last = reusable.then(|| LastRoute {
+                topology,
+                exchange: address,
+                key: message.routing_key.clone(),
+            });
         }
         let mut routed = Routed::default();
-        for q in scratch.queues.drain(..) {
+        for q in &scratch.queues {
             match q.publish(message.clone()) {
                 Accepted::Yes => {
                     routed.queues += 1;
                     if q.is_behind() {
-                        routed.behind = Some(q);
+                        routed.behind = Some(q.clone());
                     }
                 }
                 Accepted::Rejected => routed.rejected = true,
@@ -696,5 +751,150 @@ fn describe(v: Option<&FieldValue>) -> String {
             Some(n) => format!("the value '{n}'"),
             None => format!("the value {v:?}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use crate::protocol::generated::properties::BasicProperties;
+    use bytes::Bytes;
+
+    fn ss(s: &'static str) -> ShortString {
+        ShortString::from_static(s)
+    }
+
+    fn queue(vhost: &VHost, name: &'static str) -> Arc<Queue> {
+        let d = QueueDeclare {
+            name: ss(name),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        vhost.declare_queue(d, 1).unwrap().0
+    }
+
+    fn exchange(vhost: &VHost, name: &'static str, kind: ExchangeKind) -> Arc<Exchange> {
+        let spec = ExchangeSpec {
+            name: ss(name),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::new(),
+        };
+        vhost.declare_exchange(spec, false).unwrap()
+    }
+
+    /// Publishes one message with routing key `key` from `ex` and says which of `queues`
+    /// it reached (by their message counts going up).
+    fn reached(
+        vhost: &VHost,
+        scratch: &mut RouteScratch,
+        ex: &Exchange,
+        key: &'static str,
+        queues: &[&Arc<Queue>],
+    ) -> Vec<String> {
+        let before: Vec<u32> = queues.iter().map(|q| q.message_count()).collect();
+        let m = Arc::new(Message::new(
+            ex.spec.name.clone(),
+            ss(key),
+            BasicProperties::default(),
+            Bytes::from_static(b"m"),
+        ));
+        let routed = vhost.publish(ex, &m, None, &[], scratch);
+        let got: Vec<String> = queues
+            .iter()
+            .zip(before)
+            .filter(|(q, n)| q.message_count() > *n)
+            .map(|(q, _)| q.name().to_string())
+            .collect();
+        assert_eq!(routed.queues, got.len());
+        got
+    }
+
+    #[test]
+    fn a_reused_route_follows_every_topology_change() {
+        let vhost = VHost::new("/", VHostLimits::default());
+        let mut s = RouteScratch::default();
+        let direct = exchange(&vhost, "d", ExchangeKind::Direct);
+        let (a, b) = (queue(&vhost, "a"), queue(&vhost, "b"));
+        let none: Vec<String> = Vec::new();
+
+        vhost
+            .bind_queue(&a, &ss("d"), ss("k"), FieldTable::new())
+            .unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a"]);
+        assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a"]);
+        // Another key on the same exchange is routed afresh.
+        assert_eq!(reached(&vhost, &mut s, &direct, "other", &[&a, &b]), none);
+
+        // A binding added.
+        vhost
+            .bind_queue(&b, &ss("d"), ss("k"), FieldTable::new())
+            .unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a", "b"]);
+        // A binding removed.
+        vhost
+            .unbind_queue(&a, &ss("d"), ss("k"), FieldTable::new())
+            .unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["b"]);
+        // A queue deleted.
+        vhost.delete_queue(&ss("b"), false, false, 1).unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), none);
+
+        // The default exchange: a queue declared after a miss is found.
+        let default = vhost.exchange(&ss("")).unwrap();
+        assert_eq!(reached(&vhost, &mut s, &default, "c", &[&a]), none);
+        let c = queue(&vhost, "c");
+        assert_eq!(reached(&vhost, &mut s, &default, "c", &[&c]), ["c"]);
+
+        // An exchange-to-exchange binding, then the destination exchange deleted.
+        let fan = exchange(&vhost, "f", ExchangeKind::Fanout);
+        vhost
+            .bind_queue(&a, &ss("f"), ss(""), FieldTable::new())
+            .unwrap();
+        vhost
+            .bind_exchange(&ss("f"), &ss("d"), ss("e2e"), FieldTable::new())
+            .unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "e2e", &[&a, &c]), ["a"]);
+        drop(fan);
+        vhost.delete_exchange(&ss("f"), false).unwrap();
+        assert_eq!(reached(&vhost, &mut s, &direct, "e2e", &[&a, &c]), none);
+
+        // An alternate exchange declared after the route was first taken.
+        let mut args = FieldTable::new();
+        args.insert(
+            ss("alternate-exchange"),
+            FieldValue::LongString(Bytes::from_static(b"ae")),
+        );
+        let with_ae = vhost
+            .declare_exchange(
+                ExchangeSpec {
+                    name: ss("w"),
+                    kind: ExchangeKind::Direct,
+                    durable: false,
+                    auto_delete: false,
+                    internal: false,
+                    arguments: args,
+                },
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            reached(&vhost, &mut s, &with_ae, "nowhere", &[&a, &c]),
+            none
+        );
+        exchange(&vhost, "ae", ExchangeKind::Fanout);
+        vhost
+            .bind_queue(&c, &ss("ae"), ss(""), FieldTable::new())
+            .unwrap();
+        assert_eq!(
+            reached(&vhost, &mut s, &with_ae, "nowhere", &[&a, &c]),
+            ["c"]
+        );
     }
 }
