@@ -158,6 +158,7 @@ async fn publish_loop(
     let per_message = method_frame.len() + 8 + 12 + properties.len() + 8 + cfg.size;
     let frame_max = conn.frame_max;
 
+    let mut message = BytesMut::with_capacity(per_message + 64);
     let mut out = std::mem::take(&mut conn.wbuf);
     out.reserve(HIGH_WATER);
     let mut outstanding = Outstanding {
@@ -202,9 +203,20 @@ async fn publish_loop(
                 if let Some(stamp) = body.get_mut(..8) {
                     stamp.copy_from_slice(&ts.to_be_bytes());
                 }
+                // The messages of one batch are identical (one send time), so their
+                // frames are encoded once and copied.
+                message.clear();
+                message.put_slice(&method_frame);
+                encode_content(
+                    &mut message,
+                    cfg.channel,
+                    BASIC,
+                    &properties,
+                    &body,
+                    frame_max,
+                );
                 for _ in 0..n {
-                    out.put_slice(&method_frame);
-                    encode_content(&mut out, cfg.channel, BASIC, &properties, &body, frame_max);
+                    out.put_slice(&message);
                 }
                 if cfg.confirm.is_some() {
                     outstanding
