@@ -90,11 +90,10 @@ pub struct VHost {
     limits: VHostLimits,
     exchanges: RwLock<HashMap<ShortString, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortString, Arc<Queue>>>,
-    /// Bumped whenever an exchange is deleted, so that connections caching the
-    /// exchange they publish to know to look again.
-    exchange_deletions: AtomicU64,
     /// Bumped after every change that can change where a message is routed: an exchange
-    /// or queue added or removed, a binding made or removed (see `RouteScratch`).
+    /// or queue added or removed, a binding made or removed. Connections keep what they
+    /// looked up (the exchange they publish to, their last route in `RouteScratch`) while
+    /// it is unchanged.
     topology: AtomicU64,
     this: Weak<VHost>,
 }
@@ -119,7 +118,6 @@ impl VHost {
             limits,
             exchanges: RwLock::new(HashMap::default()),
             queues: RwLock::new(HashMap::default()),
-            exchange_deletions: AtomicU64::new(0),
             topology: AtomicU64::new(0),
             this: this.clone(),
         });
@@ -161,11 +159,10 @@ impl VHost {
         read(&self.exchanges).len()
     }
 
-    /// The exchange, or 404 as RabbitMQ words it.
-    /// Changes whenever an exchange is deleted: an `Arc<Exchange>` looked up while it
-    /// had some value is still the vhost's while it has it.
-    pub fn exchange_deletions(&self) -> u64 {
-        self.exchange_deletions.load(Ordering::Acquire)
+    /// Changes after every exchange, queue or binding change: an `Arc<Exchange>` looked
+    /// up while it had some value is still the vhost's while it has it.
+    pub fn topology(&self) -> u64 {
+        self.topology.load(Ordering::Acquire)
     }
 
     /// Marks a routing-relevant change as done: called after the change, so that a route
@@ -174,6 +171,7 @@ impl VHost {
         self.topology.fetch_add(1, Ordering::Release);
     }
 
+    /// The exchange, or 404 as RabbitMQ words it.
     pub fn exchange_or_404(&self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
         self.exchange(name).ok_or_else(|| {
             AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
@@ -277,7 +275,6 @@ impl VHost {
             )));
         }
         map.remove(name);
-        self.exchange_deletions.fetch_add(1, Ordering::Release);
         self.topology_changed();
         drop(map);
         // Bindings that had it as destination go too (routing already skips them, as the
@@ -586,7 +583,7 @@ impl VHost {
         scratch: &mut RouteScratch,
     ) -> Routed {
         // Read before routing: a change made meanwhile bumps it past this value.
-        let topology = self.topology.load(Ordering::Acquire);
+        let topology = self.topology();
         let address = exchange as *const Exchange as usize;
         // Without headers (so no CC/BCC either) the route depends on nothing else.
         let reusable = headers.is_none() && extra_keys.is_empty();

@@ -38,9 +38,9 @@ impl Connection {
     /// The exchange a publish goes to: it exists, is not internal, and the user may
     /// write to it. Remembered for the next publish (see `publish_target`).
     fn publish_target(&mut self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
-        let deletions = self.vhost.exchange_deletions();
+        let topology = self.vhost.topology();
         if let Some((ex, seen)) = &self.publish_target {
-            if *seen == deletions && ex.spec.name == *name {
+            if *seen == topology && ex.spec.name == *name {
                 return Ok(ex.clone());
             }
         }
@@ -52,7 +52,7 @@ impl Connection {
             )));
         }
         self.check(Permission::Write, "exchange", name)?;
-        self.publish_target = Some((exchange.clone(), deletions));
+        self.publish_target = Some((exchange.clone(), topology));
         Ok(exchange)
     }
 

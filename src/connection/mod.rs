@@ -151,7 +151,7 @@ pub struct Connection {
     mailbox: Mailbox,
     scratch: RouteScratch,
     /// The exchange last published to, found, checked (not internal, write permission)
-    /// and valid while the vhost's deletion count is the one noted: a publisher sends to
+    /// and valid while the vhost's topology count is the one noted: a publisher sends to
     /// the same exchange again and again, and this saves the lookups and the permission
     /// regex each time.
     publish_target: Option<(Arc<Exchange>, u64)>,
