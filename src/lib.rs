@@ -10,4 +10,5 @@ pub mod peering;
 pub mod protocol;
 pub mod server;
 
-pub use server::{Broker, BrokerHandle};
+pub use broker::Broker;
+pub use server::{BrokerHandle, Server};

@@ -2,7 +2,7 @@
 //! open-files limit, serve until SIGINT or SIGTERM.
 
 use clap::Parser;
-use fedamq::Broker;
+use fedamq::Server;
 use fedamq::config::{self, Cli};
 
 /// Messages are allocated on the publisher's thread and freed on the consumer's: glibc's
@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let broker = match Broker::start(config).await {
+        let broker = match Server::start(config).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("fedamq: cannot listen: {e}");

@@ -1,7 +1,7 @@
 //! The listening broker: accepts connections, starts a task for each, and shuts down
 //! cleanly (stop accepting, close every connection with 320 CONNECTION_FORCED).
 //!
-//! [`Broker::start`] is how `main` and the tests run a broker: it binds (port 0 picks a
+//! [`Server::start`] is how `main` and the tests run a broker: it binds (port 0 picks a
 //! free port), returns a handle with the bound address, and keeps serving until the
 //! handle's [`BrokerHandle::shutdown`] is called.
 
@@ -10,66 +10,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::Users;
-use crate::broker::hash::HashMap;
-use crate::broker::vhost::{VHost, VHostLimits};
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::connection::{self, Shared};
+use crate::connection;
 
 /// Entry point for running a broker.
-pub struct Broker;
+pub struct Server;
 
 /// A running broker.
 pub struct BrokerHandle {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Broker {
+impl Server {
     /// Binds the configured address and starts serving.
     pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
         let listener = TcpListener::bind((config.bind, config.port)).await?;
         let addr = listener.local_addr()?;
-        let limits = VHostLimits {
-            max_queues: config.limits.max_queues,
-            max_exchanges: config.limits.max_exchanges,
-        };
-        let vhosts: HashMap<String, Arc<VHost>> = config
-            .vhosts
-            .iter()
-            .map(|name| (name.clone(), VHost::new(name, limits)))
-            .collect();
-        let (alarm_tx, alarm) = watch::channel(false);
-        let memory = crate::broker::message::MemoryGauge::default();
-        let identifier = format!("fedamq-{:016x}", rand::rng().random::<u64>());
-        let shared = Arc::new(Shared {
-            users: Users::from_config(&config),
-            config,
-            vhosts,
-            identifier,
-            alarm,
-            memory: memory.clone(),
-        });
+        let broker = Broker::new(config);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let watermark = shared.config.memory_high_watermark;
-        tokio::spawn(watch_memory(
-            memory,
-            watermark,
-            alarm_tx,
-            shutdown_rx.clone(),
-        ));
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
+        let task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
         tracing::info!("fedamq listening on {addr}");
         Ok(BrokerHandle {
             addr,
-            shared,
+            broker,
             shutdown,
             task,
         })
@@ -89,7 +61,12 @@ impl BrokerHandle {
 
     /// The random identifier this broker advertises in its server properties.
     pub fn identifier(&self) -> &str {
-        &self.shared.identifier
+        self.broker.identifier()
+    }
+
+    /// The broker core, for broker objects and tests.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// Stops accepting, closes every connection with 320 and waits for them to end.
@@ -101,12 +78,8 @@ impl BrokerHandle {
 
 /// Raises the memory alarm while message data exceeds the watermark: publishing
 /// connections then get connection.blocked and are not read until it clears.
-async fn watch_memory(
-    memory: crate::broker::message::MemoryGauge,
-    watermark: u64,
-    alarm: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn watch_memory(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let watermark = broker.config().memory_high_watermark;
     if watermark == 0 {
         // Disabled: the alarm never rises.
         let _ = shutdown.wait_for(|s| *s).await;
@@ -118,8 +91,8 @@ async fn watch_memory(
             _ = tick.tick() => {}
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
         }
-        let over = memory.load(Ordering::Relaxed) > watermark;
-        if over != *alarm.borrow() {
+        let over = broker.memory().load(Ordering::Relaxed) > watermark;
+        if broker.set_alarm(over) {
             if over {
                 tracing::warn!(
                     "memory high watermark ({watermark} bytes) exceeded: blocking publishers"
@@ -127,12 +100,11 @@ async fn watch_memory(
             } else {
                 tracing::info!("memory below the high watermark: unblocking publishers");
             }
-            let _ = alarm.send(over);
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
@@ -150,7 +122,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
                         continue;
                     }
                 };
-                if open.load(Ordering::Acquire) >= shared.config.limits.max_connections {
+                if open.load(Ordering::Acquire) >= broker.config().limits.max_connections {
                     tracing::warn!("connection from {peer} refused: connection limit reached");
                     drop(stream);
                     continue;
@@ -158,9 +130,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
                 open.fetch_add(1, Ordering::AcqRel);
                 let id = connection::next_connection_id();
                 tracing::debug!(connection = id, "accepted {peer}");
-                let (shared, shutdown, open) = (shared.clone(), shutdown.clone(), open.clone());
+                let (broker, shutdown, open) = (broker.clone(), shutdown.clone(), open.clone());
                 connections.spawn(async move {
-                    connection::serve(stream, shared, id, shutdown).await;
+                    connection::serve(stream, broker, id, shutdown).await;
                     open.fetch_sub(1, Ordering::AcqRel);
                 });
             }

@@ -3,7 +3,7 @@
 //! proper are `fedamq-perf` itself and `cargo xtask bench-compare`.
 
 use fedamq::config::Config;
-use fedamq::{Broker, BrokerHandle};
+use fedamq::{BrokerHandle, Server};
 use serde_json::Value;
 
 async fn broker() -> BrokerHandle {
@@ -12,7 +12,7 @@ async fn broker() -> BrokerHandle {
         port: 0,
         ..Config::default()
     };
-    Broker::start(config).await.expect("broker starts")
+    Server::start(config).await.expect("broker starts")
 }
 
 /// Runs fedamq-perf with `--json --quiet` and the given flags; returns its JSON result.

@@ -51,7 +51,6 @@ pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
 pub struct Consumer {
     pub tag: ShortString,
     pub channel: u16,
-    pub connection: ConnectionId,
     pub no_ack: bool,
     pub exclusive: bool,
     /// `x-priority`: higher-priority consumers get messages first.
@@ -90,6 +89,17 @@ impl Consumer {
         if let Some(c) = &self.channel_credit {
             c.give_back(n);
         }
+    }
+
+    /// Tells the consumer's owner that its queue went away (basic.cancel to a client).
+    pub fn cancelled(&self) {
+        let _ = super::event_batch::send(
+            &self.mailbox,
+            ConnectionEvent::Cancelled {
+                channel: self.channel,
+                consumer_tag: self.tag.clone(),
+            },
+        );
     }
 
     /// Whether the connection behind this consumer is gone.

@@ -297,12 +297,13 @@ fn group_by_queue_and_reason(deaths: &[FieldValue]) -> Vec<FieldValue> {
 /// The table sorted by key octets (stable), duplicates after the first dropped: what
 /// RabbitMQ's rewrite of the headers leaves.
 fn sorted(table: FieldTable) -> FieldTable {
-    let mut entries: Vec<(ShortString, FieldValue)> = table.into_iter().collect();
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    entries.dedup_by(|later, earlier| later.0 == earlier.0);
-    let mut out = FieldTable::with_capacity(entries.len());
-    for (k, v) in entries {
-        out.push(k, v);
+    let mut out = FieldTable::with_capacity(table.len());
+    let mut last: Option<&ShortString> = None;
+    for (k, v) in table.sorted_by_key() {
+        if last != Some(k) {
+            out.push(k.clone(), v.clone());
+        }
+        last = Some(k);
     }
     out
 }

@@ -106,12 +106,12 @@ fn take_back(event: ConnectionEvent) {
     match event {
         ConnectionEvent::Batch(events) => events.into_iter().for_each(take_back),
         ConnectionEvent::Deliver {
-            channel,
             consumer,
             queue,
             entry,
+            ..
         } => {
-            queue.remove_consumer(consumer.connection, channel, &consumer.tag);
+            queue.remove_consumer(&consumer);
             queue.undelivered(&consumer, entry);
         }
         _ => {}

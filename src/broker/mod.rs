@@ -1,9 +1,12 @@
-//! The broker: virtual hosts, exchanges, queues, bindings and consumers.
+//! The broker core: [`Broker`] (vhosts, users, connections, memory), and inside each
+//! vhost its exchanges, queues, bindings and consumers, changed through one topology
+//! path (`topology`).
 //!
 //! Hand-written logic on top of the protocol layer: it sees typed methods only.
 
 pub mod backlog;
 pub mod clock;
+pub mod connections;
 pub mod consumer;
 pub mod credit;
 pub mod dead_letter;
@@ -12,7 +15,13 @@ pub mod event_batch;
 pub mod exchange;
 pub mod hash;
 pub mod message;
+pub mod node;
+pub mod owner;
 pub mod queue;
 pub mod queue_args;
 pub mod routing;
+pub mod topology;
+pub mod unacked;
 pub mod vhost;
+
+pub use node::Broker;

@@ -12,11 +12,12 @@ use tokio::sync::Notify;
 
 use super::backlog::{Backlog, Entry, PushOutcome};
 use super::clock;
-use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
+use super::consumer::{ConnectionEvent, Consumer};
 use super::credit::PendingBytes;
 use super::dead_letter::{self, Reason};
 use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
+use super::owner::Owner;
 use super::queue_args::{Overflow, QueueArgs};
 use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortString};
@@ -26,8 +27,8 @@ use crate::protocol::{FieldTable, ShortString};
 pub struct QueueSpec {
     pub name: ShortString,
     pub durable: bool,
-    /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<ConnectionId>,
+    /// Who owns an exclusive queue.
+    pub exclusive_owner: Option<Owner>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
     pub args: QueueArgs,
@@ -395,15 +396,9 @@ impl Queue {
     }
 
     /// Removes a consumer. True when the queue should now be auto-deleted.
-    pub fn remove_consumer(
-        &self,
-        connection: ConnectionId,
-        channel: u16,
-        tag: &ShortString,
-    ) -> bool {
+    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> bool {
         let mut st = self.lock();
-        st.consumers
-            .retain(|c| !(c.connection == connection && c.channel == channel && &c.tag == tag));
+        st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
         st.next_consumer = 0;
         st.last_used_ms = clock::now_ms();
         self.spec.auto_delete && st.had_consumer && st.consumers.is_empty()
@@ -522,7 +517,7 @@ impl Queue {
         self.dead_letter(dead);
         if expire_queue {
             if let Some(vhost) = self.vhost.upgrade() {
-                vhost.expire_queue(&self.spec.name);
+                vhost.remove_queue(self, super::topology::Removal::Expired);
             }
             return None;
         }

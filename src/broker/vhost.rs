@@ -1,24 +1,23 @@
-//! A virtual host: its exchanges and queues, declaring and deleting them, binding, and
-//! routing a published message to the queues it belongs in.
+//! A virtual host: its exchanges and queues, looking them up, and routing a published
+//! message to the queues it belongs in. Changing them is `topology`'s job: every
+//! change goes through [`VHost::apply`] there.
 //!
 //! The exchange and queue maps each sit behind a read-write lock that publishing only
 //! reads; routing then takes each exchange's own binding lock for reading and each
 //! target queue's lock briefly. No lock is global to the broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use rand::Rng;
-
-use super::consumer::{ConnectionEvent, ConnectionId};
 use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
 use super::message::MessageRef;
-use super::queue::{Accepted, Queue, QueueSpec};
-use super::queue_args::QueueArgs;
-use super::routing::{Binding, Destination, ExchangeKind};
-use crate::protocol::{FieldTable, FieldValue, ShortString};
+use super::owner::Owner;
+use super::queue::{Accepted, Queue};
+use super::routing::{Destination, ExchangeKind};
+use super::topology::{Removal, TopologyChange, TopologyState};
+use crate::protocol::{FieldTable, ShortString};
 
 /// Per-vhost limits on how many objects clients may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,15 +86,17 @@ pub struct QueueDeclare {
 #[derive(Debug)]
 pub struct VHost {
     pub name: String,
-    limits: VHostLimits,
+    pub(super) limits: VHostLimits,
     exchanges: RwLock<HashMap<ShortString, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortString, Arc<Queue>>>,
+    /// Orders every topology change (see `topology`); publishing never takes it.
+    pub(super) topology_lock: Mutex<TopologyState>,
     /// Bumped after every change that can change where a message is routed: an exchange
     /// or queue added or removed, a binding made or removed. Connections keep what they
     /// looked up (the exchange they publish to, their last route in `RouteScratch`) while
     /// it is unchanged.
     topology: AtomicU64,
-    this: Weak<VHost>,
+    pub(super) this: Weak<VHost>,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -106,10 +107,6 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-fn yes_no(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
-}
-
 impl VHost {
     /// A vhost with the predeclared exchanges: the default exchange and `amq.*`.
     pub fn new(name: &str, limits: VHostLimits) -> Arc<VHost> {
@@ -118,6 +115,7 @@ impl VHost {
             limits,
             exchanges: RwLock::new(HashMap::default()),
             queues: RwLock::new(HashMap::default()),
+            topology_lock: Mutex::new(TopologyState::default()),
             topology: AtomicU64::new(0),
             this: this.clone(),
         });
@@ -138,6 +136,7 @@ impl VHost {
                 internal: false,
                 arguments: FieldTable::new(),
             });
+            // Present from the start, as in RabbitMQ: not announced as declared.
             write(&vhost.exchanges).insert(name, Arc::new(ex));
         }
         vhost
@@ -151,12 +150,42 @@ impl VHost {
         read(&self.queues).get(name).cloned()
     }
 
+    /// Every queue, in no particular order.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        read(&self.queues).values().cloned().collect()
+    }
+
+    /// Every exchange, in no particular order.
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        read(&self.exchanges).values().cloned().collect()
+    }
+
     pub fn queue_count(&self) -> usize {
         read(&self.queues).len()
     }
 
     pub fn exchange_count(&self) -> usize {
         read(&self.exchanges).len()
+    }
+
+    pub(super) fn exchanges_read(
+        &self,
+    ) -> RwLockReadGuard<'_, HashMap<ShortString, Arc<Exchange>>> {
+        read(&self.exchanges)
+    }
+
+    pub(super) fn exchanges_write(
+        &self,
+    ) -> RwLockWriteGuard<'_, HashMap<ShortString, Arc<Exchange>>> {
+        write(&self.exchanges)
+    }
+
+    pub(super) fn queues_read(&self) -> RwLockReadGuard<'_, HashMap<ShortString, Arc<Queue>>> {
+        read(&self.queues)
+    }
+
+    pub(super) fn queues_write(&self) -> RwLockWriteGuard<'_, HashMap<ShortString, Arc<Queue>>> {
+        write(&self.queues)
     }
 
     /// Changes after every exchange, queue or binding change: an `Arc<Exchange>` looked
@@ -167,7 +196,7 @@ impl VHost {
 
     /// Marks a routing-relevant change as done: called after the change, so that a route
     /// computed from the old state never outlives the old value.
-    fn topology_changed(&self) {
+    pub(super) fn topology_changed(&self) {
         self.topology.fetch_add(1, Ordering::Release);
     }
 
@@ -178,18 +207,18 @@ impl VHost {
         })
     }
 
-    /// The queue, or 404; an exclusive queue of another connection is 405.
-    pub fn queue_for(&self, name: &ShortString, conn: ConnectionId) -> AmqpResult<Arc<Queue>> {
+    /// The queue, or 404; an exclusive queue of another owner is 405.
+    pub fn queue_for(&self, name: &ShortString, by: &Owner) -> AmqpResult<Arc<Queue>> {
         let q = self.queue(name).ok_or_else(|| {
             AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
         })?;
-        self.check_exclusive(&q, conn)?;
+        self.check_exclusive(&q, by)?;
         Ok(q)
     }
 
-    fn check_exclusive(&self, q: &Queue, conn: ConnectionId) -> AmqpResult<()> {
-        match q.spec.exclusive_owner {
-            Some(owner) if owner != conn => Err(AmqpError::resource_locked(format!(
+    pub(super) fn check_exclusive(&self, q: &Queue, by: &Owner) -> AmqpResult<()> {
+        match &q.spec.exclusive_owner {
+            Some(owner) if owner != by => Err(AmqpError::resource_locked(format!(
                 "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
                  originally declared on another connection or the exclusive property value does \
                  not match that of the original declaration.",
@@ -200,374 +229,24 @@ impl VHost {
         }
     }
 
-    /// `exchange.declare`.
-    pub fn declare_exchange(&self, spec: ExchangeSpec, passive: bool) -> AmqpResult<Arc<Exchange>> {
-        if passive {
-            return self.exchange_or_404(&spec.name);
-        }
-        let mut map = write(&self.exchanges);
-        if let Some(existing) = map.get(&spec.name) {
-            let e = &existing.spec;
-            let mismatch = if e.kind != spec.kind {
-                Some((
-                    "type",
-                    spec.kind.name().to_string(),
-                    e.kind.name().to_string(),
-                ))
-            } else if e.durable != spec.durable {
-                Some((
-                    "durable",
-                    yes_no(spec.durable).into(),
-                    yes_no(e.durable).into(),
-                ))
-            } else if e.auto_delete != spec.auto_delete {
-                Some((
-                    "auto_delete",
-                    yes_no(spec.auto_delete).into(),
-                    yes_no(e.auto_delete).into(),
-                ))
-            } else if e.internal != spec.internal {
-                Some((
-                    "internal",
-                    yes_no(spec.internal).into(),
-                    yes_no(e.internal).into(),
-                ))
-            } else if !same_table(&e.arguments, &spec.arguments) {
-                Some((
-                    "arguments",
-                    format!("{:?}", spec.arguments),
-                    format!("{:?}", e.arguments),
-                ))
-            } else {
-                None
-            };
-            if let Some((arg, got, have)) = mismatch {
-                return Err(AmqpError::precondition_failed(format!(
-                    "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but current is '{have}'",
-                    spec.name, self.name
-                )));
-            }
-            return Ok(existing.clone());
-        }
-        if map.len() >= self.limits.max_exchanges {
-            return Err(AmqpError::precondition_failed(format!(
-                "cannot declare exchange '{}': exchange limit in vhost '{}' ({}) is reached",
-                spec.name, self.name, self.limits.max_exchanges
-            )));
-        }
-        let ex = Arc::new(Exchange::new(spec));
-        map.insert(ex.spec.name.clone(), ex.clone());
-        // An alternate exchange or exchange binding may name it before it exists.
-        self.topology_changed();
-        Ok(ex)
+    /// Removes a queue the broker itself decided to remove.
+    pub fn remove_queue(&self, queue: &Arc<Queue>, why: Removal) {
+        let _ = self.apply(TopologyChange::RemoveQueue {
+            queue: queue.clone(),
+            why,
+        });
     }
 
-    /// `exchange.delete`. Deleting an exchange that does not exist succeeds, as in RabbitMQ.
-    pub fn delete_exchange(&self, name: &ShortString, if_unused: bool) -> AmqpResult<()> {
-        let mut map = write(&self.exchanges);
-        let Some(ex) = map.get(name).cloned() else {
-            return Ok(());
-        };
-        if if_unused && !ex.table().is_empty() {
-            return Err(AmqpError::precondition_failed(format!(
-                "exchange '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        map.remove(name);
-        self.topology_changed();
-        drop(map);
-        // Bindings that had it as destination go too (routing already skips them, as the
-        // exchange is not found).
-        let dest = Destination::Exchange(name.clone());
-        for other in read(&self.exchanges).values() {
-            other.table_mut().remove_destination(&dest);
-        }
-        Ok(())
-    }
-
-    /// `queue.declare`: returns the queue and whether it was created now.
-    pub fn declare_queue(
-        &self,
-        d: QueueDeclare,
-        conn: ConnectionId,
-    ) -> AmqpResult<(Arc<Queue>, bool)> {
-        let name = if d.name.is_empty() && !d.passive {
-            server_named()
-        } else {
-            d.name.clone()
-        };
-        if d.passive {
-            let q = self.queue_for(&name, conn)?;
-            q.touch();
-            return Ok((q, false));
-        }
-        let args = QueueArgs::parse(&d.arguments).map_err(|e| {
-            AmqpError::precondition_failed(e.text_for(&name.to_string(), &self.name))
-        })?;
-        let mut map = write(&self.queues);
-        if let Some(existing) = map.get(&name).cloned() {
-            drop(map);
-            self.check_exclusive(&existing, conn)?;
-            let s = &existing.spec;
-            let mismatch = if s.durable != d.durable {
-                Some(("durable", yes_no(d.durable), yes_no(s.durable)))
-            } else if s.exclusive_owner.is_some() != d.exclusive {
-                Some((
-                    "exclusive",
-                    yes_no(d.exclusive),
-                    yes_no(s.exclusive_owner.is_some()),
-                ))
-            } else if s.auto_delete != d.auto_delete {
-                Some(("auto_delete", yes_no(d.auto_delete), yes_no(s.auto_delete)))
-            } else {
-                None
-            };
-            if let Some((arg, got, have)) = mismatch {
-                return Err(AmqpError::precondition_failed(format!(
-                    "inequivalent arg '{arg}' for queue '{name}' in vhost '{}': received '{got}' but current is '{have}'",
-                    self.name
-                )));
-            }
-            if let Some(arg) = first_inequivalent_x_arg(&s.arguments, &d.arguments) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "inequivalent arg '{arg}' for queue '{name}' in vhost '{}': received {} but current is {}",
-                    self.name,
-                    describe(d.arguments.get(&arg)),
-                    describe(s.arguments.get(&arg)),
-                )));
-            }
-            existing.touch();
-            return Ok((existing, false));
-        }
-        if map.len() >= self.limits.max_queues {
-            return Err(AmqpError::precondition_failed(format!(
-                "cannot declare queue '{name}': queue limit in vhost '{}' ({}) is reached",
-                self.name, self.limits.max_queues
-            )));
-        }
-        let q = Queue::new(
-            QueueSpec {
-                name: name.clone(),
-                durable: d.durable,
-                exclusive_owner: d.exclusive.then_some(conn),
-                auto_delete: d.auto_delete,
-                arguments: d.arguments,
-                args,
-            },
-            self.this.clone(),
-        );
-        map.insert(name, q.clone());
-        self.topology_changed();
-        Ok((q, true))
-    }
-
-    /// `queue.delete`: returns the number of messages deleted. A missing queue is fine.
-    pub fn delete_queue(
-        &self,
-        name: &ShortString,
-        if_unused: bool,
-        if_empty: bool,
-        conn: ConnectionId,
-    ) -> AmqpResult<u32> {
-        let Some(q) = self.queue(name) else {
-            return Ok(0);
-        };
-        self.check_exclusive(&q, conn)?;
-        if if_unused && q.consumer_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        if if_empty && q.message_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' is not empty",
-                self.name
-            )));
-        }
-        Ok(self.remove_queue(&q))
-    }
-
-    /// Removes a queue with its bindings, cancelling its consumers.
-    fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        {
-            let mut map = write(&self.queues);
-            match map.get(q.name()) {
-                Some(current) if Arc::ptr_eq(current, q) => {
-                    map.remove(q.name());
-                    // Routing skips its bindings from here on (the queue is not found).
-                    self.topology_changed();
-                }
-                _ => return 0,
-            }
-        }
-        let dest = Destination::Queue(q.name().clone());
-        let mut emptied = Vec::new();
-        for ex in read(&self.exchanges).values() {
-            let mut table = ex.table_mut();
-            if !table.remove_destination(&dest).is_empty()
-                && table.is_empty()
-                && ex.spec.auto_delete
-            {
-                emptied.push(ex.spec.name.clone());
-            }
-        }
-        for name in emptied {
-            let _ = self.delete_exchange(&name, true);
-        }
-        let (count, consumers) = q.delete();
-        for c in consumers {
-            let _ = super::event_batch::send(
-                &c.mailbox,
-                ConnectionEvent::Cancelled {
-                    channel: c.channel,
-                    consumer_tag: c.tag.clone(),
-                },
-            );
-        }
-        count
-    }
-
-    /// `x-expires` ran out.
-    pub fn expire_queue(&self, name: &ShortString) {
-        if let Some(q) = self.queue(name) {
-            self.remove_queue(&q);
-        }
-    }
-
-    /// The last consumer of an auto-delete queue left.
-    pub fn auto_delete_queue(&self, q: &Arc<Queue>) {
-        self.remove_queue(q);
-    }
-
-    /// Deletes the exclusive queues of a connection that closed.
-    pub fn connection_closed(&self, conn: ConnectionId) {
+    /// Deletes the exclusive queues of an owner that went away.
+    pub fn owner_gone(&self, owner: &Owner) {
         let owned: Vec<_> = read(&self.queues)
             .values()
-            .filter(|q| q.spec.exclusive_owner == Some(conn))
+            .filter(|q| q.spec.exclusive_owner.as_ref() == Some(owner))
             .cloned()
             .collect();
         for q in owned {
-            self.remove_queue(&q);
+            self.remove_queue(&q, Removal::OwnerGone);
         }
-    }
-
-    /// `queue.bind`.
-    pub fn bind_queue(
-        &self,
-        queue: &Arc<Queue>,
-        exchange: &ShortString,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        let destination = Destination::Queue(queue.name().clone());
-        let (ex, binding) = self.binding(exchange, destination, key, arguments)?;
-        ex.table_mut()
-            .bind(binding)
-            .map_err(AmqpError::precondition_failed)?;
-        self.topology_changed();
-        Ok(())
-    }
-
-    /// `queue.unbind`; unbinding what is not bound succeeds.
-    pub fn unbind_queue(
-        &self,
-        queue: &Arc<Queue>,
-        exchange: &ShortString,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        let destination = Destination::Queue(queue.name().clone());
-        let (ex, binding) = self.binding(exchange, destination, key, arguments)?;
-        self.unbind(&ex, &binding);
-        Ok(())
-    }
-
-    /// `exchange.bind`: messages routed by `source` also go through `destination`.
-    pub fn bind_exchange(
-        &self,
-        destination: &ShortString,
-        source: &ShortString,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        let (src, binding) = self.exchange_binding(destination, source, key, arguments)?;
-        src.table_mut()
-            .bind(binding)
-            .map_err(AmqpError::precondition_failed)?;
-        self.topology_changed();
-        Ok(())
-    }
-
-    /// `exchange.unbind`.
-    pub fn unbind_exchange(
-        &self,
-        destination: &ShortString,
-        source: &ShortString,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        let (src, binding) = self.exchange_binding(destination, source, key, arguments)?;
-        self.unbind(&src, &binding);
-        Ok(())
-    }
-
-    /// The source exchange (checked bindable) and the binding to `destination`.
-    fn binding(
-        &self,
-        source: &ShortString,
-        destination: Destination,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<(Arc<Exchange>, Binding)> {
-        let ex = self.bindable(source)?;
-        let binding = Binding {
-            destination,
-            routing_key: key,
-            arguments,
-        };
-        Ok((ex, binding))
-    }
-
-    /// As [`VHost::binding`], with an exchange as destination (which must exist too).
-    fn exchange_binding(
-        &self,
-        destination: &ShortString,
-        source: &ShortString,
-        key: ShortString,
-        arguments: FieldTable,
-    ) -> AmqpResult<(Arc<Exchange>, Binding)> {
-        let found = self.binding(
-            source,
-            Destination::Exchange(destination.clone()),
-            key,
-            arguments,
-        )?;
-        self.bindable(destination)?;
-        Ok(found)
-    }
-
-    fn unbind(&self, ex: &Arc<Exchange>, binding: &Binding) {
-        let now_empty = {
-            let mut table = ex.table_mut();
-            table.unbind(binding) && table.is_empty()
-        };
-        self.topology_changed();
-        if now_empty && ex.spec.auto_delete {
-            let _ = self.delete_exchange(ex.name(), true);
-        }
-    }
-
-    /// An exchange that bindings may use: it exists and is not the default exchange.
-    fn bindable(&self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
-        let ex = self.exchange_or_404(name)?;
-        if ex.is_default() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
-        Ok(ex)
     }
 
     /// Routes `message` from `exchange` and enqueues it in every matching queue.
@@ -701,60 +380,12 @@ fn push_unique(queues: &mut Vec<Arc<Queue>>, q: Arc<Queue>) {
     }
 }
 
-/// `amq.gen-` and 22 random URL-safe characters, as RabbitMQ names server-named queues.
-fn server_named() -> ShortString {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
-    let mut name = String::from("amq.gen-");
-    for _ in 0..22 {
-        name.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-    }
-    ShortString::new(bytes::Bytes::from(name)).unwrap_or_default()
-}
-
-/// Tables equal regardless of key order.
-fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
-    a.len() == b.len() && a.iter().all(|(k, v)| b.get_bytes(k.as_bytes()) == Some(v))
-}
-
-/// RabbitMQ compares only the `x-` arguments it knows; we compare every `x-` argument.
-fn first_inequivalent_x_arg(have: &FieldTable, got: &FieldTable) -> Option<String> {
-    let keys = have
-        .iter()
-        .chain(got.iter())
-        .map(|(k, _)| k)
-        .filter(|k| k.as_bytes().starts_with(b"x-"));
-    for k in keys {
-        let (a, b) = (have.get_bytes(k.as_bytes()), got.get_bytes(k.as_bytes()));
-        let equal = match (a, b) {
-            (Some(a), Some(b)) => {
-                a == b || matches!((a.as_i64(), b.as_i64()), (Some(x), Some(y)) if x == y)
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if !equal {
-            return Some(k.to_string());
-        }
-    }
-    None
-}
-
-fn describe(v: Option<&FieldValue>) -> String {
-    match v {
-        None => "none".into(),
-        Some(FieldValue::LongString(b)) => format!("the value '{}'", String::from_utf8_lossy(b)),
-        Some(v) => match v.as_i64() {
-            Some(n) => format!("the value '{n}'"),
-            None => format!("the value {v:?}"),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::message::Message;
+    use crate::broker::topology::BindingSpec;
+    use crate::protocol::FieldValue;
     use crate::protocol::generated::properties::BasicProperties;
     use bytes::Bytes;
 
@@ -771,7 +402,7 @@ mod tests {
             auto_delete: false,
             arguments: FieldTable::new(),
         };
-        vhost.declare_queue(d, 1).unwrap().0
+        vhost.declare_queue(d, Owner::Connection(1)).unwrap().0
     }
 
     fn exchange(vhost: &VHost, name: &'static str, kind: ExchangeKind) -> Arc<Exchange> {
@@ -783,7 +414,39 @@ mod tests {
             internal: false,
             arguments: FieldTable::new(),
         };
-        vhost.declare_exchange(spec, false).unwrap()
+        declare_exchange(vhost, spec)
+    }
+
+    fn declare_exchange(vhost: &VHost, spec: ExchangeSpec) -> Arc<Exchange> {
+        match vhost.apply(TopologyChange::DeclareExchange {
+            spec,
+            passive: false,
+        }) {
+            Ok(crate::broker::topology::Applied::Exchange(e)) => e,
+            other => panic!("declare failed: {other:?}"),
+        }
+    }
+
+    fn bind(vhost: &VHost, dest: Destination, source: &'static str, key: &'static str) {
+        let binding = BindingSpec {
+            source: ss(source),
+            destination: dest,
+            routing_key: ss(key),
+            arguments: FieldTable::new(),
+        };
+        let by = Owner::Connection(1);
+        vhost.apply(TopologyChange::Bind { binding, by }).unwrap();
+    }
+
+    fn unbind(vhost: &VHost, dest: Destination, source: &'static str, key: &'static str) {
+        let binding = BindingSpec {
+            source: ss(source),
+            destination: dest,
+            routing_key: ss(key),
+            arguments: FieldTable::new(),
+        };
+        let by = Owner::Connection(1);
+        vhost.apply(TopologyChange::Unbind { binding, by }).unwrap();
     }
 
     /// Publishes one message with routing key `key` from `ex` and says which of `queues`
@@ -821,26 +484,22 @@ mod tests {
         let (a, b) = (queue(&vhost, "a"), queue(&vhost, "b"));
         let none: Vec<String> = Vec::new();
 
-        vhost
-            .bind_queue(&a, &ss("d"), ss("k"), FieldTable::new())
-            .unwrap();
+        bind(&vhost, Destination::Queue(ss("a")), "d", "k");
         assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a"]);
         assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a"]);
         // Another key on the same exchange is routed afresh.
         assert_eq!(reached(&vhost, &mut s, &direct, "other", &[&a, &b]), none);
 
         // A binding added.
-        vhost
-            .bind_queue(&b, &ss("d"), ss("k"), FieldTable::new())
-            .unwrap();
+        bind(&vhost, Destination::Queue(ss("b")), "d", "k");
         assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["a", "b"]);
         // A binding removed.
-        vhost
-            .unbind_queue(&a, &ss("d"), ss("k"), FieldTable::new())
-            .unwrap();
+        unbind(&vhost, Destination::Queue(ss("a")), "d", "k");
         assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), ["b"]);
         // A queue deleted.
-        vhost.delete_queue(&ss("b"), false, false, 1).unwrap();
+        vhost
+            .delete_queue(&ss("b"), false, false, &Owner::Connection(1))
+            .unwrap();
         assert_eq!(reached(&vhost, &mut s, &direct, "k", &[&a, &b]), none);
 
         // The default exchange: a queue declared after a miss is found.
@@ -851,15 +510,16 @@ mod tests {
 
         // An exchange-to-exchange binding, then the destination exchange deleted.
         let fan = exchange(&vhost, "f", ExchangeKind::Fanout);
-        vhost
-            .bind_queue(&a, &ss("f"), ss(""), FieldTable::new())
-            .unwrap();
-        vhost
-            .bind_exchange(&ss("f"), &ss("d"), ss("e2e"), FieldTable::new())
-            .unwrap();
+        bind(&vhost, Destination::Queue(ss("a")), "f", "");
+        bind(&vhost, Destination::Exchange(ss("f")), "d", "e2e");
         assert_eq!(reached(&vhost, &mut s, &direct, "e2e", &[&a, &c]), ["a"]);
         drop(fan);
-        vhost.delete_exchange(&ss("f"), false).unwrap();
+        vhost
+            .apply(TopologyChange::DeleteExchange {
+                name: ss("f"),
+                if_unused: false,
+            })
+            .unwrap();
         assert_eq!(reached(&vhost, &mut s, &direct, "e2e", &[&a, &c]), none);
 
         // An alternate exchange declared after the route was first taken.
@@ -868,27 +528,23 @@ mod tests {
             ss("alternate-exchange"),
             FieldValue::LongString(Bytes::from_static(b"ae")),
         );
-        let with_ae = vhost
-            .declare_exchange(
-                ExchangeSpec {
-                    name: ss("w"),
-                    kind: ExchangeKind::Direct,
-                    durable: false,
-                    auto_delete: false,
-                    internal: false,
-                    arguments: args,
-                },
-                false,
-            )
-            .unwrap();
+        let with_ae = declare_exchange(
+            &vhost,
+            ExchangeSpec {
+                name: ss("w"),
+                kind: ExchangeKind::Direct,
+                durable: false,
+                auto_delete: false,
+                internal: false,
+                arguments: args,
+            },
+        );
         assert_eq!(
             reached(&vhost, &mut s, &with_ae, "nowhere", &[&a, &c]),
             none
         );
         exchange(&vhost, "ae", ExchangeKind::Fanout);
-        vhost
-            .bind_queue(&c, &ss("ae"), ss(""), FieldTable::new())
-            .unwrap();
+        bind(&vhost, Destination::Queue(ss("c")), "ae", "");
         assert_eq!(
             reached(&vhost, &mut s, &with_ae, "nowhere", &[&a, &c]),
             ["c"]

@@ -3,16 +3,15 @@
 //!
 //! Owned by the connection task alone, so none of it needs a lock.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::broker::backlog::Entry;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
 use crate::broker::hash::HashMap;
 use crate::broker::message::MessageRef;
 use crate::broker::queue::Queue;
+use crate::broker::unacked::Outstanding;
 use crate::protocol::ShortString;
 use crate::protocol::content::ContentAssembler;
 use crate::protocol::generated::methods::BasicPublish;
@@ -23,16 +22,6 @@ pub enum ChannelState {
     Open,
     /// We sent channel.close; everything but close/close-ok is discarded until close-ok.
     Closing,
-}
-
-/// A delivery awaiting ack, nack or reject.
-#[derive(Debug)]
-pub struct Unacked {
-    pub tag: u64,
-    pub queue: Arc<Queue>,
-    pub entry: Entry,
-    /// None for basic.get deliveries, which use no consumer credit.
-    pub consumer: Option<Arc<Consumer>>,
 }
 
 /// A consumer as its channel knows it.
@@ -54,8 +43,8 @@ pub struct Transaction {
 pub struct Channel {
     pub state: ChannelState,
     pub content: ContentAssembler<BasicPublish>,
-    pub next_delivery_tag: u64,
-    pub unacked: VecDeque<Unacked>,
+    /// Deliveries awaiting ack, nack or reject, with the tag counter.
+    pub unacked: Outstanding,
     pub consumers: HashMap<ShortString, ChannelConsumer>,
     /// Prefetch for consumers started from now on (basic.qos global=false).
     pub consumer_prefetch: u32,
@@ -76,8 +65,7 @@ impl Channel {
         Channel {
             state: ChannelState::Open,
             content: ContentAssembler::with_max_body_size(max_body),
-            next_delivery_tag: 1,
-            unacked: VecDeque::new(),
+            unacked: Outstanding::default(),
             consumers: HashMap::default(),
             consumer_prefetch: 0,
             channel_credit: Arc::new(Credit::new(0)),
@@ -87,27 +75,5 @@ impl Channel {
             publish_seq: 0,
             tx: None,
         }
-    }
-
-    pub fn next_tag(&mut self) -> u64 {
-        let tag = self.next_delivery_tag;
-        self.next_delivery_tag += 1;
-        tag
-    }
-
-    /// Takes the unacked deliveries `tag` names (all up to it when `multiple`; tag 0 with
-    /// multiple means every one). None if a single tag is unknown.
-    pub fn take_unacked(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
-        if multiple {
-            let upto = if tag == 0 { u64::MAX } else { tag };
-            let n = self.unacked.partition_point(|u| u.tag <= upto);
-            if n == 0 && tag != 0 {
-                // RabbitMQ treats an unknown tag with multiple as an error too.
-                return self.unacked.iter().any(|u| u.tag == tag).then(Vec::new);
-            }
-            return Some(self.unacked.drain(..n).collect());
-        }
-        let i = self.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;
-        self.unacked.remove(i).map(|u| vec![u])
     }
 }

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Shared;
+use crate::broker::Broker;
 use crate::broker::error::AmqpError;
 use crate::broker::vhost::VHost;
 use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
@@ -27,6 +27,8 @@ pub struct Opened {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub capabilities: Capabilities,
+    /// The client's `product` property, if any.
+    pub product: Option<String>,
     /// Bytes read past the handshake (the client may pipeline its first methods).
     pub leftover: BytesMut,
 }
@@ -114,7 +116,7 @@ async fn refuse(
     HandshakeError::Refused(err)
 }
 
-fn server_properties(shared: &Shared) -> FieldTable {
+fn server_properties(broker: &Broker) -> FieldTable {
     let mut caps = FieldTable::new();
     for name in [
         "publisher_confirms",
@@ -149,7 +151,7 @@ fn server_properties(shared: &Shared) -> FieldTable {
     );
     props.insert(
         ShortString::from_static("identifier"),
-        s(&shared.identifier),
+        s(broker.identifier()),
     );
     props.insert(
         ShortString::from_static("capabilities"),
@@ -170,7 +172,7 @@ fn capabilities(client_properties: &FieldTable) -> Capabilities {
 }
 
 /// Runs the handshake on a fresh socket.
-pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened, HandshakeError> {
+pub async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Opened, HandshakeError> {
     let mut header = [0u8; 8];
     let mut seen = 0;
     while seen < 8 {
@@ -192,13 +194,13 @@ pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened
     let start = ConnectionStart {
         version_major: 0,
         version_minor: 9,
-        server_properties: server_properties(shared),
+        server_properties: server_properties(broker),
         mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
         locales: Bytes::from_static(b"en_US"),
     };
     send(stream, |b| start.encode(b)).await?;
 
-    let config = &shared.config;
+    let config = broker.config();
     let mut reader = Reader {
         stream,
         buf: BytesMut::with_capacity(4096),
@@ -211,8 +213,8 @@ pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened
             return Err(refuse(&mut reader, e, 10, 11).await);
         }
     };
-    let user = match shared
-        .users
+    let user = match broker
+        .users()
         .authenticate(start_ok.mechanism.as_bytes(), &start_ok.response)
     {
         Ok(user) => user,
@@ -226,6 +228,11 @@ pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened
         }
     };
     let capabilities = capabilities(&start_ok.client_properties);
+    let product = start_ok
+        .client_properties
+        .get("product")
+        .and_then(|v| v.as_bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned());
 
     let tune = ConnectionTune {
         channel_max: config.channel_max,
@@ -272,11 +279,11 @@ pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened
         }
     };
     let vhost_name = String::from_utf8_lossy(open.virtual_host.as_bytes()).into_owned();
-    let Some(vhost) = shared.vhosts.get(&vhost_name).cloned() else {
+    let Some(vhost) = broker.vhost(&vhost_name) else {
         let e = AmqpError::not_allowed(format!("vhost {vhost_name} not found"));
         return Err(refuse(&mut reader, e, 10, 40).await);
     };
-    if !shared.users.may_access_vhost(&user, &vhost_name) {
+    if !broker.users().may_access_vhost(&user, &vhost_name) {
         let e = AmqpError::not_allowed(format!(
             "access to vhost '{vhost_name}' refused for user '{user}'"
         ));
@@ -290,6 +297,7 @@ pub async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Opened
         channel_max,
         heartbeat: tune_ok.heartbeat,
         capabilities,
+        product,
         leftover: reader.buf,
     })
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand::Rng;
 
-use super::channel::{Channel, ChannelConsumer, ChannelState, Transaction, Unacked};
-use super::{Connection, Content, by_queue, give_back, requeue};
+use super::channel::{Channel, ChannelConsumer, ChannelState, Transaction};
+use super::{Connection, Content};
 use crate::auth::Permission;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
@@ -19,7 +19,10 @@ use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::exchange::{Exchange, ExchangeSpec};
 use crate::broker::message::{Accounted, Message, MessageRef};
 use crate::broker::queue::Queue;
+use crate::broker::routing::Destination;
 use crate::broker::routing::ExchangeKind;
+use crate::broker::topology::{BindingSpec, Removal, TopologyChange};
+use crate::broker::unacked::{self, Unacked};
 use crate::broker::vhost::QueueDeclare as Declare;
 use crate::protocol::content::encode_content;
 use crate::protocol::frame::encode_frame_with;
@@ -58,8 +61,8 @@ impl Connection {
 
     fn check(&self, op: Permission, kind: &str, name: &ShortString) -> AmqpResult<()> {
         if self
-            .shared
-            .users
+            .broker
+            .users()
             .check(&self.user, &self.vhost.name, op, name.as_bytes())
         {
             return Ok(());
@@ -180,18 +183,15 @@ impl Connection {
         requeue_them: bool,
     ) -> AmqpResult<()> {
         let ch = self.channel(channel)?;
-        let Some(settled) = ch.take_unacked(tag, multiple) else {
+        let Some(settled) = ch.unacked.take(tag, multiple) else {
             return Err(AmqpError::precondition_failed(format!(
                 "unknown delivery tag {tag}"
             )));
         };
         if ack {
-            for (q, entries) in by_queue(settled) {
-                q.acked(entries.len());
-                q.dispatch();
-            }
+            unacked::ack(settled);
         } else {
-            give_back(settled, requeue_them);
+            unacked::give_back(settled, requeue_them);
         }
         // A channel-wide prefetch (qos global) freed by this ack may be what another
         // of the channel's consumers, on another queue, is waiting for.
@@ -212,12 +212,7 @@ impl Connection {
         let ch = self.channel(channel)?;
         if let Some(tx) = &mut ch.tx {
             // Checked now, applied at commit, as RabbitMQ does.
-            let known = if multiple {
-                tag == 0 || ch.unacked.iter().any(|u| u.tag <= tag)
-            } else {
-                ch.unacked.iter().any(|u| u.tag == tag)
-            };
-            if !known {
+            if !ch.unacked.knows(tag, multiple) {
                 return Err(AmqpError::precondition_failed(format!(
                     "unknown delivery tag {tag}"
                 )));
@@ -340,7 +335,7 @@ impl ServerMethods for Connection {
             )));
         }
         self.channels
-            .insert(channel, Channel::new(self.shared.config.max_message_size));
+            .insert(channel, Channel::new(self.broker.config().max_message_size));
         self.send(channel, ChannelOpenOk {});
         Ok(())
     }
@@ -409,8 +404,8 @@ impl ServerMethods for Connection {
             let ae = ShortString::new(ae.clone()).unwrap_or_default();
             self.check(Permission::Write, "exchange", &ae)?;
         }
-        self.vhost.declare_exchange(
-            ExchangeSpec {
+        self.vhost.apply(TopologyChange::DeclareExchange {
+            spec: ExchangeSpec {
                 name: m.exchange,
                 kind,
                 durable: m.durable,
@@ -418,8 +413,8 @@ impl ServerMethods for Connection {
                 internal: m.internal,
                 arguments: m.arguments,
             },
-            m.passive,
-        )?;
+            passive: m.passive,
+        })?;
         if !m.no_wait {
             self.send(channel, ExchangeDeclareOk {});
         }
@@ -434,7 +429,10 @@ impl ServerMethods for Connection {
         }
         Self::reserved_name("exchange", &m.exchange)?;
         self.check(Permission::Configure, "exchange", &m.exchange)?;
-        self.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+        self.vhost.apply(TopologyChange::DeleteExchange {
+            name: m.exchange,
+            if_unused: m.if_unused,
+        })?;
         if !m.no_wait {
             self.send(channel, ExchangeDeleteOk {});
         }
@@ -444,8 +442,14 @@ impl ServerMethods for Connection {
     fn exchange_bind(&mut self, channel: u16, m: ExchangeBind) -> Self::Output {
         self.check(Permission::Write, "exchange", &m.destination)?;
         self.check(Permission::Read, "exchange", &m.source)?;
-        self.vhost
-            .bind_exchange(&m.destination, &m.source, m.routing_key, m.arguments)?;
+        let binding = BindingSpec {
+            source: m.source,
+            destination: Destination::Exchange(m.destination),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        let by = self.owner();
+        self.vhost.apply(TopologyChange::Bind { binding, by })?;
         if !m.no_wait {
             self.send(channel, ExchangeBindOk {});
         }
@@ -455,8 +459,14 @@ impl ServerMethods for Connection {
     fn exchange_unbind(&mut self, channel: u16, m: ExchangeUnbind) -> Self::Output {
         self.check(Permission::Write, "exchange", &m.destination)?;
         self.check(Permission::Read, "exchange", &m.source)?;
-        self.vhost
-            .unbind_exchange(&m.destination, &m.source, m.routing_key, m.arguments)?;
+        let binding = BindingSpec {
+            source: m.source,
+            destination: Destination::Exchange(m.destination),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        let by = self.owner();
+        self.vhost.apply(TopologyChange::Unbind { binding, by })?;
         if !m.no_wait {
             self.send(channel, ExchangeUnbindOk {});
         }
@@ -480,7 +490,7 @@ impl ServerMethods for Connection {
                 auto_delete: m.auto_delete,
                 arguments: m.arguments,
             },
-            self.id,
+            self.owner(),
         )?;
         let name = q.name().clone();
         self.channel(channel)?.last_queue = Some(name.clone());
@@ -504,8 +514,14 @@ impl ServerMethods for Connection {
         };
         self.check(Permission::Write, "queue", &name)?;
         self.check(Permission::Read, "exchange", &m.exchange)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
-        self.vhost.bind_queue(&q, &m.exchange, key, m.arguments)?;
+        let binding = BindingSpec {
+            source: m.exchange,
+            destination: Destination::Queue(name),
+            routing_key: key,
+            arguments: m.arguments,
+        };
+        let by = self.owner();
+        self.vhost.apply(TopologyChange::Bind { binding, by })?;
         if !m.no_wait {
             self.send(channel, QueueBindOk {});
         }
@@ -515,7 +531,7 @@ impl ServerMethods for Connection {
     fn queue_purge(&mut self, channel: u16, m: QueuePurge) -> Self::Output {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Read, "queue", &name)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
+        let q = self.vhost.queue_for(&name, &self.owner())?;
         let count = q.purge();
         if !m.no_wait {
             self.send(
@@ -533,7 +549,7 @@ impl ServerMethods for Connection {
         self.check(Permission::Configure, "queue", &name)?;
         let count = self
             .vhost
-            .delete_queue(&name, m.if_unused, m.if_empty, self.id)?;
+            .delete_queue(&name, m.if_unused, m.if_empty, &self.owner())?;
         if !m.no_wait {
             self.send(
                 channel,
@@ -549,9 +565,14 @@ impl ServerMethods for Connection {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Write, "queue", &name)?;
         self.check(Permission::Read, "exchange", &m.exchange)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
-        self.vhost
-            .unbind_queue(&q, &m.exchange, m.routing_key, m.arguments)?;
+        let binding = BindingSpec {
+            source: m.exchange,
+            destination: Destination::Queue(name),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        let by = self.owner();
+        self.vhost.apply(TopologyChange::Unbind { binding, by })?;
         self.send(channel, QueueUnbindOk {});
         Ok(())
     }
@@ -577,7 +598,7 @@ impl ServerMethods for Connection {
     fn basic_consume(&mut self, channel: u16, m: BasicConsume) -> Self::Output {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Read, "queue", &name)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
+        let q = self.vhost.queue_for(&name, &self.owner())?;
         let priority = match m.arguments.get("x-priority") {
             None => 0,
             Some(v) => v.as_i64().ok_or_else(|| {
@@ -593,7 +614,6 @@ impl ServerMethods for Connection {
         };
         let pending = self.writer.pending.clone();
         let mailbox = self.mailbox.clone();
-        let id = self.id;
         let ch = self.channel(channel)?;
         if ch.consumers.contains_key(&tag) {
             return Err(AmqpError::not_allowed(format!(
@@ -603,7 +623,6 @@ impl ServerMethods for Connection {
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
             channel,
-            connection: id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
             priority,
@@ -635,11 +654,10 @@ impl ServerMethods for Connection {
     }
 
     fn basic_cancel(&mut self, channel: u16, m: BasicCancel) -> Self::Output {
-        let id = self.id;
         let removed = self.channel(channel)?.consumers.remove(&m.consumer_tag);
         if let Some(cc) = removed {
-            if cc.queue.remove_consumer(id, channel, &m.consumer_tag) {
-                self.vhost.auto_delete_queue(&cc.queue);
+            if cc.queue.remove_consumer(&cc.consumer) {
+                self.vhost.remove_queue(&cc.queue, Removal::AutoDelete);
             }
         }
         if !m.no_wait {
@@ -688,7 +706,7 @@ impl ServerMethods for Connection {
             routing_key: m.routing_key,
             properties: content.properties,
             body: content.body,
-            accounted: Accounted::new(&self.shared.memory, size),
+            accounted: Accounted::new(self.broker.memory(), size),
         });
         self.has_published = true;
         let ch = self.channel(channel)?;
@@ -708,13 +726,13 @@ impl ServerMethods for Connection {
     fn basic_get(&mut self, channel: u16, m: BasicGet) -> Self::Output {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Read, "queue", &name)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
+        let q = self.vhost.queue_for(&name, &self.owner())?;
         match q.get(m.no_ack) {
             None => self.send(channel, BasicGetEmpty {}),
             Some((entry, remaining)) => {
                 let frame_max = self.frame_max;
                 let ch = self.channel(channel)?;
-                let tag = ch.next_tag();
+                let tag = ch.unacked.next_tag();
                 let ok = BasicGetOk {
                     delivery_tag: tag,
                     redelivered: entry.redelivered,
@@ -724,7 +742,7 @@ impl ServerMethods for Connection {
                 };
                 let message = entry.message.clone();
                 if !m.no_ack {
-                    ch.unacked.push_back(Unacked {
+                    ch.unacked.push(Unacked {
                         tag,
                         queue: q,
                         entry,
@@ -758,14 +776,14 @@ impl ServerMethods for Connection {
     }
 
     fn basic_recover_async(&mut self, channel: u16, _: BasicRecoverAsync) -> Self::Output {
-        let unacked: Vec<_> = self.channel(channel)?.unacked.drain(..).collect();
-        requeue(unacked);
+        let outstanding = self.channel(channel)?.unacked.take_all();
+        unacked::give_back(outstanding, true);
         Ok(())
     }
 
     fn basic_recover(&mut self, channel: u16, _: BasicRecover) -> Self::Output {
-        let unacked: Vec<_> = self.channel(channel)?.unacked.drain(..).collect();
-        requeue(unacked);
+        let outstanding = self.channel(channel)?.unacked.take_all();
+        unacked::give_back(outstanding, true);
         self.send(channel, BasicRecoverOk {});
         Ok(())
     }

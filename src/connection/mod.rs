@@ -23,20 +23,20 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use self::channel::{Channel, ChannelState, Unacked};
+use self::channel::{Channel, ChannelState};
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
-use crate::auth::Users;
-use crate::broker::backlog::Entry;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::exchange::Exchange;
 use crate::broker::hash::HashMap;
+use crate::broker::owner::Owner;
 use crate::broker::queue::Queue;
+use crate::broker::topology::Removal;
+use crate::broker::unacked::{self, Unacked};
 use crate::broker::vhost::{RouteScratch, VHost};
-use crate::broker::{clock, event_batch};
-use crate::config::Config;
+use crate::broker::{Broker, clock, event_batch};
 use crate::protocol::content::{ContentHeader, encode_content};
 use crate::protocol::frame::{
     FrameDecoder, FrameType, encode_frame_with, encode_heartbeat, take_payload,
@@ -49,20 +49,6 @@ use crate::protocol::generated::methods::{
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{ReplyCode, ShortString};
 
-/// What every connection shares: the broker's configuration and objects.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub users: Users,
-    pub vhosts: HashMap<String, Arc<VHost>>,
-    /// A random identifier of this broker process (server property `identifier`).
-    pub identifier: String,
-    /// True while the memory high watermark is exceeded.
-    pub alarm: watch::Receiver<bool>,
-    /// Bytes of message data the broker holds.
-    pub memory: crate::broker::message::MemoryGauge,
-}
-
 /// A content-bearing method's content, as handed to the handlers.
 #[derive(Debug, Clone)]
 pub struct Content {
@@ -74,13 +60,13 @@ pub struct Content {
 /// Serves one accepted socket until it closes.
 pub async fn serve(
     mut stream: TcpStream,
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     id: ConnectionId,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let opened = tokio::select! {
-        r = tokio::time::timeout(shared.config.handshake_timeout, handshake::handshake(&mut stream, &shared)) => r,
+        r = tokio::time::timeout(broker.config().handshake_timeout, handshake::handshake(&mut stream, &broker)) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
     };
     let opened = match opened {
@@ -98,8 +84,19 @@ pub async fn serve(
             return;
         }
     };
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let (read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
+    let _registration = broker.connections().register(
+        id,
+        peer,
+        &opened.user,
+        &opened.vhost.name,
+        opened.product.clone(),
+        mailbox_tx.clone(),
+    );
     let drained_tx = mailbox_tx.clone();
     let (writer, writer_task) = writer::spawn(write, move || {
         let _ = drained_tx.send(ConnectionEvent::WriterDrained);
@@ -107,7 +104,7 @@ pub async fn serve(
     let vhost = opened.vhost.clone();
     let mut conn = Connection {
         id,
-        shared: shared.clone(),
+        broker: broker.clone(),
         vhost: opened.vhost,
         user: opened.user,
         frame_max: opened.frame_max,
@@ -129,7 +126,7 @@ pub async fn serve(
     };
     conn.run(read, opened.leftover, mailbox_rx, shutdown).await;
     conn.release_all();
-    vhost.connection_closed(id);
+    vhost.owner_gone(&Owner::Connection(id));
     drop(conn);
     let _ = writer_task.await;
 }
@@ -137,7 +134,7 @@ pub async fn serve(
 /// The state of one open connection, owned by its task.
 pub struct Connection {
     id: ConnectionId,
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     vhost: Arc<VHost>,
     user: String,
     frame_max: u32,
@@ -170,6 +167,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// This connection as the owner of exclusive queues.
+    fn owner(&self) -> Owner {
+        Owner::Connection(self.id)
+    }
+
     /// An open (or closing) channel of this connection, or 504.
     fn channel(&mut self, channel: u16) -> AmqpResult<&mut Channel> {
         self.channels
@@ -185,7 +187,7 @@ impl Connection {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut frames = FrameDecoder::new(self.frame_max);
-        let mut alarm = self.shared.alarm.clone();
+        let mut alarm = self.broker.alarm();
         let mut alarm_open = true;
         let beat = if self.heartbeat == 0 {
             Duration::from_secs(3600)
@@ -496,7 +498,7 @@ impl Connection {
                 let Some(ch) = self.channels.get_mut(&channel) else {
                     return;
                 };
-                let tag = ch.next_tag();
+                let tag = ch.unacked.next_tag();
                 let deliver = BasicDeliver {
                     consumer_tag: consumer.tag.clone(),
                     delivery_tag: tag,
@@ -514,7 +516,7 @@ impl Connection {
                     self.frame_max,
                 );
                 if !consumer.no_ack {
-                    ch.unacked.push_back(Unacked {
+                    ch.unacked.push(Unacked {
                         tag,
                         queue,
                         entry,
@@ -594,14 +596,14 @@ impl Connection {
             return;
         };
         let consumers: Vec<_> = ch.consumers.drain().collect();
-        let unacked: Vec<_> = ch.unacked.drain(..).collect();
+        let unacked = ch.unacked.take_all();
         ch.tx = None;
-        for (tag, cc) in consumers {
-            if cc.queue.remove_consumer(self.id, channel, &tag) {
-                self.vhost.auto_delete_queue(&cc.queue);
+        for (_, cc) in consumers {
+            if cc.queue.remove_consumer(&cc.consumer) {
+                self.vhost.remove_queue(&cc.queue, Removal::AutoDelete);
             }
         }
-        requeue(unacked);
+        unacked::give_back(unacked, true);
     }
 
     fn release_all(&mut self) {
@@ -615,38 +617,6 @@ impl Connection {
 /// The error for a method or content frame on a channel that was never opened.
 fn not_open(channel: u16) -> AmqpError {
     AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
-}
-
-/// Returns the consumers' credit for settled deliveries and groups them by queue.
-fn by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
-    let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
-    for u in unacked {
-        if let Some(c) = &u.consumer {
-            c.give_back_credit(1);
-        }
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, entries)) => entries.push(u.entry),
-            None => groups.push((u.queue, vec![u.entry])),
-        }
-    }
-    groups
-}
-
-/// Gives deliveries back to their queues: requeued (redelivered), or rejected
-/// (dead-lettered or dropped); either way their credit is free again.
-fn give_back(unacked: Vec<Unacked>, requeue: bool) {
-    for (q, entries) in by_queue(unacked) {
-        q.returned(entries, requeue);
-        if !requeue {
-            // Requeueing dispatches by itself; a rejection only freed credit.
-            q.dispatch();
-        }
-    }
-}
-
-/// Gives deliveries back to their queues (redelivered) and credit to their consumers.
-fn requeue(unacked: Vec<Unacked>) {
-    give_back(unacked, true);
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

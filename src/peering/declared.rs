@@ -7,11 +7,12 @@
 //! resolves at the first confirmation, on whichever connection that is. The remote
 //! refusing an entry (a channel or connection error answering it) removes it.
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::protocol::ShortString;
+use crate::protocol::arguments::arguments_key;
 use crate::protocol::generated::methods::Method;
-use crate::protocol::wire::encode;
-use crate::protocol::{FieldTable, ShortString};
 
 use super::error::PeeringError;
 
@@ -25,8 +26,8 @@ enum Key {
     Exchange(ShortString),
     Queue(ShortString),
     /// queue or exchange destination, source, routing key, arguments (normalised).
-    QueueBinding(ShortString, ShortString, ShortString, Vec<u8>),
-    ExchangeBinding(ShortString, ShortString, ShortString, Vec<u8>),
+    QueueBinding(ShortString, ShortString, ShortString, Bytes),
+    ExchangeBinding(ShortString, ShortString, ShortString, Bytes),
     Consumer(ShortString),
     Qos,
 }
@@ -46,19 +47,6 @@ pub(crate) struct Declared {
     next_id: u64,
 }
 
-/// Arguments compare equal whatever order their keys came in.
-fn normalised(args: &FieldTable) -> Vec<u8> {
-    let mut pairs: Vec<_> = args.iter().collect();
-    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let sorted: FieldTable = pairs
-        .into_iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    encode::table(&mut buf, &sorted);
-    buf.to_vec()
-}
-
 fn key_of(method: &Method) -> Option<Key> {
     Some(match method {
         Method::ExchangeDeclare(m) => Key::Exchange(m.exchange.clone()),
@@ -67,13 +55,13 @@ fn key_of(method: &Method) -> Option<Key> {
             m.queue.clone(),
             m.exchange.clone(),
             m.routing_key.clone(),
-            normalised(&m.arguments),
+            arguments_key(&m.arguments),
         ),
         Method::ExchangeBind(m) => Key::ExchangeBinding(
             m.destination.clone(),
             m.source.clone(),
             m.routing_key.clone(),
-            normalised(&m.arguments),
+            arguments_key(&m.arguments),
         ),
         Method::BasicConsume(m) => Key::Consumer(m.consumer_tag.clone()),
         Method::BasicQos(_) => Key::Qos,
@@ -119,13 +107,13 @@ impl Declared {
                 m.queue.clone(),
                 m.exchange.clone(),
                 m.routing_key.clone(),
-                normalised(&m.arguments),
+                arguments_key(&m.arguments),
             ),
             Method::ExchangeUnbind(m) => Key::ExchangeBinding(
                 m.destination.clone(),
                 m.source.clone(),
                 m.routing_key.clone(),
-                normalised(&m.arguments),
+                arguments_key(&m.arguments),
             ),
             Method::BasicCancel(m) => Key::Consumer(m.consumer_tag.clone()),
             Method::QueueDelete(m) => Key::Queue(m.queue.clone()),

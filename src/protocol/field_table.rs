@@ -242,6 +242,14 @@ impl FieldTable {
     pub(crate) fn push(&mut self, key: ShortString, v: FieldValue) {
         self.0.push((key, v));
     }
+
+    /// The entries sorted by key octets, stable (entries with equal keys keep their
+    /// order, as Erlang's `lists:keysort`).
+    pub fn sorted_by_key(&self) -> Vec<(&ShortString, &FieldValue)> {
+        let mut entries: Vec<_> = self.iter().collect();
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        entries
+    }
 }
 
 impl FromIterator<(ShortString, FieldValue)> for FieldTable {

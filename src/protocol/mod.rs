@@ -9,6 +9,7 @@
 
 pub mod generated;
 
+pub mod arguments;
 pub mod content;
 pub mod error;
 pub mod field_table;

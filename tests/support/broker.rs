@@ -2,7 +2,7 @@
 //! with lapin (an independent client).
 
 use fedamq::config::Config;
-use fedamq::{Broker, BrokerHandle};
+use fedamq::{BrokerHandle, Server};
 use lapin::{Channel, Connection, ConnectionProperties};
 
 /// A broker on 127.0.0.1:0 with the default configuration (guest/guest on `/`).
@@ -14,7 +14,7 @@ pub async fn start() -> BrokerHandle {
 pub async fn start_with(mut config: Config) -> BrokerHandle {
     config.bind = "127.0.0.1".parse().unwrap();
     config.port = 0;
-    Broker::start(config).await.expect("broker starts")
+    Server::start(config).await.expect("broker starts")
 }
 
 /// A lapin connection as guest.

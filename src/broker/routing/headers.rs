@@ -32,8 +32,9 @@ use std::fmt::Write;
 
 use bytes::Bytes;
 
-use super::{Destination, Interner, args_identical, value_identical};
+use super::{Destination, Interner};
 use crate::broker::hash::HashMap;
+use crate::protocol::arguments::{same_arguments, values_identical};
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
 #[derive(Debug, Clone, Default)]
@@ -100,7 +101,7 @@ impl HeadersIndex {
         let Some(g) = self.groups.get_mut(i) else {
             return;
         };
-        if let Some(j) = g.args.iter().position(|a| args_identical(a, args)) {
+        if let Some(j) = g.args.iter().position(|a| same_arguments(a, args)) {
             g.args.swap_remove(j);
             if j < g.matchers.len() {
                 for (id, _) in g.matchers.swap_remove(j).entries.iter() {
@@ -230,7 +231,7 @@ impl Expect {
             Expect::Decimal { scale, value } => {
                 matches!(v, FieldValue::Decimal { scale: s, value: x } if s == scale && x == value)
             }
-            Expect::List(p) => value_identical(p, v),
+            Expect::List(p) => values_identical(p, v),
         }
     }
 }

@@ -34,7 +34,8 @@ use std::collections::BinaryHeap;
 use std::hash::Hash;
 
 use crate::broker::hash::HashMap;
-use crate::protocol::{FieldTable, FieldValue, ShortString};
+use crate::protocol::arguments::same_arguments;
+use crate::protocol::{FieldTable, ShortString};
 
 use direct::DirectIndex;
 use fanout::FanoutIndex;
@@ -152,7 +153,7 @@ impl RoutingTable {
             .and_then(|by_key| by_key.get(b.routing_key.as_bytes()))
             .is_some_and(|same| {
                 same.iter()
-                    .any(|x| args_identical(&x.arguments, &b.arguments))
+                    .any(|x| same_arguments(&x.arguments, &b.arguments))
             });
         if exists {
             return Ok(false);
@@ -191,7 +192,7 @@ impl RoutingTable {
         };
         let Some(i) = same_key
             .iter()
-            .position(|x| args_identical(&x.arguments, &b.arguments))
+            .position(|x| same_arguments(&x.arguments, &b.arguments))
         else {
             return false;
         };
@@ -389,54 +390,11 @@ impl<T: Eq + Hash + Clone> Interner<T> {
     }
 }
 
-/// Whether two argument tables make the same binding. RabbitMQ sorts binding arguments
-/// by key (a stable sort, top level only) and then compares the Erlang terms exactly:
-/// type tags included, so `I32(1)` and `I64(1)` are different arguments.
-fn args_identical(a: &FieldTable, b: &FieldTable) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let same = |(ka, va): (&ShortString, &FieldValue), (kb, vb): (&ShortString, &FieldValue)| {
-        ka == kb && value_identical(va, vb)
-    };
-    // The common case, the same table sent again, needs no sorting.
-    if a.iter().zip(b.iter()).all(|(x, y)| same(x, y)) {
-        return true;
-    }
-    let mut sa: Vec<_> = a.iter().collect();
-    let mut sb: Vec<_> = b.iter().collect();
-    // Stable, like lists:keysort: entries with equal keys keep their order.
-    sa.sort_by(|x, y| x.0.cmp(y.0));
-    sb.sort_by(|x, y| x.0.cmp(y.0));
-    sa.into_iter().zip(sb).all(|(x, y)| same(x, y))
-}
-
-/// Exact equality of two values as Erlang's `=:=` sees RabbitMQ's decoded form: same
-/// type, same value, floats by bit pattern (so it is reflexive, even for NaN), tables in
-/// order. One quirk carried over: RabbitMQ decodes both an empty array and an empty
-/// table to `[]`, so those two are equal.
-fn value_identical(a: &FieldValue, b: &FieldValue) -> bool {
-    use FieldValue as V;
-    match (a, b) {
-        (V::F32(x), V::F32(y)) => x.to_bits() == y.to_bits(),
-        (V::F64(x), V::F64(y)) => x.to_bits() == y.to_bits(),
-        (V::Array(x), V::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_identical(p, q))
-        }
-        (V::Table(x), V::Table(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|((kp, p), (kq, q))| kp == kq && value_identical(p, q))
-        }
-        (V::Array(x), V::Table(y)) | (V::Table(y), V::Array(x)) => x.is_empty() && y.is_empty(),
-        _ => a.type_letter() == b.type_letter() && a == b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::FieldValue;
+    use crate::protocol::arguments::values_identical;
     use crate::protocol::field_table::strategies;
     use proptest::prelude::*;
 
@@ -568,27 +526,27 @@ mod tests {
     #[test]
     fn value_identity() {
         use FieldValue as V;
-        assert!(value_identical(&V::F64(0.5), &V::F64(0.5)));
-        assert!(!value_identical(&V::F64(0.0), &V::F64(-0.0)));
-        assert!(!value_identical(&V::F32(0.5), &V::F64(0.5)));
-        assert!(!value_identical(&V::U8(1), &V::I8(1)));
-        assert!(!value_identical(
+        assert!(values_identical(&V::F64(0.5), &V::F64(0.5)));
+        assert!(!values_identical(&V::F64(0.0), &V::F64(-0.0)));
+        assert!(!values_identical(&V::F32(0.5), &V::F64(0.5)));
+        assert!(!values_identical(&V::U8(1), &V::I8(1)));
+        assert!(!values_identical(
             &V::LongString("a".into()),
             &V::ByteArray("a".into())
         ));
-        assert!(value_identical(
+        assert!(values_identical(
             &V::Array(vec![]),
             &V::Table(FieldTable::new())
         ));
-        assert!(!value_identical(
+        assert!(!values_identical(
             &V::Array(vec![V::Void]),
             &V::Table(table(&[("", V::Void)]))
         ));
         // Nested tables are not sorted by RabbitMQ: order matters inside.
         let ab = table(&[("a", V::Void), ("b", V::Void)]);
         let ba = table(&[("b", V::Void), ("a", V::Void)]);
-        assert!(!value_identical(&V::Table(ab.clone()), &V::Table(ba)));
-        assert!(value_identical(&V::Table(ab.clone()), &V::Table(ab)));
+        assert!(!values_identical(&V::Table(ab.clone()), &V::Table(ba)));
+        assert!(values_identical(&V::Table(ab.clone()), &V::Table(ab)));
     }
 
     #[test]
@@ -881,7 +839,7 @@ mod tests {
                         let exists = model.iter().any(|m| {
                             m.destination == b.destination
                                 && m.routing_key == b.routing_key
-                                && args_identical(&m.arguments, &b.arguments)
+                                && same_arguments(&m.arguments, &b.arguments)
                         });
                         let r = t.bind(b.clone());
                         // Generated x-match values are all valid.
@@ -894,7 +852,7 @@ mod tests {
                         let pos = model.iter().position(|m| {
                             m.destination == b.destination
                                 && m.routing_key == b.routing_key
-                                && args_identical(&m.arguments, &b.arguments)
+                                && same_arguments(&m.arguments, &b.arguments)
                         });
                         prop_assert_eq!(t.unbind(&b), pos.is_some());
                         if let Some(i) = pos {

@@ -1,0 +1,135 @@
+//! The broker's registry of open client connections: what the management API lists and
+//! closes, and what a vhost deletion closes.
+//!
+//! A connection registers itself once its handshake is done and is removed when its
+//! [`Registration`] drops, however the connection ends. Closing goes through the
+//! connection's mailbox, so the connection's own task sends connection.close and
+//! releases what it holds, exactly as at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
+
+use super::consumer::{ConnectionEvent, ConnectionId, Mailbox};
+use super::hash::HashMap;
+use crate::protocol::ReplyCode;
+
+/// What the broker knows of one open connection.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub id: ConnectionId,
+    pub peer: SocketAddr,
+    pub user: String,
+    pub vhost: String,
+    /// The client's `product` property, if it sent one.
+    pub client: Option<String>,
+    pub connected_at: SystemTime,
+    mailbox: Mailbox,
+}
+
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: Mutex<HashMap<ConnectionId, Arc<ConnectionInfo>>>,
+}
+
+/// Keeps a connection listed while it lives.
+#[derive(Debug)]
+pub struct Registration {
+    id: ConnectionId,
+    registry: Weak<Connections>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, Arc<ConnectionInfo>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists a connection until the returned registration drops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        self: &Arc<Self>,
+        id: ConnectionId,
+        peer: SocketAddr,
+        user: &str,
+        vhost: &str,
+        client: Option<String>,
+        mailbox: Mailbox,
+    ) -> Registration {
+        let info = ConnectionInfo {
+            id,
+            peer,
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            client,
+            connected_at: SystemTime::now(),
+            mailbox,
+        };
+        self.lock().insert(id, Arc::new(info));
+        Registration {
+            id,
+            registry: Arc::downgrade(self),
+        }
+    }
+
+    /// The open connections, by id.
+    pub fn list(&self) -> Vec<Arc<ConnectionInfo>> {
+        let mut all: Vec<_> = self.lock().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    pub fn get(&self, id: ConnectionId) -> Option<Arc<ConnectionInfo>> {
+        self.lock().get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Closes a connection with 320 CONNECTION_FORCED and `reason`, as RabbitMQ's
+    /// management API does. False if no such connection is open.
+    pub fn close(&self, id: ConnectionId, reason: &str) -> bool {
+        match self.get(id) {
+            Some(c) => {
+                c.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every connection to `vhost`; returns how many.
+    pub fn close_vhost(&self, vhost: &str, reason: &str) -> usize {
+        let on: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|c| c.vhost == vhost)
+            .cloned()
+            .collect();
+        for c in &on {
+            c.close(reason);
+        }
+        on.len()
+    }
+}
+
+impl ConnectionInfo {
+    fn close(&self, reason: &str) {
+        let _ = self.mailbox.send(ConnectionEvent::Close {
+            code: ReplyCode::ConnectionForced,
+            text: reason.to_string(),
+        });
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.lock().remove(&self.id);
+        }
+    }
+}

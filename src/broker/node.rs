@@ -1,0 +1,146 @@
+//! [`Broker`]: the core object everything else holds.
+//!
+//! API Boundary: the server, client connections and every broker object (peerings,
+//! federation, tunnels, the HA pair, the management API) reach the broker's state
+//! through an `Arc<Broker>`: its vhosts (added and removed at run time), its users and
+//! permissions, its open connections, its memory gauge and alarm. Inside a vhost,
+//! topology changes go through [`VHost::apply`], publishing through
+//! [`crate::broker::publish`] and consuming through consumers added to queues.
+//!
+//! Architecture Invariant: the core knows nothing of sockets or of the features built on
+//! it; it tells them what happened through topology events, binding notices and
+//! connection mailboxes.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use tokio::sync::watch;
+
+use super::connections::Connections;
+use super::error::{AmqpError, AmqpResult};
+use super::hash::HashMap;
+use super::message::MemoryGauge;
+use super::vhost::{VHost, VHostLimits};
+use crate::auth::Users;
+use crate::config::Config;
+
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    users: Users,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    limits: VHostLimits,
+    connections: Arc<Connections>,
+    /// A random identifier of this broker process (server property `identifier`).
+    identifier: String,
+    /// Bytes of message data the broker holds.
+    memory: MemoryGauge,
+    /// True while the memory high watermark is exceeded.
+    alarm: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// A broker with the configured vhosts and users, serving nobody yet.
+    pub fn new(config: Config) -> Arc<Broker> {
+        use rand::Rng;
+        let limits = VHostLimits {
+            max_queues: config.limits.max_queues,
+            max_exchanges: config.limits.max_exchanges,
+        };
+        let vhosts = config
+            .vhosts
+            .iter()
+            .map(|name| (name.clone(), VHost::new(name, limits)))
+            .collect();
+        Arc::new(Broker {
+            users: Users::from_config(&config),
+            config,
+            vhosts: RwLock::new(vhosts),
+            limits,
+            connections: Arc::default(),
+            identifier: format!("fedamq-{:016x}", rand::rng().random::<u64>()),
+            memory: MemoryGauge::default(),
+            alarm: watch::channel(false).0,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn users(&self) -> &Users {
+        &self.users
+    }
+
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+
+    pub fn memory(&self) -> &MemoryGauge {
+        &self.memory
+    }
+
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
+    }
+
+    /// Follows the memory alarm: true while publishers are blocked.
+    pub fn alarm(&self) -> watch::Receiver<bool> {
+        self.alarm.subscribe()
+    }
+
+    /// Raises or clears the memory alarm; true if that changed it.
+    pub fn set_alarm(&self, on: bool) -> bool {
+        self.alarm
+            .send_if_modified(|a| std::mem::replace(a, on) != on)
+    }
+
+    fn vhosts_read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<VHost>>> {
+        self.vhosts.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts_read().get(name).cloned()
+    }
+
+    /// The vhost names, sorted.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<_> = self.vhosts_read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Adds a vhost; adding one that exists is fine (as RabbitMQ's PUT).
+    pub fn add_vhost(&self, name: &str) -> AmqpResult<Arc<VHost>> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid vhost name '{name}'"
+            )));
+        }
+        let mut map = self.vhosts.write().unwrap_or_else(|p| p.into_inner());
+        let vhost = map
+            .entry(name.to_string())
+            .or_insert_with(|| VHost::new(name, self.limits))
+            .clone();
+        Ok(vhost)
+    }
+
+    /// Deletes a vhost: its connections are closed (320, as in RabbitMQ), its queues and
+    /// exchanges dropped, its subscriptions ended. False if there was no such vhost.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        let removed = self
+            .vhosts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        let Some(vhost) = removed else {
+            return false;
+        };
+        self.connections
+            .close_vhost(name, &format!("vhost '{name}' is deleted"));
+        for q in vhost.queues() {
+            vhost.remove_queue(&q, super::topology::Removal::VHostDeleted);
+        }
+        vhost.close_subscriptions();
+        true
+    }
+}
