@@ -102,7 +102,7 @@ fn flush(held: Vec<Held>) {
 
 /// The connection went away before its deliveries reached it: each goes back to its
 /// queue, and the consumer is dropped.
-fn take_back(event: ConnectionEvent) {
+pub(super) fn take_back(event: ConnectionEvent) {
     match event {
         ConnectionEvent::Batch(events) => events.into_iter().for_each(take_back),
         ConnectionEvent::Deliver {

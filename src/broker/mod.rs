@@ -7,6 +7,7 @@
 pub mod backlog;
 pub mod clock;
 pub mod connections;
+pub mod consume;
 pub mod consumer;
 pub mod credit;
 pub mod dead_letter;
@@ -17,6 +18,7 @@ pub mod hash;
 pub mod message;
 pub mod node;
 pub mod owner;
+pub mod publish;
 pub mod queue;
 pub mod queue_args;
 pub mod routing;

@@ -19,6 +19,7 @@ use super::connections::Connections;
 use super::error::{AmqpError, AmqpResult};
 use super::hash::HashMap;
 use super::message::MemoryGauge;
+use super::publish::InternalPublisher;
 use super::vhost::{VHost, VHostLimits};
 use crate::auth::Users;
 use crate::config::Config;
@@ -92,6 +93,12 @@ impl Broker {
     pub fn set_alarm(&self, on: bool) -> bool {
         self.alarm
             .send_if_modified(|a| std::mem::replace(a, on) != on)
+    }
+
+    /// A publisher for a broker object, into `vhost`.
+    pub fn internal_publisher(&self, vhost: &str) -> Option<InternalPublisher> {
+        let vhost = self.vhost(vhost)?;
+        Some(InternalPublisher::new(vhost, self.memory.clone()))
     }
 
     fn vhosts_read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<VHost>>> {

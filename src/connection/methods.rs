@@ -13,11 +13,12 @@ use rand::Rng;
 use super::channel::{Channel, ChannelConsumer, ChannelState, Transaction};
 use super::{Connection, Content};
 use crate::auth::Permission;
+use crate::broker::Broker;
 use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::exchange::{Exchange, ExchangeSpec};
-use crate::broker::message::{Accounted, Message, MessageRef};
+use crate::broker::message::MessageRef;
 use crate::broker::queue::Queue;
 use crate::broker::routing::Destination;
 use crate::broker::routing::ExchangeKind;
@@ -29,8 +30,8 @@ use crate::protocol::frame::encode_frame_with;
 use crate::protocol::generated::constants::FRAME_METHOD;
 use crate::protocol::generated::dispatch::ServerMethods;
 use crate::protocol::generated::methods::*;
-use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
-use crate::protocol::{FieldTable, ReplyCode, ShortString};
+use crate::protocol::generated::properties::BasicProperties;
+use crate::protocol::{ReplyCode, ShortString};
 
 impl Connection {
     fn send(&mut self, channel: u16, method: impl Into<Method>) {
@@ -39,48 +40,28 @@ impl Connection {
     }
 
     /// The exchange a publish goes to: it exists, is not internal, and the user may
-    /// write to it. Remembered for the next publish (see `publish_target`).
+    /// write to it. Remembered by the publisher for the next publish.
     fn publish_target(&mut self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
-        let topology = self.vhost.topology();
-        if let Some((ex, seen)) = &self.publish_target {
-            if *seen == topology && ex.spec.name == *name {
-                return Ok(ex.clone());
+        let Connection {
+            publisher,
+            broker,
+            user,
+            vhost,
+            ..
+        } = self;
+        let vhost = &vhost.name;
+        publisher.target(name, 0, |exchange| {
+            if exchange.spec.internal {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{name}' in vhost '{vhost}'"
+                )));
             }
-        }
-        let exchange = self.vhost.exchange_or_404(name)?;
-        if exchange.spec.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{name}' in vhost '{}'",
-                self.vhost.name
-            )));
-        }
-        self.check(Permission::Write, "exchange", name)?;
-        self.publish_target = Some((exchange.clone(), topology));
-        Ok(exchange)
+            permission(broker, user, vhost, Permission::Write, "exchange", name)
+        })
     }
 
     fn check(&self, op: Permission, kind: &str, name: &ShortString) -> AmqpResult<()> {
-        if self
-            .broker
-            .users()
-            .check(&self.user, &self.vhost.name, op, name.as_bytes())
-        {
-            return Ok(());
-        }
-        let op = match op {
-            Permission::Configure => "configure",
-            Permission::Write => "write",
-            Permission::Read => "read",
-        };
-        let shown = if name.is_empty() && kind == "exchange" {
-            "amq.default".to_string()
-        } else {
-            name.to_string()
-        };
-        Err(AmqpError::access_refused(format!(
-            "{op} access to {kind} '{shown}' in vhost '{}' refused for user '{}'",
-            self.vhost.name, self.user
-        )))
+        permission(&self.broker, &self.user, &self.vhost.name, op, kind, name)
     }
 
     /// An empty queue name means the channel's last declared queue.
@@ -123,21 +104,11 @@ impl Connection {
         mandatory: bool,
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
-        // Decoded once here: CC/BCC and headers exchanges all read them.
-        let headers = message.properties.headers();
-        let extra_keys = sender_selected_keys(headers.as_ref());
-        let message = strip_bcc(message, headers.as_ref());
-        let mut routed = self.vhost.publish(
-            exchange,
-            &message,
-            headers.as_ref(),
-            &extra_keys,
-            &mut self.scratch,
-        );
+        let mut routed = self.publisher.route(exchange, message, mandatory);
         if let Some(q) = routed.behind.take() {
             self.flow = Some(q);
         }
-        if mandatory && routed.queues == 0 && !routed.rejected {
+        if let Some(message) = &routed.returned {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
@@ -224,42 +195,31 @@ impl Connection {
     }
 }
 
-/// The `CC` and `BCC` headers' routing keys (RabbitMQ's sender-selected distribution).
-fn sender_selected_keys(headers: Option<&FieldTable>) -> Vec<ShortString> {
-    let Some(headers) = headers else {
-        return Vec::new();
+/// Whether `user` may do `op` on the `kind` named `name`: 403 as RabbitMQ words it if not.
+fn permission(
+    broker: &Broker,
+    user: &str,
+    vhost: &str,
+    op: Permission,
+    kind: &str,
+    name: &ShortString,
+) -> AmqpResult<()> {
+    if broker.users().check(user, vhost, op, name.as_bytes()) {
+        return Ok(());
+    }
+    let op = match op {
+        Permission::Configure => "configure",
+        Permission::Write => "write",
+        Permission::Read => "read",
     };
-    let mut keys = Vec::new();
-    for name in ["CC", "BCC"] {
-        if let Some(crate::protocol::FieldValue::Array(values)) = headers.get(name) {
-            for v in values {
-                if let crate::protocol::FieldValue::LongString(b) = v {
-                    if let Ok(k) = ShortString::new(b.clone()) {
-                        keys.push(k);
-                    }
-                }
-            }
-        }
-    }
-    keys
-}
-
-/// `BCC` is routed on but never delivered: the message loses that header.
-fn strip_bcc(message: MessageRef, headers: Option<&FieldTable>) -> MessageRef {
-    if headers.is_none_or(|h| h.get("BCC").is_none()) {
-        return message;
-    }
-    let mut properties = message.properties.to_properties();
-    if let Some(h) = &mut properties.headers {
-        h.remove("BCC");
-    }
-    Arc::new(Message {
-        exchange: message.exchange.clone(),
-        routing_key: message.routing_key.clone(),
-        properties: EncodedBasicProperties::encode(&properties),
-        body: message.body.clone(),
-        accounted: message.accounted.clone(),
-    })
+    let shown = if name.is_empty() && kind == "exchange" {
+        "amq.default".to_string()
+    } else {
+        name.to_string()
+    };
+    Err(AmqpError::access_refused(format!(
+        "{op} access to {kind} '{shown}' in vhost '{vhost}' refused for user '{user}'"
+    )))
 }
 
 fn random_tag(prefix: &str) -> ShortString {
@@ -700,14 +660,12 @@ impl ServerMethods for Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        let size = (content.body.len() + content.properties.as_bytes().len()) as u64;
-        let message = Arc::new(Message {
-            exchange: m.exchange.clone(),
-            routing_key: m.routing_key,
-            properties: content.properties,
-            body: content.body,
-            accounted: Accounted::new(self.broker.memory(), size),
-        });
+        let message = self.publisher.message(
+            m.exchange.clone(),
+            m.routing_key,
+            content.properties,
+            content.body,
+        );
         self.has_published = true;
         let ch = self.channel(channel)?;
         let seq = if ch.confirm {

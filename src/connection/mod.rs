@@ -29,13 +29,13 @@ use self::writer::WriterHandle;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
-use crate::broker::exchange::Exchange;
 use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
+use crate::broker::publish::Publisher;
 use crate::broker::queue::Queue;
 use crate::broker::topology::Removal;
 use crate::broker::unacked::{self, Unacked};
-use crate::broker::vhost::{RouteScratch, VHost};
+use crate::broker::vhost::VHost;
 use crate::broker::{Broker, clock, event_batch};
 use crate::protocol::content::{ContentHeader, encode_content};
 use crate::protocol::frame::{
@@ -115,8 +115,7 @@ pub async fn serve(
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
-        scratch: RouteScratch::default(),
-        publish_target: None,
+        publisher: Publisher::new(vhost.clone(), broker.memory().clone()),
         flow: None,
         closing: None,
         done: false,
@@ -146,12 +145,8 @@ pub struct Connection {
     out: BytesMut,
     writer: WriterHandle,
     mailbox: Mailbox,
-    scratch: RouteScratch,
-    /// The exchange last published to, found, checked (not internal, write permission)
-    /// and valid while the vhost's topology count is the one noted: a publisher sends to
-    /// the same exchange again and again, and this saves the lookups and the permission
-    /// regex each time.
-    publish_target: Option<(Arc<Exchange>, u64)>,
+    /// Routing state and the cached publish target (see `broker::publish`).
+    publisher: Publisher,
     /// A queue this connection published to whose consumers fall behind: until it
     /// catches up the connection stops reading (flow control, see `queue::FLOW_HIGH`).
     flow: Option<Arc<Queue>>,

@@ -1,0 +1,248 @@
+//! Publishing into a vhost: one path for client connections and broker objects.
+//!
+//! A [`Publisher`] owns what publishing needs besides the message: the memory account
+//! each message is charged to, CC/BCC (sender-selected distribution), routing with a
+//! cached target and route, and the outcome a publisher is told (returned for
+//! `mandatory`, nacked for a refusing queue, held back for flow control). A client
+//! connection turns the [`Outcome`] into basic.return and basic.ack/nack frames; an
+//! [`InternalPublisher`], for broker objects without a connection, hands returns to a
+//! callback and confirms as a future.
+
+use std::future::{Future, Ready, ready};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::error::AmqpResult;
+use super::exchange::Exchange;
+use super::message::{Accounted, MemoryGauge, Message, MessageRef};
+use super::queue::Queue;
+use super::vhost::{RouteScratch, VHost};
+use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
+use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
+
+/// What became of one published message.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// How many queues took it.
+    pub queues: usize,
+    /// A queue refused it (`x-overflow: reject-publish`): the publisher gets a nack.
+    pub rejected: bool,
+    /// `mandatory` and routed nowhere: the message goes back to the publisher.
+    pub returned: Option<MessageRef>,
+    /// A queue whose consumers fall behind: the publisher should wait for it.
+    pub behind: Option<Arc<Queue>>,
+}
+
+/// A publisher confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Ack,
+    Nack,
+}
+
+impl Outcome {
+    pub fn confirm(&self) -> Confirm {
+        if self.rejected {
+            Confirm::Nack
+        } else {
+            Confirm::Ack
+        }
+    }
+}
+
+/// One publisher's state in one vhost.
+#[derive(Debug)]
+pub struct Publisher {
+    vhost: Arc<VHost>,
+    memory: MemoryGauge,
+    scratch: RouteScratch,
+    /// The exchange last published to, checked, valid while the vhost's topology count
+    /// and the caller's permission epoch are the ones noted: a publisher sends to the
+    /// same exchange again and again, and this saves the lookups and checks each time.
+    target: Option<(Arc<Exchange>, u64, u64)>,
+}
+
+impl Publisher {
+    pub fn new(vhost: Arc<VHost>, memory: MemoryGauge) -> Publisher {
+        Publisher {
+            vhost,
+            memory,
+            scratch: RouteScratch::default(),
+            target: None,
+        }
+    }
+
+    pub fn vhost(&self) -> &Arc<VHost> {
+        &self.vhost
+    }
+
+    /// The exchange `name`, or 404. `check` (not internal, permissions) runs when it is
+    /// looked up afresh: after a topology change or when `epoch` (the caller's
+    /// permission generation) moved.
+    pub fn target(
+        &mut self,
+        name: &ShortString,
+        epoch: u64,
+        check: impl FnOnce(&Exchange) -> AmqpResult<()>,
+    ) -> AmqpResult<Arc<Exchange>> {
+        let topology = self.vhost.topology();
+        if let Some((ex, seen, seen_epoch)) = &self.target {
+            if *seen == topology && *seen_epoch == epoch && ex.spec.name == *name {
+                return Ok(ex.clone());
+            }
+        }
+        let exchange = self.vhost.exchange_or_404(name)?;
+        check(&exchange)?;
+        self.target = Some((exchange.clone(), topology, epoch));
+        Ok(exchange)
+    }
+
+    /// A message charged to the broker's memory account while it lives.
+    pub fn message(
+        &self,
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: EncodedBasicProperties,
+        body: Bytes,
+    ) -> MessageRef {
+        let size = (body.len() + properties.as_bytes().len()) as u64;
+        Arc::new(Message {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            accounted: Accounted::new(&self.memory, size),
+        })
+    }
+
+    /// Routes a message from `exchange` (CC and BCC keys too) into its queues.
+    pub fn route(&mut self, exchange: &Exchange, message: MessageRef, mandatory: bool) -> Outcome {
+        // Decoded once here: CC/BCC and headers exchanges all read them.
+        let headers = message.properties.headers();
+        let extra_keys = sender_selected_keys(headers.as_ref());
+        let message = strip_bcc(message, headers.as_ref());
+        let routed = self.vhost.publish(
+            exchange,
+            &message,
+            headers.as_ref(),
+            &extra_keys,
+            &mut self.scratch,
+        );
+        let returned = (mandatory && routed.queues == 0 && !routed.rejected).then_some(message);
+        Outcome {
+            queues: routed.queues,
+            rejected: routed.rejected,
+            returned,
+            behind: routed.behind,
+        }
+    }
+}
+
+/// A message a broker object published with `mandatory` that no queue took.
+#[derive(Debug)]
+pub struct Returned {
+    pub reply_code: ReplyCode,
+    pub reply_text: &'static str,
+    pub message: MessageRef,
+}
+
+/// Publishes for a broker object that has no connection (a federation link, the HA
+/// pair's replication, the management API's publish).
+pub struct InternalPublisher {
+    publisher: Publisher,
+    on_return: Option<Box<dyn FnMut(Returned) + Send>>,
+}
+
+impl std::fmt::Debug for InternalPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalPublisher")
+            .field("vhost", &self.publisher.vhost.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InternalPublisher {
+    pub fn new(vhost: Arc<VHost>, memory: MemoryGauge) -> InternalPublisher {
+        InternalPublisher {
+            publisher: Publisher::new(vhost, memory),
+            on_return: None,
+        }
+    }
+
+    /// Where `mandatory` messages that no queue took go (without it they are dropped,
+    /// and counted nowhere, as an AMQP client without a return listener).
+    pub fn on_return(&mut self, f: impl FnMut(Returned) + Send + 'static) {
+        self.on_return = Some(Box::new(f));
+    }
+
+    /// Publishes one message. Fails at once if the exchange does not exist (404);
+    /// otherwise returns the publisher confirm as a future. The broker keeps messages in
+    /// memory, where a message is confirmed once every queue has taken it, so today the
+    /// future is ready when returned; callers await it so that a durable store can
+    /// confirm later without changing them.
+    pub fn publish(
+        &mut self,
+        exchange: &ShortString,
+        routing_key: ShortString,
+        properties: &BasicProperties,
+        body: Bytes,
+        mandatory: bool,
+    ) -> AmqpResult<impl Future<Output = Confirm> + Send + use<>> {
+        let ex = self.publisher.target(exchange, 0, |_| Ok(()))?;
+        let message = self.publisher.message(
+            exchange.clone(),
+            routing_key,
+            EncodedBasicProperties::encode(properties),
+            body,
+        );
+        let outcome = self.publisher.route(&ex, message, mandatory);
+        if let (Some(message), Some(f)) = (outcome.returned.clone(), self.on_return.as_mut()) {
+            f(Returned {
+                reply_code: ReplyCode::NoRoute,
+                reply_text: "NO_ROUTE",
+                message,
+            });
+        }
+        let confirm: Ready<Confirm> = ready(outcome.confirm());
+        Ok(confirm)
+    }
+}
+
+/// The `CC` and `BCC` headers' routing keys (RabbitMQ's sender-selected distribution).
+fn sender_selected_keys(headers: Option<&FieldTable>) -> Vec<ShortString> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for name in ["CC", "BCC"] {
+        if let Some(FieldValue::Array(values)) = headers.get(name) {
+            for v in values {
+                if let FieldValue::LongString(b) = v {
+                    if let Ok(k) = ShortString::new(b.clone()) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// `BCC` is routed on but never delivered: the message loses that header.
+fn strip_bcc(message: MessageRef, headers: Option<&FieldTable>) -> MessageRef {
+    if headers.is_none_or(|h| h.get("BCC").is_none()) {
+        return message;
+    }
+    let mut properties = message.properties.to_properties();
+    if let Some(h) = &mut properties.headers {
+        h.remove("BCC");
+    }
+    Arc::new(Message {
+        exchange: message.exchange.clone(),
+        routing_key: message.routing_key.clone(),
+        properties: EncodedBasicProperties::encode(&properties),
+        body: message.body.clone(),
+        accounted: message.accounted.clone(),
+    })
+}
