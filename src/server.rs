@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::Users;
 use crate::broker::hash::HashMap;
 use crate::broker::vhost::{VHost, VHostLimits};
 use crate::config::Config;
@@ -50,7 +49,7 @@ impl Broker {
         let memory = crate::broker::message::MemoryGauge::default();
         let identifier = format!("fedamq-{:016x}", rand::rng().random::<u64>());
         let shared = Arc::new(Shared {
-            users: Users::from_config(&config),
+            users: config.user_table(),
             config,
             vhosts,
             identifier,
