@@ -18,7 +18,6 @@ use super::dead_letter::{self, Reason};
 use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
 use super::queue_args::{Overflow, QueueArgs};
-use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortString};
 
 /// How a queue was declared.
@@ -58,10 +57,22 @@ pub const FLOW_HIGH: usize = 20_000;
 pub const FLOW_LOW: usize = 10_000;
 const FLOW_STALL_MS: u64 = 100;
 
+/// What a queue asks of the vhost it lives in: its name for error texts, republishing
+/// dead letters, and removing the queue when `x-expires` runs out. The vhost gives
+/// itself to each queue, weakly, as this trait so that the queue module does not depend
+/// on the vhost's (which depends on it).
+pub trait QueueHost: Send + Sync {
+    fn name(&self) -> &str;
+    /// Routes a dead-lettered message from the dead-letter exchange `dlx`.
+    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef);
+    /// Removes the queue named `name`: its `x-expires` ran out.
+    fn expire_queue(&self, name: &ShortString);
+}
+
 #[derive(Debug)]
 pub struct Queue {
     pub spec: QueueSpec,
-    vhost: Weak<VHost>,
+    vhost: Weak<dyn QueueHost>,
     state: Mutex<State>,
     deleted: AtomicBool,
     /// Wakes the housekeeping task when expiry times may have moved earlier.
@@ -81,7 +92,7 @@ pub enum Accepted {
 }
 
 impl Queue {
-    pub fn new(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Queue> {
+    pub fn new(spec: QueueSpec, vhost: Weak<dyn QueueHost>) -> Arc<Queue> {
         let backlog = Backlog::new(&spec.args);
         let queue = Arc::new(Queue {
             spec,
@@ -428,7 +439,7 @@ impl Queue {
     fn vhost_name(&self) -> String {
         self.vhost
             .upgrade()
-            .map(|v| v.name.clone())
+            .map(|v| v.name().to_string())
             .unwrap_or_default()
     }
 

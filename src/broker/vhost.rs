@@ -15,7 +15,7 @@ use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
 use super::message::MessageRef;
-use super::queue::{Accepted, Queue, QueueSpec};
+use super::queue::{Accepted, Queue, QueueHost, QueueSpec};
 use super::queue_args::QueueArgs;
 use super::routing::{Binding, Destination, ExchangeKind};
 use crate::protocol::{FieldTable, FieldValue, ShortString};
@@ -748,6 +748,18 @@ fn describe(v: Option<&FieldValue>) -> String {
             Some(n) => format!("the value '{n}'"),
             None => format!("the value {v:?}"),
         },
+    }
+}
+
+impl QueueHost for VHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
+        VHost::publish_dead_letter(self, dlx, message);
+    }
+    fn expire_queue(&self, name: &ShortString) {
+        VHost::expire_queue(self, name);
     }
 }
 
