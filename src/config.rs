@@ -71,7 +71,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{PasswordHash, compile_pattern};
+use crate::auth::{PasswordHash, Users, compile_pattern};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -180,6 +180,39 @@ impl Default for Config {
             permissions: vec![default_permission()],
             log: "info".into(),
         }
+    }
+}
+
+impl Config {
+    /// The user table this configuration describes. [`load`] has already rejected
+    /// permissions naming unknown users or vhosts and patterns that do not compile; for
+    /// a hand-built `Config`, such entries are skipped (logged), never a panic.
+    pub fn user_table(&self) -> Users {
+        let users = Users::new();
+        for u in &self.users {
+            let added = users
+                .add_user(&u.name, u.password_hash.clone(), u.tags.clone())
+                .and_then(|()| users.set_outbound_password(&u.name, u.password.clone()));
+            if let Err(e) = added {
+                tracing::warn!("user '{}' ignored: {e}", u.name);
+            }
+        }
+        for p in &self.permissions {
+            if !self.vhosts.contains(&p.vhost) {
+                tracing::warn!("permission on unknown vhost '{}' ignored", p.vhost);
+                continue;
+            }
+            if let Err(e) =
+                users.set_permissions(&p.user, &p.vhost, &p.configure, &p.write, &p.read)
+            {
+                tracing::warn!(
+                    "permission for user '{}' on vhost '{}' ignored: {e}",
+                    p.user,
+                    p.vhost
+                );
+            }
+        }
+        users
     }
 }
 
@@ -1458,7 +1491,7 @@ mod tests {
             "[[user]]\nname = \"app\"\npassword = \"pw\"\n[[permission]]\nuser = \"app\"\nvhost = \"/\"\nconfigure = \"\"\nwrite = \"^amq\\\\.default$\"\nread = \".*\"",
         )
         .unwrap();
-        let users = crate::auth::Users::from_config(&c);
+        let users = c.user_table();
         assert_eq!(users.authenticate(b"PLAIN", b"\0app\0pw"), Ok("app".into()));
         assert!(users.authenticate(b"PLAIN", b"\0guest\0guest").is_err());
         assert!(users.check("app", "/", crate::auth::Permission::Write, b""));

@@ -961,7 +961,7 @@ async fn self_peering_is_refused() {
 #[tokio::test]
 async fn local_login_uses_the_local_password() {
     let b = broker::start().await;
-    let users = fedamq::auth::Users::from_config(&fedamq::config::Config::default());
+    let users = fedamq::config::Config::default().user_table();
     let addr = b.local_addr();
     let remote = Remote::with_local_login("127.0.0.1", addr.port(), "/", "guest", &users).unwrap();
     let (peering, _e) = Peering::new(PeeringConfig::new(remote));

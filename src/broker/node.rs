@@ -53,7 +53,7 @@ impl Broker {
             .map(|name| (name.clone(), VHost::new(name, limits)))
             .collect();
         Arc::new(Broker {
-            users: Users::from_config(&config),
+            users: config.user_table(),
             config,
             vhosts: RwLock::new(vhosts),
             limits,

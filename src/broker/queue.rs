@@ -19,7 +19,6 @@ use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
 use super::owner::Owner;
 use super::queue_args::{Overflow, QueueArgs};
-use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortString};
 
 /// How a queue was declared.
@@ -59,10 +58,22 @@ pub const FLOW_HIGH: usize = 20_000;
 pub const FLOW_LOW: usize = 10_000;
 const FLOW_STALL_MS: u64 = 100;
 
+/// What a queue asks of the vhost it lives in: its name for error texts, republishing
+/// dead letters, and removing the queue when `x-expires` runs out. The vhost gives
+/// itself to each queue, weakly, as this trait so that the queue module does not depend
+/// on the vhost's (which depends on it).
+pub trait QueueHost: Send + Sync {
+    fn name(&self) -> &str;
+    /// Routes a dead-lettered message from the dead-letter exchange `dlx`.
+    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef);
+    /// Removes this queue (if it is still the vhost's): its `x-expires` ran out.
+    fn expire_queue(&self, queue: &Arc<Queue>);
+}
+
 #[derive(Debug)]
 pub struct Queue {
     pub spec: QueueSpec,
-    vhost: Weak<VHost>,
+    vhost: Weak<dyn QueueHost>,
     state: Mutex<State>,
     deleted: AtomicBool,
     /// Wakes the housekeeping task when expiry times may have moved earlier.
@@ -82,7 +93,7 @@ pub enum Accepted {
 }
 
 impl Queue {
-    pub fn new(spec: QueueSpec, vhost: Weak<VHost>) -> Arc<Queue> {
+    pub fn new(spec: QueueSpec, vhost: Weak<dyn QueueHost>) -> Arc<Queue> {
         let backlog = Backlog::new(&spec.args);
         let queue = Arc::new(Queue {
             spec,
@@ -423,7 +434,7 @@ impl Queue {
     fn vhost_name(&self) -> String {
         self.vhost
             .upgrade()
-            .map(|v| v.name.clone())
+            .map(|v| v.name().to_string())
             .unwrap_or_default()
     }
 
@@ -517,7 +528,7 @@ impl Queue {
         self.dead_letter(dead);
         if expire_queue {
             if let Some(vhost) = self.vhost.upgrade() {
-                vhost.remove_queue(self, super::topology::Removal::Expired);
+                vhost.expire_queue(self);
             }
             return None;
         }

@@ -14,7 +14,7 @@ use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
 use super::message::MessageRef;
 use super::owner::Owner;
-use super::queue::{Accepted, Queue};
+use super::queue::{Accepted, Queue, QueueHost};
 use super::routing::{Destination, ExchangeKind};
 use super::topology::{Removal, TopologyChange, TopologyState};
 use crate::protocol::{FieldTable, ShortString};
@@ -377,6 +377,18 @@ impl VHost {
 fn push_unique(queues: &mut Vec<Arc<Queue>>, q: Arc<Queue>) {
     if !queues.iter().any(|x| Arc::ptr_eq(x, &q)) {
         queues.push(q);
+    }
+}
+
+impl QueueHost for VHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
+        VHost::publish_dead_letter(self, dlx, message);
+    }
+    fn expire_queue(&self, queue: &Arc<Queue>) {
+        self.remove_queue(queue, Removal::Expired);
     }
 }
 

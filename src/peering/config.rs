@@ -106,7 +106,7 @@ impl Remote {
             port,
             vhost: vhost.into(),
             user: login.into(),
-            password: password.into(),
+            password,
         })
     }
 

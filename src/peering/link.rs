@@ -345,7 +345,7 @@ mod tests {
     fn plain_when_offered_else_amqplain() {
         let config =
             PeeringConfig::new(super::super::Remote::from_uri("amqp://guest:guest@h/").unwrap());
-        let users = crate::auth::Users::from_config(&crate::config::Config::default());
+        let users = crate::config::Config::default().user_table();
         let (m, r) = choose_mechanism(&config, &start_offering(b"AMQPLAIN PLAIN")).unwrap();
         assert_eq!(m, "PLAIN");
         assert_eq!(users.authenticate(b"PLAIN", &r).unwrap(), "guest");

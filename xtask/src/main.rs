@@ -3,10 +3,13 @@
 //! - `codegen`: regenerate the protocol layer from `spec/` and write what changed;
 //! - `codegen --check`: regenerate in memory and fail, naming each stale file, when the
 //!   checked-in files differ (CI runs this).
+//! - `deps --check`: fail when the modules of `src/` import each other in a cycle
+//!   (`deps.rs`); without `--check`, print the import graph.
 //! - `bench-compare`: the benchmark scenarios against fedamq and RabbitMQ, side by side
 //!   (`bench_compare.rs`).
 
 mod bench_compare;
+mod deps;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,8 +21,11 @@ fn main() -> ExitCode {
         ["codegen"] => codegen(false),
         ["codegen", "--check"] => codegen(true),
         ["bench-compare", rest @ ..] => bench_compare::main(&root(), rest),
+        ["deps", rest @ ..] => deps::main(&root(), rest),
         _ => {
-            eprintln!("usage: cargo xtask codegen [--check] | bench-compare [--help]");
+            eprintln!(
+                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help]"
+            );
             ExitCode::from(2)
         }
     }
