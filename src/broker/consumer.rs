@@ -15,8 +15,7 @@ use super::credit::{self, Credit, PendingBytes};
 use super::queue::Queue;
 use crate::protocol::ShortString;
 
-/// Identifies a connection within the broker (for exclusive queues and consumers).
-pub type ConnectionId = u64;
+pub use super::owner::ConnectionId;
 
 /// What queues (and the broker) tell a connection's task.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ pub mod credit;
 pub mod dead_letter;
 pub mod error;
 pub mod event_batch;
+pub mod events;
 pub mod exchange;
 pub mod hash;
 pub mod message;

@@ -132,7 +132,7 @@ impl Broker {
     }
 
     /// Deletes a vhost: its connections are closed (320, as in RabbitMQ), its queues and
-    /// exchanges dropped, its subscriptions ended. False if there was no such vhost.
+    /// exchanges dropped, its subscriptions ended, its permissions removed. False if there was no such vhost.
     pub fn delete_vhost(&self, name: &str) -> bool {
         let removed = self
             .vhosts
@@ -148,6 +148,8 @@ impl Broker {
             vhost.remove_queue(&q, super::topology::Removal::VHostDeleted);
         }
         vhost.close_subscriptions();
+        // Its permissions go with it, as in RabbitMQ.
+        self.users.clear_vhost(name);
         true
     }
 }

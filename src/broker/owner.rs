@@ -7,7 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::consumer::ConnectionId;
+/// Identifies a connection within the broker (for exclusive queues and consumers).
+pub type ConnectionId = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Owner {

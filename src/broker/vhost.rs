@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use super::error::{AmqpError, AmqpResult};
+use super::events::TopologyState;
 use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
 use super::message::MessageRef;
 use super::owner::Owner;
-use super::queue::{Accepted, Queue, QueueHost};
+use super::queue::{Accepted, Queue};
 use super::routing::{Destination, ExchangeKind};
-use super::topology::{Removal, TopologyChange, TopologyState};
 use crate::protocol::{FieldTable, ShortString};
 
 /// Per-vhost limits on how many objects clients may create.
@@ -229,26 +229,6 @@ impl VHost {
         }
     }
 
-    /// Removes a queue the broker itself decided to remove.
-    pub fn remove_queue(&self, queue: &Arc<Queue>, why: Removal) {
-        let _ = self.apply(TopologyChange::RemoveQueue {
-            queue: queue.clone(),
-            why,
-        });
-    }
-
-    /// Deletes the exclusive queues of an owner that went away.
-    pub fn owner_gone(&self, owner: &Owner) {
-        let owned: Vec<_> = read(&self.queues)
-            .values()
-            .filter(|q| q.spec.exclusive_owner.as_ref() == Some(owner))
-            .cloned()
-            .collect();
-        for q in owned {
-            self.remove_queue(&q, Removal::OwnerGone);
-        }
-    }
-
     /// Routes `message` from `exchange` and enqueues it in every matching queue.
     /// `headers` are the message's, decoded once by the caller (headers exchanges match
     /// on them); `extra_keys` are the sender-selected `CC`/`BCC` routing keys, routed as
@@ -380,23 +360,11 @@ fn push_unique(queues: &mut Vec<Arc<Queue>>, q: Arc<Queue>) {
     }
 }
 
-impl QueueHost for VHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
-        VHost::publish_dead_letter(self, dlx, message);
-    }
-    fn expire_queue(&self, queue: &Arc<Queue>) {
-        self.remove_queue(queue, Removal::Expired);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::message::Message;
-    use crate::broker::topology::BindingSpec;
+    use crate::broker::topology::{BindingSpec, TopologyChange};
     use crate::protocol::FieldValue;
     use crate::protocol::generated::properties::BasicProperties;
     use bytes::Bytes;

@@ -41,3 +41,21 @@ pub fn reply_code(err: &lapin::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+/// Waits (up to 10 s) for the broker to close a connection, given the connection's
+/// `events_listener()` taken before the close, and returns the error lapin reports.
+pub async fn closed_by_broker(
+    events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
+) -> lapin::Error {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match futures_lite::StreamExt::next(events).await {
+                Some(lapin::Event::Error(e)) => return e,
+                Some(_) => continue,
+                None => panic!("events ended without an error"),
+            }
+        }
+    })
+    .await
+    .expect("the broker closes the connection")
+}

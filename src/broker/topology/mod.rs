@@ -19,34 +19,24 @@
 //! Architecture Invariant: nothing else in the broker changes the exchange map, the
 //! queue map or a routing table.
 
-mod bindings;
-mod feed;
-
 use std::sync::{Arc, MutexGuard, Weak};
 
 use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
+use super::message::MessageRef;
 use super::owner::Owner;
-use super::queue::{Queue, QueueSpec};
+use super::queue::{Queue, QueueHost, QueueSpec};
 use super::queue_args::QueueArgs;
 use super::routing::{Binding, Destination, ExchangeKind};
 use super::vhost::{QueueDeclare, VHost};
 use crate::protocol::arguments::same_arguments;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
-use bindings::DistinctBindings;
-pub use bindings::{BindingNotice, DistinctBinding};
-pub use feed::DEFAULT_CAPACITY;
-use feed::Feed;
-
-/// A binding as a change names it: source exchange, destination, key and arguments.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BindingSpec {
-    pub source: ShortString,
-    pub destination: Destination,
-    pub routing_key: ShortString,
-    pub arguments: FieldTable,
-}
+pub use super::events::{
+    BindingNotice, BindingSpec, DEFAULT_CAPACITY, DistinctBinding, TopologyEvent,
+    TopologyEventKind, TopologyNotice,
+};
+use crate::broker::events::{Feed, TopologyState};
 
 /// Why the broker removed a queue by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,55 +105,6 @@ pub enum Applied {
         messages: u32,
     },
     Done,
-}
-
-/// What changed, as topology subscribers see it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TopologyEventKind {
-    ExchangeDeclared(ExchangeSpec),
-    ExchangeDeleted(ShortString),
-    QueueDeclared {
-        name: ShortString,
-        durable: bool,
-        exclusive: bool,
-        auto_delete: bool,
-        arguments: FieldTable,
-    },
-    QueueDeleted(ShortString),
-    BindingAdded(BindingSpec),
-    BindingRemoved(BindingSpec),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopologyEvent {
-    /// Per vhost, from 1, without gaps.
-    pub seq: u64,
-    pub kind: TopologyEventKind,
-}
-
-/// What a topology subscriber receives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TopologyNotice {
-    Event(TopologyEvent),
-    /// Notices were lost (the subscriber fell behind): the whole topology as events, as
-    /// of event `seq`; the events after it follow.
-    Resync {
-        seq: u64,
-        state: Vec<TopologyEventKind>,
-    },
-}
-
-/// Everything the topology lock guards besides the maps it orders changes to.
-#[derive(Debug, Default)]
-pub(super) struct TopologyState {
-    seq: u64,
-    distinct: DistinctBindings,
-    binding_feeds: Vec<(Option<ShortString>, Weak<Feed<BindingNotice>>)>,
-    topology_feeds: Vec<Weak<Feed<TopologyNotice>>>,
-    /// Events of the change being applied, announced when it is done.
-    pending: Vec<TopologyEventKind>,
-    /// Binding notices of the change being applied (their seq set when announced).
-    pending_bindings: Vec<(usize, bool, DistinctBinding)>,
 }
 
 /// A binding-state subscription: see [`VHost::subscribe_bindings`].
@@ -260,6 +201,27 @@ impl VHost {
         }
     }
 
+    /// Removes a queue the broker itself decided to remove.
+    pub fn remove_queue(&self, queue: &Arc<Queue>, why: Removal) {
+        let _ = self.apply(TopologyChange::RemoveQueue {
+            queue: queue.clone(),
+            why,
+        });
+    }
+
+    /// Deletes the exclusive queues of an owner that went away.
+    pub fn owner_gone(&self, owner: &Owner) {
+        let owned: Vec<_> = self
+            .queues_read()
+            .values()
+            .filter(|q| q.spec.exclusive_owner.as_ref() == Some(owner))
+            .cloned()
+            .collect();
+        for q in owned {
+            self.remove_queue(&q, Removal::OwnerGone);
+        }
+    }
+
     /// Subscribes to binding changes of one exchange (`Some(name)`, which need not
     /// exist yet) or of every exchange of this vhost. Returns the distinct bindings now
     /// and a subscription that receives every change after them.
@@ -269,11 +231,8 @@ impl VHost {
         capacity: usize,
     ) -> (Vec<DistinctBinding>, BindingSubscription) {
         let mut state = self.lock_topology();
-        let snapshot = state.distinct.snapshot(exchange.as_ref());
-        let feed = Arc::new(Feed::new(capacity));
-        state
-            .binding_feeds
-            .push((exchange.clone(), Arc::downgrade(&feed)));
+        let snapshot = state.distinct_bindings(exchange.as_ref());
+        let feed = state.add_binding_feed(exchange.clone(), capacity);
         let sub = BindingSubscription {
             vhost: self.this.clone(),
             exchange,
@@ -290,33 +249,22 @@ impl VHost {
     ) -> (u64, Vec<TopologyEventKind>, TopologySubscription) {
         let mut state = self.lock_topology();
         let snapshot = self.topology_snapshot();
-        let feed = Arc::new(Feed::new(capacity));
-        state.topology_feeds.push(Arc::downgrade(&feed));
+        let feed = state.add_topology_feed(capacity);
         let sub = TopologySubscription {
             vhost: self.this.clone(),
             feed,
         };
-        (state.seq, snapshot, sub)
+        (state.seq(), snapshot, sub)
     }
 
     /// The sequence number of the last topology event.
     pub fn topology_seq(&self) -> u64 {
-        self.lock_topology().seq
+        self.lock_topology().seq()
     }
 
     /// Ends every subscription: the vhost is being deleted.
     pub(crate) fn close_subscriptions(&self) {
-        let mut state = self.lock_topology();
-        for (_, f) in state.binding_feeds.drain(..) {
-            if let Some(f) = f.upgrade() {
-                f.close();
-            }
-        }
-        for f in state.topology_feeds.drain(..) {
-            if let Some(f) = f.upgrade() {
-                f.close();
-            }
-        }
+        self.lock_topology().close_feeds();
     }
 
     fn lock_topology(&self) -> MutexGuard<'_, TopologyState> {
@@ -344,50 +292,12 @@ impl VHost {
         out
     }
 
-    /// Numbers and sends what the change did, then marks the topology changed.
+    /// Announces what the change did, then marks the topology changed.
     fn announce(&self, state: &mut TopologyState) {
-        if state.pending.is_empty() {
-            return;
+        if state.announce() {
+            // After the change: a route computed from the old state never outlives it.
+            self.topology_changed();
         }
-        let events = std::mem::take(&mut state.pending);
-        let notices = std::mem::take(&mut state.pending_bindings);
-        state.topology_feeds.retain(|f| f.strong_count() > 0);
-        state.binding_feeds.retain(|(_, f)| f.strong_count() > 0);
-        let first = state.seq + 1;
-        for (i, kind) in events.into_iter().enumerate() {
-            let event = TopologyEvent {
-                seq: first + i as u64,
-                kind,
-            };
-            for f in state.topology_feeds.iter().filter_map(Weak::upgrade) {
-                f.push(TopologyNotice::Event(event.clone()));
-            }
-            state.seq = event.seq;
-        }
-        for (index, created, binding) in notices {
-            let seq = first + index as u64;
-            let notice = if created {
-                BindingNotice::Created { seq, binding }
-            } else {
-                BindingNotice::Destroyed { seq, binding }
-            };
-            for (filter, f) in &state.binding_feeds {
-                let wanted = match (filter, &notice) {
-                    (None, _) => true,
-                    (
-                        Some(name),
-                        BindingNotice::Created { binding, .. }
-                        | BindingNotice::Destroyed { binding, .. },
-                    ) => *name == binding.exchange,
-                    (Some(_), BindingNotice::Resync { .. }) => false,
-                };
-                if let (true, Some(f)) = (wanted, f.upgrade()) {
-                    f.push(notice.clone());
-                }
-            }
-        }
-        // After the change: a route computed from the old state never outlives it.
-        self.topology_changed();
     }
 
     fn binding_added(&self, state: &mut TopologyState, kind: ExchangeKind, b: BindingSpec) {
@@ -398,26 +308,7 @@ impl VHost {
                 .is_some_and(|q| q.spec.exclusive_owner.is_some()),
             Destination::Exchange(_) => false,
         };
-        if let Some(d) =
-            state
-                .distinct
-                .added(kind, &b.source, &b.routing_key, &b.arguments, exclusive)
-        {
-            let index = state.pending.len();
-            state.pending_bindings.push((index, true, d));
-        }
-        state.pending.push(TopologyEventKind::BindingAdded(b));
-    }
-
-    fn binding_removed(&self, state: &mut TopologyState, kind: ExchangeKind, b: BindingSpec) {
-        if let Some(d) = state
-            .distinct
-            .removed(kind, &b.source, &b.routing_key, &b.arguments)
-        {
-            let index = state.pending.len();
-            state.pending_bindings.push((index, false, d));
-        }
-        state.pending.push(TopologyEventKind::BindingRemoved(b));
+        state.binding_added(kind, b, exclusive);
     }
 
     fn declare_exchange_locked(
@@ -481,9 +372,7 @@ impl VHost {
         }
         let ex = Arc::new(Exchange::new(spec));
         map.insert(ex.spec.name.clone(), ex.clone());
-        state
-            .pending
-            .push(TopologyEventKind::ExchangeDeclared(ex.spec.clone()));
+        state.record(TopologyEventKind::ExchangeDeclared(ex.spec.clone()));
         Ok(ex)
     }
 
@@ -511,14 +400,12 @@ impl VHost {
         // Its own bindings go with it...
         let own: Vec<Binding> = ex.table().bindings().cloned().collect();
         for b in own {
-            self.binding_removed(state, ex.spec.kind, spec_of(name, b));
+            state.binding_removed(ex.spec.kind, spec_of(name, b));
         }
         // ...and so do the bindings that had it as destination.
         let dest = Destination::Exchange(name.clone());
         self.remove_destination(state, &dest);
-        state
-            .pending
-            .push(TopologyEventKind::ExchangeDeleted(name.clone()));
+        state.record(TopologyEventKind::ExchangeDeleted(name.clone()));
         Ok(())
     }
 
@@ -537,7 +424,7 @@ impl VHost {
                 emptied.push(ex.spec.name.clone());
             }
             for b in removed {
-                self.binding_removed(state, ex.spec.kind, spec_of(&ex.spec.name, b));
+                state.binding_removed(ex.spec.kind, spec_of(&ex.spec.name, b));
             }
         }
         for name in emptied {
@@ -617,7 +504,7 @@ impl VHost {
             self.this.clone(),
         );
         map.insert(name, q.clone());
-        state.pending.push(queue_declared(&q.spec));
+        state.record(queue_declared(&q.spec));
         Ok((q, true))
     }
 
@@ -660,9 +547,7 @@ impl VHost {
             }
         }
         self.remove_destination(state, &Destination::Queue(q.name().clone()));
-        state
-            .pending
-            .push(TopologyEventKind::QueueDeleted(q.name().clone()));
+        state.record(TopologyEventKind::QueueDeleted(q.name().clone()));
         let (count, consumers) = q.delete();
         for c in consumers {
             c.cancelled();
@@ -703,7 +588,7 @@ impl VHost {
             (removed, table.is_empty())
         };
         if removed {
-            self.binding_removed(state, ex.spec.kind, b);
+            state.binding_removed(ex.spec.kind, b);
             if now_empty && ex.spec.auto_delete {
                 let name = ex.spec.name.clone();
                 let _ = self.delete_exchange_locked(state, &name, true);
@@ -737,6 +622,18 @@ impl VHost {
             ));
         }
         Ok(ex)
+    }
+}
+
+impl QueueHost for VHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
+        VHost::publish_dead_letter(self, dlx, message);
+    }
+    fn expire_queue(&self, queue: &Arc<Queue>) {
+        self.remove_queue(queue, Removal::Expired);
     }
 }
 
@@ -775,8 +672,8 @@ impl BindingSubscription {
         inner.items.clear();
         inner.overflowed = false;
         Some(Some(BindingNotice::Resync {
-            seq: state.seq,
-            bindings: state.distinct.snapshot(self.exchange.as_ref()),
+            seq: state.seq(),
+            bindings: state.distinct_bindings(self.exchange.as_ref()),
         }))
     }
 }
@@ -814,7 +711,7 @@ impl TopologySubscription {
         inner.items.clear();
         inner.overflowed = false;
         Some(Some(TopologyNotice::Resync {
-            seq: state.seq,
+            seq: state.seq(),
             state: vhost.topology_snapshot(),
         }))
     }

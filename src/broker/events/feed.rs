@@ -15,14 +15,14 @@ use tokio::sync::Notify;
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
 #[derive(Debug)]
-pub(super) struct Feed<N> {
+pub(crate) struct Feed<N> {
     inner: Mutex<Inner<N>>,
     notify: Notify,
     capacity: usize,
 }
 
 #[derive(Debug)]
-pub(super) struct Inner<N> {
+pub(crate) struct Inner<N> {
     pub items: VecDeque<N>,
     /// Notices were lost: the subscriber must take a fresh snapshot.
     pub overflowed: bool,
