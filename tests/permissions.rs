@@ -201,3 +201,46 @@ async fn a_read_only_user_can_consume_but_not_declare() {
     assert_eq!(broker::reply_code(&err), Some(403), "{err}");
     b.shutdown().await;
 }
+
+/// Permissions changed at run time apply at once, even to a publisher whose last check
+/// the broker remembers.
+#[tokio::test]
+async fn a_revoked_write_permission_applies_to_the_next_publish() {
+    let b = start().await;
+    let app = login(&b, "app", "s3cret", "%2f").await.unwrap();
+    let ch = app.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch.queue_declare(
+        "app.out",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let publish = |ch: lapin::Channel| async move {
+        ch.basic_publish(
+            "",
+            "app.out",
+            BasicPublishOptions::default(),
+            b"m",
+            BasicProperties::default(),
+        )
+        .await?
+        .await
+    };
+    publish(ch.clone()).await.expect("allowed before");
+    b.broker()
+        .users()
+        .set_permissions("app", "/", "^app\\.", "^app\\.", "^app\\.")
+        .unwrap();
+    let err = publish(ch.clone()).await.unwrap_err();
+    assert_eq!(broker::reply_code(&err), Some(403), "{err}");
+    assert!(
+        err.to_string()
+            .contains("write access to exchange 'amq.default'"),
+        "{err}"
+    );
+    b.shutdown().await;
+}

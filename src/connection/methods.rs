@@ -50,7 +50,9 @@ impl Connection {
             ..
         } = self;
         let vhost = &vhost.name;
-        publisher.target(name, 0, |exchange| {
+        // Read before the check: a change to the user table meanwhile moves it on.
+        let permissions = broker.users().generation();
+        publisher.target(name, permissions, |exchange| {
             if exchange.spec.internal {
                 return Err(AmqpError::access_refused(format!(
                     "cannot publish to internal exchange '{name}' in vhost '{vhost}'"
