@@ -267,6 +267,27 @@ fn strip_bcc(message: MessageRef, headers: Option<&FieldTable>) -> MessageRef {
     })
 }
 
+/// Bindings never involve the default exchange: 403, checked before whether the other
+/// side exists, as RabbitMQ does.
+fn refuse_default_exchange(name: &ShortString) -> AmqpResult<()> {
+    if name.is_empty() {
+        return Err(AmqpError::access_refused(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    Ok(())
+}
+
+/// An unbind naming a queue or exchange that does not exist succeeds, as in RabbitMQ:
+/// what is gone has no bindings left (aio-pika's RPC pattern unbinds, when it closes, a
+/// reply queue that auto-delete already removed).
+fn missing_is_unbound(unbound: AmqpResult<()>) -> AmqpResult<()> {
+    match unbound {
+        Err(e) if e.code == ReplyCode::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 fn random_tag(prefix: &str) -> ShortString {
     let mut rng = rand::rng();
     let n: u128 = rng.random();
@@ -427,11 +448,7 @@ impl ServerMethods for Connection {
     }
 
     fn exchange_delete(&mut self, channel: u16, m: ExchangeDelete) -> Self::Output {
-        if m.exchange.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
+        refuse_default_exchange(&m.exchange)?;
         Self::reserved_name("exchange", &m.exchange)?;
         self.check(Permission::Configure, "exchange", &m.exchange)?;
         self.vhost.delete_exchange(&m.exchange, m.if_unused)?;
@@ -455,8 +472,12 @@ impl ServerMethods for Connection {
     fn exchange_unbind(&mut self, channel: u16, m: ExchangeUnbind) -> Self::Output {
         self.check(Permission::Write, "exchange", &m.destination)?;
         self.check(Permission::Read, "exchange", &m.source)?;
-        self.vhost
-            .unbind_exchange(&m.destination, &m.source, m.routing_key, m.arguments)?;
+        refuse_default_exchange(&m.destination)?;
+        refuse_default_exchange(&m.source)?;
+        let unbound =
+            self.vhost
+                .unbind_exchange(&m.destination, &m.source, m.routing_key, m.arguments);
+        missing_is_unbound(unbound)?;
         if !m.no_wait {
             self.send(channel, ExchangeUnbindOk {});
         }
@@ -549,9 +570,12 @@ impl ServerMethods for Connection {
         let name = self.queue_name(channel, m.queue)?;
         self.check(Permission::Write, "queue", &name)?;
         self.check(Permission::Read, "exchange", &m.exchange)?;
-        let q = self.vhost.queue_for(&name, self.id)?;
-        self.vhost
-            .unbind_queue(&q, &m.exchange, m.routing_key, m.arguments)?;
+        refuse_default_exchange(&m.exchange)?;
+        let unbound = self.vhost.queue_for(&name, self.id).and_then(|q| {
+            self.vhost
+                .unbind_queue(&q, &m.exchange, m.routing_key, m.arguments)
+        });
+        missing_is_unbound(unbound)?;
         self.send(channel, QueueUnbindOk {});
         Ok(())
     }
