@@ -6,10 +6,15 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Bytes, BytesMut};
+use fedamq::protocol::generated::methods::{ConfirmSelect, Method, QueueDeclare};
+use fedamq::protocol::{FieldTable as FieldTableRaw, FieldValue, ShortString};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use support::{broker, rabbitmq};
+use support::{broker, rabbitmq, raw};
 
 async fn connect(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
@@ -179,4 +184,109 @@ async fn delete_and_unbind_of_missing_things_is_ok() {
 async fn rabbitmq_deletes_and_unbinds_missing_things_so() {
     let seen = delete_and_unbind_missing(&rabbitmq::url()).await;
     assert_eq!(seen, DELETE_AND_UNBIND_MISSING);
+}
+
+/// Declares `queue` on channel 1 with `arguments`.
+async fn declare(c: &mut raw::Client, queue: &str, arguments: FieldTableRaw) {
+    c.send(
+        1,
+        QueueDeclare {
+            queue: ShortString::try_from(queue).unwrap(),
+            arguments,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(c.expect_method().await.class_method(), (50, 11));
+}
+
+/// A raw client on channel 1 in confirm mode.
+async fn confirming(b: &fedamq::BrokerHandle) -> raw::Client {
+    let mut c = raw::Client::with_channel(b.local_addr()).await;
+    c.send(1, ConfirmSelect { nowait: false }).await;
+    assert_eq!(c.expect_method().await.class_method(), (85, 11));
+    c
+}
+
+/// Reads confirms until sequence numbers `1..=n` are all settled, as a client reads
+/// them: `multiple` settles every outstanding number up to the tag. Returns each
+/// number's outcome (true = ack) and how many confirm frames carried them. Panics if a
+/// confirm names a number that is not outstanding (confirmed twice, or never published).
+async fn read_confirms(c: &mut raw::Client, n: u64) -> (BTreeMap<u64, bool>, usize, usize) {
+    let mut outstanding: BTreeSet<u64> = (1..=n).collect();
+    let mut outcome = BTreeMap::new();
+    let (mut frames, mut multiples) = (0, 0);
+    while !outstanding.is_empty() {
+        let frame = c.expect_method().await;
+        let (tag, multiple, ack) = match frame.1 {
+            Method::BasicAck(a) => (a.delivery_tag, a.multiple, true),
+            Method::BasicNack(a) => (a.delivery_tag, a.multiple, false),
+            other => panic!("expected a confirm, got {}", other.name()),
+        };
+        frames += 1;
+        let settled: Vec<u64> = if multiple {
+            multiples += 1;
+            outstanding.range(..=tag).copied().collect()
+        } else {
+            vec![tag]
+        };
+        assert!(
+            settled.contains(&tag) || multiple,
+            "confirm of {tag} settles nothing"
+        );
+        for seq in settled {
+            assert!(outstanding.remove(&seq), "{seq} confirmed twice");
+            outcome.insert(seq, ack);
+        }
+    }
+    (outcome, frames, multiples)
+}
+
+#[tokio::test]
+async fn confirms_of_one_read_are_coalesced_into_multiple_acks() {
+    const N: u64 = 200;
+    let b = broker::start().await;
+    let mut c = confirming(&b).await;
+    declare(&mut c, "burst", FieldTableRaw::new()).await;
+    let mut burst = BytesMut::new();
+    for _ in 0..N {
+        raw::encode_publish(&mut burst, 1, "burst", b"m");
+    }
+    c.send_raw(&burst).await;
+    let (outcome, frames, multiples) = read_confirms(&mut c, N).await;
+    assert!(outcome.values().all(|ack| *ack), "every message acked");
+    assert!(
+        frames < N as usize,
+        "{frames} confirm frames for {N} messages"
+    );
+    assert!(multiples > 0);
+    drop(c);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_publish_breaks_the_run_of_acks() {
+    let b = broker::start().await;
+    let mut c = confirming(&b).await;
+    let mut limited = FieldTableRaw::new();
+    limited.insert(ShortString::from_static("x-max-length"), FieldValue::I64(2));
+    limited.insert(
+        ShortString::from_static("x-overflow"),
+        FieldValue::LongString(Bytes::from_static(b"reject-publish")),
+    );
+    declare(&mut c, "limited", limited).await;
+    declare(&mut c, "open", FieldTableRaw::new()).await;
+    // 1 and 2 fit, 3 is refused, 4 and 5 go elsewhere; all in one write.
+    let mut burst = BytesMut::new();
+    for queue in ["limited", "limited", "limited", "open", "open"] {
+        raw::encode_publish(&mut burst, 1, queue, b"m");
+    }
+    c.send_raw(&burst).await;
+    let (outcome, frames, _) = read_confirms(&mut c, 5).await;
+    let expected: BTreeMap<u64, bool> =
+        [(1, true), (2, true), (3, false), (4, true), (5, true)].into();
+    assert_eq!(outcome, expected);
+    assert!(frames < 5, "{frames} confirm frames for 5 messages");
+    drop(c);
+    b.shutdown().await;
 }

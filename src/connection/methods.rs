@@ -153,18 +153,9 @@ impl Connection {
         }
         if let Some(seq) = confirm_seq {
             if routed.rejected {
-                let nack = BasicNack {
-                    delivery_tag: seq,
-                    multiple: false,
-                    requeue: false,
-                };
-                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| nack.encode(b));
+                self.confirms.nack(channel, seq, &mut self.out);
             } else {
-                let ack = BasicAck {
-                    delivery_tag: seq,
-                    multiple: false,
-                };
-                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ack.encode(b));
+                self.confirms.ack(channel, seq);
             }
         }
         Ok(())

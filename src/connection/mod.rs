@@ -8,6 +8,7 @@
 //! encoded by the same task, which owns every channel's state without locks.
 
 pub mod channel;
+mod confirms;
 pub mod handshake;
 mod methods;
 pub mod writer;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::channel::{Channel, ChannelState, Unacked};
+use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
 use crate::auth::Users;
@@ -115,6 +117,7 @@ pub async fn serve(
         heartbeat: opened.heartbeat,
         capabilities: opened.capabilities,
         channels: HashMap::default(),
+        confirms: PendingConfirms::default(),
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
@@ -145,6 +148,8 @@ pub struct Connection {
     heartbeat: u16,
     capabilities: Capabilities,
     channels: HashMap<u16, Channel>,
+    /// Publisher confirms held until the end of the read that caused them.
+    confirms: PendingConfirms,
     /// Frames encoded but not yet handed to the writer.
     out: BytesMut,
     writer: WriterHandle,
@@ -340,6 +345,7 @@ impl Connection {
                 self.fail(channel, e, 0, 0);
             }
         }
+        self.confirms.flush(&mut self.out);
     }
 
     /// Sends channel.close for a soft error, connection.close for a hard one.
@@ -588,8 +594,10 @@ impl Connection {
         self.closing = Some(Instant::now() + Duration::from_secs(3));
     }
 
-    /// Cancels a channel's consumers and requeues its unacknowledged deliveries.
+    /// Cancels a channel's consumers and requeues its unacknowledged deliveries; its
+    /// pending publisher confirms go out (before the close that follows).
     fn release_channel(&mut self, channel: u16) {
+        self.confirms.flush_channel(channel, &mut self.out);
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };

@@ -113,17 +113,8 @@ impl Client {
 
     /// Publishes `body` to the default exchange with routing key `queue`.
     pub async fn publish(&mut self, channel: u16, queue: &str, body: &[u8]) {
-        let m = Method::from(BasicPublish {
-            routing_key: ShortString::try_from(queue).unwrap(),
-            ..Default::default()
-        });
         let mut out = BytesMut::new();
-        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
-        encode_frame_with(&mut out, 2, channel, |b| {
-            fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
-            fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
-        });
-        encode_frame_with(&mut out, 3, channel, |b| b.extend_from_slice(body));
+        encode_publish(&mut out, channel, queue, body);
         self.stream.write_all(&out).await.unwrap();
     }
 
@@ -171,4 +162,19 @@ impl Client {
     pub async fn wait_closed(&mut self) {
         while self.next_frame().await.is_some() {}
     }
+}
+
+/// Appends a publish of `body` to the default exchange with routing key `queue` (method,
+/// header and body frames) to `out`, for tests that send many frames in one write.
+pub fn encode_publish(out: &mut BytesMut, channel: u16, queue: &str, body: &[u8]) {
+    let m = Method::from(BasicPublish {
+        routing_key: ShortString::try_from(queue).unwrap(),
+        ..Default::default()
+    });
+    encode_frame_with(out, 1, channel, |b| m.encode(b));
+    encode_frame_with(out, 2, channel, |b| {
+        fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
+        fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
+    });
+    encode_frame_with(out, 3, channel, |b| b.extend_from_slice(body));
 }
