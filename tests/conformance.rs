@@ -9,12 +9,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Bytes, BytesMut};
-use fedamq::protocol::generated::methods::{ConfirmSelect, Method, QueueDeclare};
+use fedamq::protocol::generated::methods::{
+    ChannelOpen, ConfirmSelect, ConnectionClose, ConnectionCloseOk, Method, QueueDeclare,
+};
 use fedamq::protocol::{FieldTable as FieldTableRaw, FieldValue, ShortString};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use support::{broker, rabbitmq, raw};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn connect(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
@@ -287,6 +290,68 @@ async fn a_refused_publish_breaks_the_run_of_acks() {
         [(1, true), (2, true), (3, false), (4, true), (5, true)].into();
     assert_eq!(outcome, expected);
     assert!(frames < 5, "{frames} confirm frames for 5 messages");
+    drop(c);
+    b.shutdown().await;
+}
+
+/// Publishes of 32 MiB in all, more than the socket buffers of both ends hold: a broker
+/// that stops reading leaves most of it unread.
+fn big_burst() -> BytesMut {
+    let body = vec![b'x'; 32 * 1024];
+    let mut burst = BytesMut::new();
+    for _ in 0..1024 {
+        raw::encode_publish(&mut burst, 1, "burst", &body);
+    }
+    burst
+}
+
+/// After the last frame the broker sends, the socket ends with EOF, not a reset.
+async fn expect_clean_end(c: &mut raw::Client) {
+    let mut rest = Vec::new();
+    match c.stream.read_to_end(&mut rest).await {
+        Ok(_) => assert!(rest.is_empty(), "{} bytes after the close", rest.len()),
+        Err(e) => panic!("the broker reset the connection instead of closing it: {e}"),
+    }
+}
+
+/// amqplib's 'find high watermark': the client writes connection.close while publishes
+/// are still going out behind it. The broker answers close-ok and must keep reading
+/// (and discarding) until the client closes: closing a socket with unread bytes makes
+/// the kernel send a reset, the client's writes fail, and the close-ok can be lost.
+#[tokio::test]
+async fn close_ok_reaches_a_client_that_is_still_writing() {
+    let b = broker::start().await;
+    let mut c = raw::Client::with_channel(b.local_addr()).await;
+    declare(&mut c, "burst", FieldTableRaw::new()).await;
+    let mut out = BytesMut::new();
+    raw::encode_method(&mut out, 0, ConnectionClose::default());
+    out.extend_from_slice(&big_burst());
+    if let Err(e) = c.stream.write_all(&out).await {
+        panic!("the broker reset the connection while the client was writing: {e}");
+    }
+    assert_eq!(c.expect_method().await.class_method(), (10, 51));
+    expect_clean_end(&mut c).await;
+    drop(c);
+    b.shutdown().await;
+}
+
+/// The broker closes the connection (a hard error), the client answers close-ok with
+/// frames it had already queued behind it: the same graceful end.
+#[tokio::test]
+async fn a_broker_initiated_close_ends_cleanly_too() {
+    let b = broker::start().await;
+    let mut c = raw::Client::with_channel(b.local_addr()).await;
+    // channel.open on channel 0: 503, closes the connection.
+    c.send(0, ChannelOpen {}).await;
+    let close = c.expect_method().await;
+    assert_eq!(close.reply_code(), 503);
+    let mut out = BytesMut::new();
+    raw::encode_method(&mut out, 0, ConnectionCloseOk {});
+    out.extend_from_slice(&big_burst());
+    if let Err(e) = c.stream.write_all(&out).await {
+        panic!("the broker reset the connection while the client was writing: {e}");
+    }
+    expect_clean_end(&mut c).await;
     drop(c);
     b.shutdown().await;
 }

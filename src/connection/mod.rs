@@ -8,6 +8,7 @@
 //! encoded by the same task, which owns every channel's state without locks.
 
 pub mod channel;
+mod closing;
 mod confirms;
 pub mod handshake;
 mod methods;
@@ -89,6 +90,12 @@ pub async fn serve(
         Ok(Ok(o)) => o,
         Ok(Err(HandshakeError::Refused(e))) => {
             tracing::info!(connection = id, "handshake refused: {e}");
+            closing::close(stream, &mut shutdown).await;
+            return;
+        }
+        Ok(Err(HandshakeError::BadHeader)) => {
+            tracing::debug!(connection = id, "not AMQP 0-9-1: sent our protocol header");
+            closing::close(stream, &mut shutdown).await;
             return;
         }
         Ok(Err(e)) => {
@@ -100,7 +107,7 @@ pub async fn serve(
             return;
         }
     };
-    let (read, write) = stream.into_split();
+    let (mut read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
     let drained_tx = mailbox_tx.clone();
     let (writer, writer_task) = writer::spawn(write, move || {
@@ -130,11 +137,14 @@ pub async fn serve(
         has_published: false,
         last_received: Instant::now(),
     };
-    conn.run(read, opened.leftover, mailbox_rx, shutdown).await;
+    conn.run(&mut read, opened.leftover, mailbox_rx, shutdown.clone())
+        .await;
     conn.release_all();
     vhost.connection_closed(id);
     drop(conn);
+    // Every frame written, then the write side shut down (the writer's last step).
     let _ = writer_task.await;
+    closing::drain(&mut read, &mut shutdown).await;
 }
 
 /// The state of one open connection, owned by its task.
@@ -184,7 +194,7 @@ impl Connection {
 
     async fn run(
         &mut self,
-        mut read: OwnedReadHalf,
+        read: &mut OwnedReadHalf,
         mut inbuf: BytesMut,
         mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,

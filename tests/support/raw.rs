@@ -105,9 +105,8 @@ impl Client {
     }
 
     pub async fn send(&mut self, channel: u16, m: impl Into<Method>) {
-        let m = m.into();
         let mut out = BytesMut::new();
-        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
+        encode_method(&mut out, channel, m);
         self.stream.write_all(&out).await.unwrap();
     }
 
@@ -164,14 +163,20 @@ impl Client {
     }
 }
 
+/// Appends a method frame to `out`.
+pub fn encode_method(out: &mut BytesMut, channel: u16, m: impl Into<Method>) {
+    let m = m.into();
+    encode_frame_with(out, 1, channel, |b| m.encode(b));
+}
+
 /// Appends a publish of `body` to the default exchange with routing key `queue` (method,
 /// header and body frames) to `out`, for tests that send many frames in one write.
 pub fn encode_publish(out: &mut BytesMut, channel: u16, queue: &str, body: &[u8]) {
-    let m = Method::from(BasicPublish {
+    let m = BasicPublish {
         routing_key: ShortString::try_from(queue).unwrap(),
         ..Default::default()
-    });
-    encode_frame_with(out, 1, channel, |b| m.encode(b));
+    };
+    encode_method(out, channel, m);
     encode_frame_with(out, 2, channel, |b| {
         fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
         fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
