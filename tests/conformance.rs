@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Bytes, BytesMut};
 use fedamq::protocol::generated::methods::{
-    ChannelOpen, ConfirmSelect, ConnectionClose, ConnectionCloseOk, Method, QueueDeclare,
+    AccessRequest, AccessRequestOk, ChannelOpen, ConfirmSelect, ConnectionClose, ConnectionCloseOk,
+    Method, QueueDeclare,
 };
 use fedamq::protocol::{FieldTable as FieldTableRaw, FieldValue, ShortString};
 use lapin::options::*;
@@ -354,4 +355,51 @@ async fn a_broker_initiated_close_ends_cleanly_too() {
     expect_clean_end(&mut c).await;
     drop(c);
     b.shutdown().await;
+}
+
+/// What an AMQP 0-8 era client sends before using a channel, with the values old clients
+/// default to; the answer, then that the channel still works.
+async fn access_request(mut c: raw::Client) -> Method {
+    c.open_channel(1).await;
+    c.send(
+        1,
+        AccessRequest {
+            realm: ShortString::from_static("/data"),
+            exclusive: false,
+            passive: true,
+            active: true,
+            write: true,
+            read: true,
+        },
+    )
+    .await;
+    let answer = c.expect_method().await;
+    assert_eq!(answer.0, 1, "answered on the channel asked");
+    c.send(
+        1,
+        QueueDeclare {
+            exclusive: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(c.expect_method().await.class_method(), (50, 11));
+    answer.1
+}
+
+#[tokio::test]
+async fn access_request_gets_request_ok_with_ticket_1() {
+    let b = broker::start().await;
+    let c = raw::Client::open(b.local_addr(), 0).await;
+    let answer = access_request(c).await;
+    assert_eq!(answer, Method::from(AccessRequestOk { ticket: 1 }));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn rabbitmq_answers_access_request_so() {
+    let p = rabbitmq::parts();
+    let c = raw::Client::open_as(rabbitmq::addr(), &p.user, &p.password, &p.vhost, 0).await;
+    let answer = access_request(c).await;
+    assert_eq!(answer, Method::from(AccessRequestOk { ticket: 1 }));
 }

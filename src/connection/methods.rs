@@ -391,6 +391,13 @@ impl ServerMethods for Connection {
         Ok(())
     }
 
+    fn access_request(&mut self, channel: u16, _: AccessRequest) -> Self::Output {
+        // AMQP 0-8's tickets: granted whatever is asked, with ticket 1, as RabbitMQ does;
+        // permissions are checked on each operation instead.
+        self.send(channel, AccessRequestOk { ticket: 1 });
+        Ok(())
+    }
+
     fn exchange_declare(&mut self, channel: u16, m: ExchangeDeclare) -> Self::Output {
         let kind = ExchangeKind::from_name(m.r#type.as_bytes());
         if !m.passive {
