@@ -56,7 +56,7 @@ async fn delete_and_unbind_missing(url: &str) -> Vec<(&'static str, u16)> {
         .queue_declare(
             &q,
             QueueDeclareOptions {
-                auto_delete: true,
+                exclusive: true,
                 ..Default::default()
             },
             FieldTable::default(),
@@ -67,97 +67,91 @@ async fn delete_and_unbind_missing(url: &str) -> Vec<(&'static str, u16)> {
         .exchange_declare(
             &x,
             ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
+            ExchangeDeclareOptions::default(),
             FieldTable::default(),
         )
         .await
         .unwrap();
-    let mut seen = Vec::new();
     let (mq, mx) = (missing_q.as_str(), missing_x.as_str());
     let (q, x) = (q.as_str(), x.as_str());
-    seen.push((
-        "queue.delete of a missing queue",
-        outcome(&conn, |ch| async move {
-            ch.queue_delete(mq, QueueDeleteOptions::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "exchange.delete of a missing exchange",
-        outcome(&conn, |ch| async move {
-            ch.exchange_delete(mx, ExchangeDeleteOptions::default())
-                .await
-        })
-        .await,
-    ));
-    seen.push((
-        "queue.unbind of a missing queue",
-        outcome(&conn, |ch| async move {
-            ch.queue_unbind(mq, x, "k", FieldTable::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "queue.unbind from a missing exchange",
-        outcome(&conn, |ch| async move {
-            ch.queue_unbind(q, mx, "k", FieldTable::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "queue.unbind of a binding that does not exist",
-        outcome(&conn, |ch| async move {
-            ch.queue_unbind(q, x, "k", FieldTable::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "queue.unbind from the default exchange",
-        outcome(&conn, |ch| async move {
-            ch.queue_unbind(q, "", q, FieldTable::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "queue.unbind of a missing queue from the default exchange",
-        outcome(&conn, |ch| async move {
-            ch.queue_unbind(mq, "", mq, FieldTable::default()).await
-        })
-        .await,
-    ));
-    seen.push((
-        "exchange.unbind of a missing destination",
-        outcome(&conn, |ch| async move {
-            ch.exchange_unbind(
-                mx,
-                x,
-                "k",
-                ExchangeUnbindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        })
-        .await,
-    ));
-    seen.push((
-        "exchange.unbind from a missing source",
-        outcome(&conn, |ch| async move {
-            ch.exchange_unbind(
-                x,
-                mx,
-                "k",
-                ExchangeUnbindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        })
-        .await,
-    ));
+    let c = &conn;
+    let seen = vec![
+        (
+            "queue.delete of a missing queue",
+            outcome(c, |ch| async move {
+                ch.queue_delete(mq, QueueDeleteOptions::default()).await
+            })
+            .await,
+        ),
+        (
+            "exchange.delete of a missing exchange",
+            outcome(c, |ch| async move {
+                ch.exchange_delete(mx, ExchangeDeleteOptions::default())
+                    .await
+            })
+            .await,
+        ),
+        (
+            "queue.unbind of a missing queue",
+            queue_unbind(c, mq, x).await,
+        ),
+        (
+            "queue.unbind from a missing exchange",
+            queue_unbind(c, q, mx).await,
+        ),
+        (
+            "queue.unbind of a binding that does not exist",
+            queue_unbind(c, q, x).await,
+        ),
+        (
+            "queue.unbind from the default exchange",
+            queue_unbind(c, q, "").await,
+        ),
+        (
+            "queue.unbind of a missing queue from the default exchange",
+            queue_unbind(c, mq, "").await,
+        ),
+        (
+            "exchange.unbind of a missing destination",
+            exchange_unbind(c, mx, x).await,
+        ),
+        (
+            "exchange.unbind from a missing source",
+            exchange_unbind(c, x, mx).await,
+        ),
+    ];
+    setup
+        .exchange_delete(x, ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
     let _ = conn.close(200, "done").await;
     seen
+}
+
+/// `queue.unbind` of `queue` from `exchange` with key "k" (the queue's name from the
+/// default exchange, where that is the binding every queue has).
+async fn queue_unbind(conn: &Connection, queue: &str, exchange: &str) -> u16 {
+    let key = if exchange.is_empty() { queue } else { "k" };
+    outcome(conn, |ch| async move {
+        ch.queue_unbind(queue, exchange, key, FieldTable::default())
+            .await
+    })
+    .await
+}
+
+/// `exchange.unbind` of `destination` from `source` with key "k".
+async fn exchange_unbind(conn: &Connection, destination: &str, source: &str) -> u16 {
+    outcome(conn, |ch| async move {
+        ch.exchange_unbind(
+            destination,
+            source,
+            "k",
+            ExchangeUnbindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    })
+    .await
 }
 
 /// What RabbitMQ 3.10 answers (checked by the test below against the private node).
