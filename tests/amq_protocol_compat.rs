@@ -13,17 +13,12 @@
 //!
 //! # Methods not compared
 //!
-//! None. amq-protocol 10.6 knows all 64 methods of our spec (the 0-9-1 ones plus
-//! RabbitMQ's `connection.blocked`/`unblocked`/`update-secret(-ok)`, `basic.nack`,
-//! `confirm.*`, `exchange.bind`/`unbind(-ok)`). [`NOT_COMPARED`] is where a method would
-//! be listed, with its reason, should the spec grow one amq-protocol lacks;
+//! None. amq-protocol 10.6 knows all 66 methods of our spec (the 0-9-1 ones plus
+//! RabbitMQ's `connection.blocked`/`unblocked`/`update-secret(-ok)`, `access.request(-ok)`,
+//! `basic.nack`, `confirm.*`, `exchange.bind`/`unbind(-ok)`). [`NOT_COMPARED`] is where a
+//! method would be listed, with its reason, should the spec grow one amq-protocol lacks;
 //! `every_method_is_compared_or_excused` fails until the new method is either compared
 //! or listed there.
-//!
-//! amq-protocol knows two methods we do not: `access.request` (30, 10) and
-//! `access.request-ok` (30, 11). The access class is AMQP 0-8; 0-9-1 removed it (its
-//! tickets became the `reserved-1` shorts we write as 0), so it is not in our spec and
-//! we refuse it as an unknown method.
 //!
 //! # Differences between the two implementations
 //!
@@ -52,6 +47,9 @@
 //! - **`basic.qos` `prefetch-size`.** Their `Qos` has no such field: they write 0 and
 //!   drop whatever arrives. Ours carries the long as the spec defines it. Compared with
 //!   `prefetch_size = 0`, the only value RabbitMQ accepts.
+//! - **`access.request-ok` `ticket`.** Their `RequestOk` has no field: they write 1 (the
+//!   0-8 ticket RabbitMQ grants) and drop whatever arrives. Ours carries the short
+//!   (RabbitMQ's name for it). Compared with `ticket = 1`, what RabbitMQ and fedamq send.
 //! - **Floats.** NaN is never generated: the bytes would match, but NaN != NaN, so the
 //!   decode direction could not be checked by equality.
 
@@ -421,7 +419,8 @@ macro_rules! compare_methods {
             #![proptest_config(ProptestConfig::with_cases(CASES))]
             $(
                 #[test]
-                #[allow(unused_variables)] // `basic.qos` `prefetch_size`: see the top
+                // `basic.qos` `prefetch_size`, `access.request-ok` `ticket`: see the top
+                #[allow(unused_variables)]
                 fn $test(
                     m in ($strategy).prop_map(|$Ours { $($of),* }| $Ours { $($of: Agree::agree($of)),* })
                 ) {
@@ -494,6 +493,12 @@ compare_methods! {
         => Channel channel::Close { reply_code, reply_text, class_id, method_id };
     channel_close_ok: arbitrary::channel_close_ok(),
         ChannelCloseOk {} => Channel channel::CloseOk {};
+
+    access_request: arbitrary::access_request(),
+        AccessRequest { realm, exclusive, passive, active, write, read }
+        => Access access::Request { realm, exclusive, passive, active, write, read };
+    access_request_ok: arbitrary::access_request_ok().prop_map(|_| AccessRequestOk { ticket: 1 }),
+        AccessRequestOk { ticket } => Access access::RequestOk {};
 
     exchange_declare: with_table(arbitrary::exchange_declare(), |m, t| m.arguments = t),
         ExchangeDeclare { exchange, r#type, passive, durable, auto_delete, internal, no_wait, arguments }
@@ -845,13 +850,14 @@ fn documented_differences_hold() {
         b"\0\x3c\0\x0a\0\0\0\0\0\x03\x01"
     );
 
-    // The access class (0-8, removed in 0-9-1) is theirs only.
-    let request = AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {}));
+    // access.request-ok ticket: carried by us, written as 1 and dropped by them.
+    let mut buf = BytesMut::new();
+    AccessRequestOk { ticket: 7 }.encode(&mut buf);
+    assert_eq!(&buf[..], b"\0\x1e\0\x0b\0\x07");
+    let (_, parsed) = parse_class(&buf[..]).unwrap();
     assert_eq!(
-        Method::decode(&serialize(gen_class(&request))),
-        Err(DecodeError::UnknownMethod {
-            class_id: 30,
-            method_id: 11,
-        })
+        parsed,
+        AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {}))
     );
+    assert_eq!(serialize(gen_class(&parsed)), b"\0\x1e\0\x0b\0\x01");
 }

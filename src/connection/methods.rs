@@ -129,18 +129,9 @@ impl Connection {
         }
         if let Some(seq) = confirm_seq {
             if routed.rejected {
-                let nack = BasicNack {
-                    delivery_tag: seq,
-                    multiple: false,
-                    requeue: false,
-                };
-                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| nack.encode(b));
+                self.confirms.nack(channel, seq, &mut self.out);
             } else {
-                let ack = BasicAck {
-                    delivery_tag: seq,
-                    multiple: false,
-                };
-                encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ack.encode(b));
+                self.confirms.ack(channel, seq);
             }
         }
         Ok(())
@@ -222,6 +213,17 @@ fn permission(
     Err(AmqpError::access_refused(format!(
         "{op} access to {kind} '{shown}' in vhost '{vhost}' refused for user '{user}'"
     )))
+}
+
+/// Bindings never involve the default exchange: 403, checked before whether the other
+/// side exists, as RabbitMQ does.
+fn refuse_default_exchange(name: &ShortString) -> AmqpResult<()> {
+    if name.is_empty() {
+        return Err(AmqpError::access_refused(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    Ok(())
 }
 
 fn random_tag(prefix: &str) -> ShortString {
@@ -336,6 +338,13 @@ impl ServerMethods for Connection {
         Ok(())
     }
 
+    fn access_request(&mut self, channel: u16, _: AccessRequest) -> Self::Output {
+        // AMQP 0-8's tickets: granted whatever is asked, with ticket 1, as RabbitMQ does;
+        // permissions are checked on each operation instead.
+        self.send(channel, AccessRequestOk { ticket: 1 });
+        Ok(())
+    }
+
     fn exchange_declare(&mut self, channel: u16, m: ExchangeDeclare) -> Self::Output {
         let kind = ExchangeKind::from_name(m.r#type.as_bytes());
         if !m.passive {
@@ -384,11 +393,7 @@ impl ServerMethods for Connection {
     }
 
     fn exchange_delete(&mut self, channel: u16, m: ExchangeDelete) -> Self::Output {
-        if m.exchange.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
+        refuse_default_exchange(&m.exchange)?;
         Self::reserved_name("exchange", &m.exchange)?;
         self.check(Permission::Configure, "exchange", &m.exchange)?;
         self.vhost.apply(TopologyChange::DeleteExchange {

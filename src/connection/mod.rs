@@ -8,6 +8,8 @@
 //! encoded by the same task, which owns every channel's state without locks.
 
 pub mod channel;
+mod closing;
+mod confirms;
 pub mod handshake;
 mod methods;
 pub mod writer;
@@ -24,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::channel::{Channel, ChannelState};
+use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
 use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
@@ -73,6 +76,12 @@ pub async fn serve(
         Ok(Ok(o)) => o,
         Ok(Err(HandshakeError::Refused(e))) => {
             tracing::info!(connection = id, "handshake refused: {e}");
+            closing::close(stream, &mut shutdown).await;
+            return;
+        }
+        Ok(Err(HandshakeError::BadHeader)) => {
+            tracing::debug!(connection = id, "not AMQP 0-9-1: sent our protocol header");
+            closing::close(stream, &mut shutdown).await;
             return;
         }
         Ok(Err(e)) => {
@@ -87,7 +96,7 @@ pub async fn serve(
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (read, write) = stream.into_split();
+    let (mut read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
     let _registration = broker.connections().register(
         id,
@@ -112,6 +121,7 @@ pub async fn serve(
         heartbeat: opened.heartbeat,
         capabilities: opened.capabilities,
         channels: HashMap::default(),
+        confirms: PendingConfirms::default(),
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
@@ -123,11 +133,14 @@ pub async fn serve(
         has_published: false,
         last_received: Instant::now(),
     };
-    conn.run(read, opened.leftover, mailbox_rx, shutdown).await;
+    conn.run(&mut read, opened.leftover, mailbox_rx, shutdown.clone())
+        .await;
     conn.release_all();
     vhost.owner_gone(&Owner::Connection(id));
     drop(conn);
+    // Every frame written, then the write side shut down (the writer's last step).
     let _ = writer_task.await;
+    closing::drain(&mut read, &mut shutdown).await;
 }
 
 /// The state of one open connection, owned by its task.
@@ -141,6 +154,8 @@ pub struct Connection {
     heartbeat: u16,
     capabilities: Capabilities,
     channels: HashMap<u16, Channel>,
+    /// Publisher confirms held until the end of the read that caused them.
+    confirms: PendingConfirms,
     /// Frames encoded but not yet handed to the writer.
     out: BytesMut,
     writer: WriterHandle,
@@ -176,7 +191,7 @@ impl Connection {
 
     async fn run(
         &mut self,
-        mut read: OwnedReadHalf,
+        read: &mut OwnedReadHalf,
         mut inbuf: BytesMut,
         mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,
@@ -337,6 +352,7 @@ impl Connection {
                 self.fail(channel, e, 0, 0);
             }
         }
+        self.confirms.flush(&mut self.out);
     }
 
     /// Sends channel.close for a soft error, connection.close for a hard one.
@@ -585,8 +601,10 @@ impl Connection {
         self.closing = Some(Instant::now() + Duration::from_secs(3));
     }
 
-    /// Cancels a channel's consumers and requeues its unacknowledged deliveries.
+    /// Cancels a channel's consumers and requeues its unacknowledged deliveries; its
+    /// pending publisher confirms go out (before the close that follows).
     fn release_channel(&mut self, channel: u16) {
+        self.confirms.flush_channel(channel, &mut self.out);
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };

@@ -47,6 +47,17 @@ impl Client {
 
     /// Connects and completes the handshake as guest with the given heartbeat.
     pub async fn open(addr: SocketAddr, heartbeat: u16) -> Client {
+        Client::open_as(addr, "guest", "guest", "/", heartbeat).await
+    }
+
+    /// Connects and completes the handshake as `user` on `vhost`.
+    pub async fn open_as(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        heartbeat: u16,
+    ) -> Client {
         let mut c = Client::connect(addr).await;
         c.stream.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
         let start = c.expect_method().await;
@@ -66,7 +77,7 @@ impl Client {
             ConnectionStartOk {
                 client_properties,
                 mechanism: ShortString::from_static("PLAIN"),
-                response: Bytes::from_static(b"\0guest\0guest"),
+                response: Bytes::from(format!("\0{user}\0{password}")),
                 locale: ShortString::from_static("en_US"),
             },
         )
@@ -87,7 +98,7 @@ impl Client {
         c.send(
             0,
             ConnectionOpen {
-                virtual_host: ShortString::from_static("/"),
+                virtual_host: ShortString::try_from(vhost).unwrap(),
             },
         )
         .await;
@@ -99,31 +110,26 @@ impl Client {
     /// Connects, handshakes, and opens channel 1.
     pub async fn with_channel(addr: SocketAddr) -> Client {
         let mut c = Client::open(addr, 0).await;
-        c.send(1, ChannelOpen {}).await;
-        assert_eq!(c.expect_method().await.class_method(), (20, 11));
+        c.open_channel(1).await;
         c
     }
 
+    /// Opens `channel`.
+    pub async fn open_channel(&mut self, channel: u16) {
+        self.send(channel, ChannelOpen {}).await;
+        assert_eq!(self.expect_method().await.class_method(), (20, 11));
+    }
+
     pub async fn send(&mut self, channel: u16, m: impl Into<Method>) {
-        let m = m.into();
         let mut out = BytesMut::new();
-        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
+        encode_method(&mut out, channel, m);
         self.stream.write_all(&out).await.unwrap();
     }
 
     /// Publishes `body` to the default exchange with routing key `queue`.
     pub async fn publish(&mut self, channel: u16, queue: &str, body: &[u8]) {
-        let m = Method::from(BasicPublish {
-            routing_key: ShortString::try_from(queue).unwrap(),
-            ..Default::default()
-        });
         let mut out = BytesMut::new();
-        encode_frame_with(&mut out, 1, channel, |b| m.encode(b));
-        encode_frame_with(&mut out, 2, channel, |b| {
-            fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
-            fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
-        });
-        encode_frame_with(&mut out, 3, channel, |b| b.extend_from_slice(body));
+        encode_publish(&mut out, channel, queue, body);
         self.stream.write_all(&out).await.unwrap();
     }
 
@@ -171,4 +177,25 @@ impl Client {
     pub async fn wait_closed(&mut self) {
         while self.next_frame().await.is_some() {}
     }
+}
+
+/// Appends a method frame to `out`.
+pub fn encode_method(out: &mut BytesMut, channel: u16, m: impl Into<Method>) {
+    let m = m.into();
+    encode_frame_with(out, 1, channel, |b| m.encode(b));
+}
+
+/// Appends a publish of `body` to the default exchange with routing key `queue` (method,
+/// header and body frames) to `out`, for tests that send many frames in one write.
+pub fn encode_publish(out: &mut BytesMut, channel: u16, queue: &str, body: &[u8]) {
+    let m = BasicPublish {
+        routing_key: ShortString::try_from(queue).unwrap(),
+        ..Default::default()
+    };
+    encode_method(out, channel, m);
+    encode_frame_with(out, 2, channel, |b| {
+        fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
+        fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
+    });
+    encode_frame_with(out, 3, channel, |b| b.extend_from_slice(body));
 }

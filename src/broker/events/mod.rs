@@ -30,6 +30,16 @@ pub struct BindingSpec {
     pub arguments: FieldTable,
 }
 
+impl BindingSpec {
+    /// The destination's name if it is an exchange.
+    pub fn destination_exchange(&self) -> Option<&ShortString> {
+        match &self.destination {
+            Destination::Exchange(name) => Some(name),
+            Destination::Queue(_) => None,
+        }
+    }
+}
+
 /// What changed, as topology subscribers see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopologyEventKind {

@@ -30,7 +30,7 @@ use super::queue_args::QueueArgs;
 use super::routing::{Binding, Destination, ExchangeKind};
 use super::vhost::{QueueDeclare, VHost};
 use crate::protocol::arguments::same_arguments;
-use crate::protocol::{FieldTable, FieldValue, ShortString};
+use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
 
 pub use super::events::{
     BindingNotice, BindingSpec, DEFAULT_CAPACITY, DistinctBinding, TopologyEvent,
@@ -571,13 +571,30 @@ impl VHost {
         Ok(())
     }
 
+    /// Unbinding from or to something that does not exist succeeds, as in RabbitMQ:
+    /// what is gone has no bindings left (aio-pika's RPC pattern unbinds, as it closes,
+    /// a reply queue that auto-delete already removed). The default exchange is still
+    /// refused first, and another owner's exclusive queue is still 405.
     fn unbind_locked(
         &self,
         state: &mut TopologyState,
         b: BindingSpec,
         by: &Owner,
     ) -> AmqpResult<()> {
-        let ex = self.check_binding(&b, by)?;
+        for name in [Some(&b.source), b.destination_exchange()]
+            .into_iter()
+            .flatten()
+        {
+            if name.is_empty() {
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
+            }
+        }
+        let ex = match self.check_binding(&b, by) {
+            Err(e) if e.code == ReplyCode::NotFound => return Ok(()),
+            other => other?,
+        };
         let (removed, now_empty) = {
             let mut table = ex.table_mut();
             let removed = table.unbind(&Binding {
