@@ -4,10 +4,12 @@
 
 pub mod auth;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod peering;
 pub mod protocol;
 pub mod server;
+pub mod transport;
 
 pub use server::{Broker, BrokerHandle};

@@ -1,0 +1,78 @@
+//! fedamq's own client (`fedamq::client`) against a real broker: the handshake, a
+//! synchronous call, a refused login, a close.
+
+mod support;
+
+use fedamq::client::{ConnectOptions, Connection, Error};
+use support::broker;
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn open_call_and_close() {
+    let b = broker::start().await;
+    let stream = TcpStream::connect(b.local_addr()).await.unwrap();
+    let mut c = Connection::open(stream, &ConnectOptions::new("guest", "guest", "/"))
+        .await
+        .unwrap();
+    assert!(c.server().starts_with("fedamq "), "{}", c.server());
+    assert_eq!(c.frame_max, 131_072);
+    c.open_channel(1).await.unwrap();
+    c.declare_queue(1, "client-test", false).await.unwrap();
+    c.delete_queue(1, "client-test").await.unwrap();
+    // A channel error comes back as an error, answered.
+    let e = c
+        .bind_queue(1, "nosuch", "amq.direct", "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Closed {
+                what: "channel",
+                code: 404,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    c.close().await.unwrap();
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_login_is_the_servers_close() {
+    let b = broker::start().await;
+    let stream = TcpStream::connect(b.local_addr()).await.unwrap();
+    let e = Connection::open(stream, &ConnectOptions::new("guest", "wrong", "/"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            Error::Closed {
+                what: "connection",
+                code: 403,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let stream = TcpStream::connect(b.local_addr()).await.unwrap();
+    let e = Connection::open(stream, &ConnectOptions::new("guest", "guest", "nosuch"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            Error::Closed {
+                what: "connection",
+                code: 530,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    b.shutdown().await;
+}
