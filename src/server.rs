@@ -19,6 +19,7 @@ use crate::broker::hash::HashMap;
 use crate::broker::vhost::{VHost, VHostLimits};
 use crate::config::Config;
 use crate::connection::{self, Shared};
+use crate::transport::Transport;
 
 /// Entry point for running a broker.
 pub struct Broker;
@@ -91,6 +92,15 @@ impl BrokerHandle {
         &self.shared.identifier
     }
 
+    /// Serves a client connection on `stream`, of any transport (an in-memory stream in
+    /// tests; TLS later), as if accepted. It is closed with 320 on shutdown like the
+    /// others, but not counted against `max_connections`.
+    pub fn serve<T: Transport>(&self, stream: T) -> tokio::task::JoinHandle<()> {
+        let id = connection::next_connection_id();
+        let shutdown = self.shutdown.subscribe();
+        tokio::spawn(connection::serve(stream, self.shared.clone(), id, shutdown))
+    }
+
     /// Stops accepting, closes every connection with 320 and waits for them to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -157,6 +167,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
                 open.fetch_add(1, Ordering::AcqRel);
                 let id = connection::next_connection_id();
                 tracing::debug!(connection = id, "accepted {peer}");
+                let _ = stream.set_nodelay(true);
                 let (shared, shutdown, open) = (shared.clone(), shutdown.clone(), open.clone());
                 connections.spawn(async move {
                     connection::serve(stream, shared, id, shutdown).await;

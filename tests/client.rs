@@ -76,3 +76,21 @@ async fn refused_login_is_the_servers_close() {
     );
     b.shutdown().await;
 }
+
+/// The broker's connections and the client run on any byte stream: here an in-memory
+/// one, with no socket at all.
+#[tokio::test]
+async fn over_an_in_memory_stream() {
+    let b = broker::start().await;
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let served = b.serve(fedamq::transport::Joined(server_end));
+    let mut c = Connection::open(client_end, &ConnectOptions::new("guest", "guest", "/"))
+        .await
+        .unwrap();
+    c.open_channel(1).await.unwrap();
+    c.declare_queue(1, "in-memory", true).await.unwrap();
+    c.close().await.unwrap();
+    drop(c);
+    served.await.unwrap();
+    b.shutdown().await;
+}

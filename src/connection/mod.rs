@@ -17,9 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -48,6 +46,7 @@ use crate::protocol::generated::methods::{
 };
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{ReplyCode, ShortString};
+use crate::transport::Transport;
 
 /// What every connection shares: the broker's configuration and objects.
 #[derive(Debug)]
@@ -71,14 +70,13 @@ pub struct Content {
     pub body: Bytes,
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(
-    mut stream: TcpStream,
+/// Serves one accepted stream (any [`Transport`]) until it closes.
+pub async fn serve<T: Transport>(
+    mut stream: T,
     shared: Arc<Shared>,
     id: ConnectionId,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let opened = tokio::select! {
         r = tokio::time::timeout(shared.config.handshake_timeout, handshake::handshake(&mut stream, &shared)) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
@@ -179,7 +177,7 @@ impl Connection {
 
     async fn run(
         &mut self,
-        mut read: OwnedReadHalf,
+        mut read: impl AsyncRead + Unpin,
         mut inbuf: BytesMut,
         mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,
