@@ -39,14 +39,19 @@ async fn open_call_and_close() {
     b.shutdown().await;
 }
 
+/// The error a login gets.
+async fn refusal(addr: std::net::SocketAddr, password: &str, vhost: &str) -> Error {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    Connection::open(stream, &ConnectOptions::new("guest", password, vhost))
+        .await
+        .err()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn refused_login_is_the_servers_close() {
     let b = broker::start().await;
-    let stream = TcpStream::connect(b.local_addr()).await.unwrap();
-    let e = Connection::open(stream, &ConnectOptions::new("guest", "wrong", "/"))
-        .await
-        .err()
-        .unwrap();
+    let e = refusal(b.local_addr(), "wrong", "/").await;
     assert!(
         matches!(
             e,
@@ -58,11 +63,7 @@ async fn refused_login_is_the_servers_close() {
         ),
         "{e}"
     );
-    let stream = TcpStream::connect(b.local_addr()).await.unwrap();
-    let e = Connection::open(stream, &ConnectOptions::new("guest", "guest", "nosuch"))
-        .await
-        .err()
-        .unwrap();
+    let e = refusal(b.local_addr(), "guest", "nosuch").await;
     assert!(
         matches!(
             e,
