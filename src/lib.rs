@@ -4,11 +4,13 @@
 
 pub mod auth;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod peering;
 pub mod protocol;
 pub mod server;
+pub mod transport;
 
 pub use broker::Broker;
 pub use server::{BrokerHandle, Server};

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::transport::Transport;
 
 /// Entry point for running a broker.
 pub struct Server;
@@ -67,6 +68,21 @@ impl BrokerHandle {
     /// The broker core, for broker objects and tests.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// Serves a client connection on `stream`, of any transport (an in-memory stream in
+    /// tests; TLS later), as if accepted. It is closed with 320 on shutdown like the
+    /// others, but not counted against `max_connections`.
+    pub fn serve<T: Transport>(&self, stream: T) -> tokio::task::JoinHandle<()> {
+        let id = connection::next_connection_id();
+        let shutdown = self.shutdown.subscribe();
+        tokio::spawn(connection::serve(
+            stream,
+            None,
+            self.broker.clone(),
+            id,
+            shutdown,
+        ))
     }
 
     /// Stops accepting, closes every connection with 320 and waits for them to end.
@@ -130,9 +146,10 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                 open.fetch_add(1, Ordering::AcqRel);
                 let id = connection::next_connection_id();
                 tracing::debug!(connection = id, "accepted {peer}");
+                let _ = stream.set_nodelay(true);
                 let (broker, shutdown, open) = (broker.clone(), shutdown.clone(), open.clone());
                 connections.spawn(async move {
-                    connection::serve(stream, broker, id, shutdown).await;
+                    connection::serve(stream, Some(peer), broker, id, shutdown).await;
                     open.fetch_sub(1, Ordering::AcqRel);
                 });
             }

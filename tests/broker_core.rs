@@ -121,7 +121,7 @@ async fn connections_are_listed_and_closed_with_a_reason() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].user, "guest");
     assert_eq!(listed[0].vhost, "/");
-    assert!(listed[0].peer.ip().is_loopback());
+    assert!(listed[0].peer.is_some_and(|p| p.ip().is_loopback()));
 
     let mut events = Box::pin(conn.events_listener());
     assert!(registry.close(listed[0].id, "Closed via management plugin"));

@@ -18,7 +18,8 @@ use crate::protocol::ReplyCode;
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub id: ConnectionId,
-    pub peer: SocketAddr,
+    /// Where it came from (None for a stream that is not a socket).
+    pub peer: Option<SocketAddr>,
     pub user: String,
     pub vhost: String,
     /// The client's `product` property, if it sent one.
@@ -49,7 +50,7 @@ impl Connections {
     pub fn register(
         self: &Arc<Self>,
         id: ConnectionId,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         user: &str,
         vhost: &str,
         client: Option<String>,

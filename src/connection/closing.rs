@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// How long a closed connection waits for its client to close the socket.
@@ -38,7 +37,10 @@ pub async fn drain(read: &mut (impl AsyncRead + Unpin), shutdown: &mut watch::Re
 
 /// Shuts down the write side of a socket not yet split (the handshake's), then
 /// [`drain`]s it.
-pub async fn close(mut stream: TcpStream, shutdown: &mut watch::Receiver<bool>) {
+pub async fn close(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let _ = stream.shutdown().await;
     drain(&mut stream, shutdown).await;
 }

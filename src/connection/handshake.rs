@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::Broker;
 use crate::broker::error::AmqpError;
@@ -58,13 +57,13 @@ impl From<std::io::Error> for HandshakeError {
     }
 }
 
-struct Reader<'a> {
-    stream: &'a mut TcpStream,
+struct Reader<'a, S> {
+    stream: &'a mut S,
     buf: BytesMut,
     frames: FrameDecoder,
 }
 
-impl Reader<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Reader<'_, S> {
     async fn method(&mut self) -> Result<Method, HandshakeError> {
         loop {
             match self.frames.decode(&mut self.buf) {
@@ -89,7 +88,10 @@ impl Reader<'_> {
     }
 }
 
-async fn send(stream: &mut TcpStream, write: impl FnOnce(&mut BytesMut)) -> std::io::Result<()> {
+async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    write: impl FnOnce(&mut BytesMut),
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     encode_frame_with(&mut out, FRAME_METHOD, 0, write);
     stream.write_all(&out).await
@@ -97,7 +99,7 @@ async fn send(stream: &mut TcpStream, write: impl FnOnce(&mut BytesMut)) -> std:
 
 /// Refuses the connection with connection.close and waits briefly for close-ok.
 async fn refuse(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader<'_, impl AsyncRead + AsyncWrite + Unpin>,
     err: AmqpError,
     class_id: u16,
     method_id: u16,
@@ -172,7 +174,10 @@ fn capabilities(client_properties: &FieldTable) -> Capabilities {
 }
 
 /// Runs the handshake on a fresh socket.
-pub async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Opened, HandshakeError> {
+pub async fn handshake(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    broker: &Broker,
+) -> Result<Opened, HandshakeError> {
     let mut header = [0u8; 8];
     let mut seen = 0;
     while seen < 8 {

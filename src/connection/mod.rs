@@ -14,14 +14,13 @@ pub mod handshake;
 mod methods;
 pub mod writer;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -51,6 +50,7 @@ use crate::protocol::generated::methods::{
 };
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{ReplyCode, ShortString};
+use crate::transport::Transport;
 
 /// A content-bearing method's content, as handed to the handlers.
 #[derive(Debug, Clone)]
@@ -60,14 +60,14 @@ pub struct Content {
     pub body: Bytes,
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(
-    mut stream: TcpStream,
+/// Serves one accepted stream (any [`Transport`]) from `peer` until it closes.
+pub async fn serve<T: Transport>(
+    mut stream: T,
+    peer: Option<SocketAddr>,
     broker: Arc<Broker>,
     id: ConnectionId,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let opened = tokio::select! {
         r = tokio::time::timeout(broker.config().handshake_timeout, handshake::handshake(&mut stream, &broker)) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
@@ -93,9 +93,6 @@ pub async fn serve(
             return;
         }
     };
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
     let _registration = broker.connections().register(
@@ -191,7 +188,7 @@ impl Connection {
 
     async fn run(
         &mut self,
-        read: &mut OwnedReadHalf,
+        read: &mut (impl AsyncRead + Unpin),
         mut inbuf: BytesMut,
         mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,

@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::broker::credit::PendingBytes;
@@ -35,7 +34,7 @@ impl WriterHandle {
 
 /// Starts the writer; `drained` is called when pending bytes fall back under the mark.
 pub fn spawn(
-    mut socket: OwnedWriteHalf,
+    mut socket: impl AsyncWrite + Unpin + Send + 'static,
     drained: impl Fn() + Send + 'static,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();

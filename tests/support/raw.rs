@@ -1,10 +1,12 @@
 //! A minimal raw AMQP client over TCP for tests that must send what no real client
-//! would: malformed frames, wrong-channel methods, hostile sizes. Built on fedamq's own
-//! codec for the happy path and raw bytes for everything else.
+//! would: malformed frames, wrong-channel methods, hostile sizes. The handshake is
+//! fedamq's client (`fedamq::client`); after it, fedamq's codec for the happy path and
+//! raw bytes for everything else.
 
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
+use fedamq::client::{ConnectOptions, Connection, Heartbeat};
 use fedamq::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
 use fedamq::protocol::generated::methods::*;
 use fedamq::protocol::{FieldTable, FieldValue, ShortString};
@@ -45,7 +47,8 @@ impl Client {
         }
     }
 
-    /// Connects and completes the handshake as guest with the given heartbeat.
+    /// Connects and completes the handshake (fedamq's client) as guest with the given
+    /// heartbeat (0: none), announcing the `connection.blocked` capability.
     pub async fn open(addr: SocketAddr, heartbeat: u16) -> Client {
         Client::open_as(addr, "guest", "guest", "/", heartbeat).await
     }
@@ -58,10 +61,7 @@ impl Client {
         vhost: &str,
         heartbeat: u16,
     ) -> Client {
-        let mut c = Client::connect(addr).await;
-        c.stream.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
-        let start = c.expect_method().await;
-        assert_eq!(start.class_method(), (10, 10));
+        let stream = TcpStream::connect(addr).await.unwrap();
         let mut caps = FieldTable::new();
         caps.insert(
             ShortString::from_static("connection.blocked"),
@@ -72,39 +72,21 @@ impl Client {
             ShortString::from_static("capabilities"),
             FieldValue::Table(caps),
         );
-        c.send(
-            0,
-            ConnectionStartOk {
-                client_properties,
-                mechanism: ShortString::from_static("PLAIN"),
-                response: Bytes::from(format!("\0{user}\0{password}")),
-                locale: ShortString::from_static("en_US"),
+        let options = ConnectOptions {
+            client_properties,
+            frame_max: 0,
+            heartbeat: match heartbeat {
+                0 => Heartbeat::Off,
+                n => Heartbeat::Propose(n),
             },
-        )
-        .await;
-        let tune = c.expect_method().await;
-        let Method::ConnectionTune(t) = tune.1 else {
-            panic!("expected tune")
+            ..ConnectOptions::new(user, password, vhost)
         };
-        c.send(
-            0,
-            ConnectionTuneOk {
-                channel_max: t.channel_max,
-                frame_max: t.frame_max,
-                heartbeat,
-            },
-        )
-        .await;
-        c.send(
-            0,
-            ConnectionOpen {
-                virtual_host: ShortString::try_from(vhost).unwrap(),
-            },
-        )
-        .await;
-        let ok = c.expect_method().await;
-        assert_eq!(ok.class_method(), (10, 41), "connection.open-ok");
-        c
+        let conn = Connection::open(stream, &options).await.unwrap();
+        Client {
+            stream: conn.stream,
+            buf: conn.rbuf,
+            frames: conn.frames,
+        }
     }
 
     /// Connects, handshakes, and opens channel 1.

@@ -159,7 +159,7 @@ enum Outcome {
 
 async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     let queues = args.queues();
-    let mut setup = Conn::connect(uri)
+    let mut setup = client::connect(uri)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", args.uri))?;
     setup
@@ -169,7 +169,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     declare(args, &mut setup, &queues)
         .await
         .map_err(|e| format!("declaring: {e}"))?;
-    let mut summary = summary_base(args, setup.server.clone(), queues.len());
+    let mut summary = summary_base(args, setup.server(), queues.len());
 
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -177,7 +177,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     // Consumers first, so nothing published is missed.
     let mut consumer_conns = Vec::with_capacity(args.consumers);
     for j in 0..args.consumers {
-        let mut c = Conn::connect(uri)
+        let mut c = client::connect(uri)
             .await
             .map_err(|e| format!("consumer {j}: {e}"))?;
         let queue = &queues[j % queues.len()];
@@ -196,7 +196,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     }
     let mut producer_conns = Vec::with_capacity(args.producers);
     for i in 0..args.producers {
-        let mut c = Conn::connect(uri)
+        let mut c = client::connect(uri)
             .await
             .map_err(|e| format!("producer {i}: {e}"))?;
         let setup_producer = async {
@@ -403,7 +403,7 @@ async fn idle_connections(args: &Args, uri: &AmqpUri) -> Result<Summary, String>
         while next < args.connections && opening.len() < AT_ONCE {
             let uri = uri.clone();
             opening.spawn(async move {
-                let mut c = Conn::connect(&uri).await?;
+                let mut c = client::connect(&uri).await?;
                 c.open_channel(CHANNEL).await?;
                 Ok::<_, client::Error>(c)
             });
@@ -417,7 +417,7 @@ async fn idle_connections(args: &Args, uri: &AmqpUri) -> Result<Summary, String>
         }
     }
     let connect_time = start.elapsed().as_secs_f64();
-    let broker = conns.first().map(|c| c.server.clone()).unwrap_or_default();
+    let broker = conns.first().map(|c| c.server()).unwrap_or_default();
     let mut summary = summary_base(args, broker, 0);
     summary.producers = 0;
     summary.consumers = 0;

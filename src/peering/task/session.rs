@@ -1,19 +1,11 @@
-//! The peering task: one tokio task per peering, owning its connection, its declared
-//! state and its outbox. The handle talks to it through [`Command`]s; it talks back
-//! through [`PeeringEvent`]s, the status board, and the futures of requests and
-//! publishes.
-//!
-//! Its life: idle until started; then connect, open channel 1 in confirm mode, replay the
-//! declared state and the requests that waited, send the outbox; run until the link
-//! fails or the owner stops it; back off and do it again. The channel's incoming methods
-//! go through the generated channel machine, and what it hands to the owner arrives as a
-//! [`Handed`] value (the generated [`PeerOwner`] trait, implemented by [`Inbox`]).
+//! One connection's worth of the peering: channel 1 opened in confirm mode, the
+//! declared state replayed, requests and publishes sent, the remote's frames taken
+//! through the generated connection and channel machines, and a close.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::protocol::content::{ContentAssembler, encode_content};
@@ -21,391 +13,23 @@ use crate::protocol::frame::{FrameType, encode_frame_with, encode_heartbeat, tak
 use crate::protocol::generated::constants::FRAME_METHOD;
 use crate::protocol::generated::methods::*;
 use crate::protocol::generated::peer_agent::{
-    Answer, ChannelState, ConnectionState, PeerOwner, channel_send, channel_transition,
-    connection_transition, hand_content_to_owner, hand_to_owner,
+    Answer, ChannelState, ConnectionState, channel_send, channel_transition, connection_transition,
+    hand_content_to_owner, hand_to_owner,
 };
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{ReplyCode, ShortString};
 
-use super::config::PeeringConfig;
-use super::declared::{Declared, Waiter};
-use super::error::PeeringError;
-use super::link::{self, ConnectError, Link};
-use super::outbox::{Outbox, Outgoing};
-use super::status::{PeeringState, StatusBoard};
-use super::{Acker, Delivery, PeeringEvent, Returned};
-
-/// The peering's one channel.
-const CHANNEL: u16 = 1;
-
-/// What the handle asks of the task.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Start,
-    Stop(oneshot::Sender<()>),
-    Request(Method, Waiter),
-    Publish(Outgoing),
-    Settle {
-        incarnation: u64,
-        delivery_tag: u64,
-        settle: Settle,
-    },
-}
-
-/// What the owner does with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settle {
-    Ack,
-    Reject { requeue: bool },
-}
-
-/// Why a connection ended.
-enum Ended {
-    /// The owner stopped the peering.
-    Stopped,
-    /// Lost: retry (if reconnecting).
-    Lost { code: Option<u16>, text: String },
-    /// Retrying cannot help.
-    Final { code: Option<u16>, text: String },
-}
-
-impl From<ConnectError> for Ended {
-    fn from(e: ConnectError) -> Self {
-        match e {
-            ConnectError::SelfPeering(_) => Ended::Final {
-                code: None,
-                text: e.to_string(),
-            },
-            ConnectError::Refused { code, ref text } => Ended::Lost {
-                code: Some(code),
-                text: text.clone(),
-            },
-            other => Ended::Lost {
-                code: None,
-                text: other.to_string(),
-            },
-        }
-    }
-}
-
-/// Everything that outlives a connection.
-pub(crate) struct TaskState {
-    config: PeeringConfig,
-    status: StatusBoard,
-    events: mpsc::UnboundedSender<PeeringEvent>,
-    /// For the ackers handed out with deliveries.
-    commands_tx: mpsc::WeakUnboundedSender<Command>,
-    declared: Declared,
-    outbox: Outbox,
-    /// Requests that are not declarations, waiting for the channel.
-    waiting: VecDeque<(Method, Waiter)>,
-    /// Counts channel openings; delivery tags are only good on the one they came from.
-    incarnation: u64,
-    /// For names and tags the peering makes up.
-    serial: u64,
-    stop_waiters: Vec<oneshot::Sender<()>>,
-}
-
-pub(crate) async fn run(
-    config: PeeringConfig,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    commands_tx: mpsc::WeakUnboundedSender<Command>,
-    events: mpsc::UnboundedSender<PeeringEvent>,
-    status: StatusBoard,
-) {
-    let mut t = TaskState {
-        config,
-        status,
-        events,
-        commands_tx,
-        declared: Declared::default(),
-        outbox: Outbox::default(),
-        waiting: VecDeque::new(),
-        incarnation: 0,
-        serial: 0,
-        stop_waiters: Vec::new(),
-    };
-    // Nothing connects before start().
-    loop {
-        match commands.recv().await {
-            None => return t.finish_stopped(),
-            Some(Command::Start) => break,
-            Some(other) => {
-                if t.hold(other) {
-                    return t.finish_stopped();
-                }
-            }
-        }
-    }
-    let mut attempt = 0u32;
-    loop {
-        let reason = match attempt {
-            0 => "started".to_owned(),
-            n => format!("reconnect attempt {n}"),
-        };
-        t.status.set(PeeringState::Connecting, reason);
-        let config = t.config.clone();
-        let connecting = link::connect(&config);
-        tokio::pin!(connecting);
-        let connected = loop {
-            tokio::select! {
-                r = &mut connecting => break r,
-                c = commands.recv() => match c {
-                    None => return t.finish_stopped(),
-                    Some(c) => if t.hold(c) { return t.finish_stopped() },
-                },
-            }
-        };
-        let (ended, ran) = match connected {
-            Ok(link) => Session::new(link, &mut t).run(&mut t, &mut commands).await,
-            Err(e) => (Ended::from(e), false),
-        };
-        if ran {
-            attempt = 0;
-        }
-        match ended {
-            Ended::Stopped => return t.finish_stopped(),
-            Ended::Final { code, text } => {
-                t.status.error(code, text.clone());
-                return t.finish_failed(code, text, &mut commands).await;
-            }
-            Ended::Lost { code, text } => {
-                t.status.error(code, text.clone());
-                let Some(backoff) = t.config.reconnect else {
-                    return t.finish_failed(code, text, &mut commands).await;
-                };
-                attempt = attempt.saturating_add(1);
-                let until = Instant::now() + backoff.delay(attempt);
-                t.status
-                    .set(PeeringState::BackingOff { until, attempt }, text);
-                let wait = tokio::time::sleep_until(until);
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = &mut wait => break,
-                        c = commands.recv() => match c {
-                            None => return t.finish_stopped(),
-                            Some(c) => if t.hold(c) { return t.finish_stopped() },
-                        },
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl TaskState {
-    fn next_serial(&mut self) -> u64 {
-        self.serial += 1;
-        self.serial
-    }
-
-    /// Takes a command while there is no open channel. True: stop.
-    fn hold(&mut self, c: Command) -> bool {
-        match c {
-            Command::Start => {}
-            Command::Stop(done) => {
-                self.stop_waiters.push(done);
-                return true;
-            }
-            Command::Publish(out) => {
-                self.outbox.push(out);
-                self.count_outbox();
-            }
-            Command::Request(method, reply) => {
-                if let Some((method, reply)) = self.admit(method, reply) {
-                    match self.declared.record(method.clone()) {
-                        Some((id, _)) => {
-                            if let Some(e) = self.declared.get_mut(id) {
-                                e.waiters.push(reply);
-                            }
-                        }
-                        None => {
-                            self.declared.forget_undone(&method);
-                            self.waiting.push_back((method, reply));
-                        }
-                    }
-                }
-            }
-            // Tags from a closed channel mean nothing now: the remote has requeued those
-            // deliveries and will deliver them again.
-            Command::Settle { .. } => {}
-        }
-        false
-    }
-
-    /// Checks and completes a request; `None` when refused (the waiter has been answered).
-    fn admit(&mut self, method: Method, reply: Waiter) -> Option<(Method, Waiter)> {
-        let info = method.info();
-        // Only synchronous requests without content: connection and channel methods are
-        // the peering's own, publishes go through the outbox, acks through an Acker, and
-        // basic.get, confirm.select and tx.select would change what the channel means.
-        let refusal = if info.has_content {
-            Some(PeeringError::NotARequest(
-                "a method with content (use publish)",
-            ))
-        } else if !info.received_by_server
-            || !info.synchronous
-            || info.class_id == 10
-            || info.class_id == 20
-            || matches!(
-                method,
-                Method::BasicGet(_) | Method::ConfirmSelect(_) | Method::TxSelect(_)
-            )
-        {
-            Some(PeeringError::NotARequest(info.name))
-        } else {
-            None
-        };
-        if let Some(e) = refusal {
-            let _ = reply.send(Err(e));
-            return None;
-        }
-        Some((self.complete(method), reply))
-    }
-
-    /// Server-named queues and consumer tags would change on every replay, breaking
-    /// the bindings and consumers that name them: the peering names them itself.
-    /// no-wait is off: every request is answered.
-    fn complete(&mut self, method: Method) -> Method {
-        match method {
-            Method::QueueDeclare(mut m) => {
-                if m.queue.is_empty() && !m.passive {
-                    m.queue = self.made_up_name("fedamq.peering.q");
-                }
-                m.no_wait = false;
-                Method::QueueDeclare(m)
-            }
-            Method::BasicConsume(mut m) => {
-                if m.consumer_tag.is_empty() {
-                    m.consumer_tag = self.made_up_name("fedamq.peering.ctag");
-                }
-                m.no_wait = false;
-                Method::BasicConsume(m)
-            }
-            Method::ExchangeDeclare(mut m) => {
-                m.no_wait = false;
-                Method::ExchangeDeclare(m)
-            }
-            Method::QueueBind(mut m) => {
-                m.no_wait = false;
-                Method::QueueBind(m)
-            }
-            Method::ExchangeBind(mut m) => {
-                m.no_wait = false;
-                Method::ExchangeBind(m)
-            }
-            Method::ExchangeUnbind(mut m) => {
-                m.no_wait = false;
-                Method::ExchangeUnbind(m)
-            }
-            Method::BasicCancel(mut m) => {
-                m.no_wait = false;
-                Method::BasicCancel(m)
-            }
-            Method::QueueDelete(mut m) => {
-                m.no_wait = false;
-                Method::QueueDelete(m)
-            }
-            Method::ExchangeDelete(mut m) => {
-                m.no_wait = false;
-                Method::ExchangeDelete(m)
-            }
-            Method::QueuePurge(mut m) => {
-                m.no_wait = false;
-                Method::QueuePurge(m)
-            }
-            other => other,
-        }
-    }
-
-    fn made_up_name(&mut self, prefix: &str) -> ShortString {
-        let n = self.next_serial();
-        let name = format!("{prefix}-{:08x}-{n}", rand::random::<u32>());
-        ShortString::new(name).unwrap_or_default()
-    }
-
-    fn count_outbox(&self) {
-        let depth = self.outbox.depth() as u64;
-        self.status.count(|c| c.outbox_depth = depth);
-    }
-
-    /// Every waiter learns the peering is over.
-    fn fail_everything(&mut self, err: &PeeringError) {
-        self.outbox.fail_all(err);
-        self.count_outbox();
-        for e in self.declared.entries_mut() {
-            for w in e.waiters.drain(..) {
-                let _ = w.send(Err(err.clone()));
-            }
-        }
-        for (_, w) in self.waiting.drain(..) {
-            let _ = w.send(Err(err.clone()));
-        }
-    }
-
-    fn finish_stopped(mut self) {
-        self.fail_everything(&PeeringError::Stopped);
-        self.status
-            .set(PeeringState::Stopped, "stopped by its owner");
-        for w in self.stop_waiters.drain(..) {
-            let _ = w.send(());
-        }
-    }
-
-    /// Failed for good: says so, then answers every command with an error until stopped.
-    async fn finish_failed(
-        mut self,
-        code: Option<u16>,
-        text: String,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
-    ) {
-        self.fail_everything(&PeeringError::Stopped);
-        self.status.set(
-            PeeringState::Failed {
-                code,
-                text: text.clone(),
-            },
-            text,
-        );
-        while let Some(c) = commands.recv().await {
-            match c {
-                Command::Stop(done) => {
-                    self.stop_waiters.push(done);
-                    break;
-                }
-                Command::Publish(out) => {
-                    let _ = out.done.send(Err(PeeringError::Stopped));
-                }
-                Command::Request(_, w) => {
-                    let _ = w.send(Err(PeeringError::Stopped));
-                }
-                Command::Start | Command::Settle { .. } => {}
-            }
-        }
-        for w in self.stop_waiters.drain(..) {
-            let _ = w.send(());
-        }
-    }
-}
-
-/// A request on the wire, waiting for its answer. Answers come in request order.
-enum Pending {
-    ChannelOpen,
-    ConfirmSelect,
-    /// A declared-state entry (first asked for, or replayed).
-    Entry {
-        id: u64,
-        waiters: Vec<Waiter>,
-        replay: bool,
-        responses: &'static [(u16, u16)],
-    },
-    /// Any other request.
-    Request(Waiter, &'static [(u16, u16)]),
-}
+use super::super::declared::Waiter;
+use super::super::error::PeeringError;
+use super::super::link::Link;
+use super::super::status::PeeringState;
+use super::super::{Acker, Delivery, PeeringEvent, Returned};
+use super::inbox::{Content, Handed, Inbox, Violation};
+use super::pending::{Answered, InFlight, Pending};
+use super::{CHANNEL, Command, Ended, Settle, TaskState};
 
 /// One connection's worth of state.
-struct Session {
+pub(super) struct Session {
     link: Link,
     writer: mpsc::UnboundedSender<Bytes>,
     writer_task: tokio::task::JoinHandle<()>,
@@ -419,127 +43,15 @@ struct Session {
     replay_left: usize,
     running: bool,
     blocked: bool,
-    pending: VecDeque<Pending>,
+    pending: InFlight,
     next_seq: u64,
     content: ContentAssembler<Method>,
     last_read: Instant,
     last_channel_error: Option<Instant>,
 }
 
-/// What the generated channel machine hands to the owner.
-#[derive(Debug)]
-enum Handed {
-    Response(Method),
-    Deliver(BasicDeliver, EncodedBasicProperties, Bytes),
-    Return(BasicReturn, EncodedBasicProperties, Bytes),
-    Confirm { tag: u64, multiple: bool, ok: bool },
-    Cancelled(ShortString),
-    ChannelClose(ChannelClose),
-    Flow(bool),
-    ConnectionClose(ConnectionClose),
-    Blocked(ShortString),
-    Unblocked,
-}
-
-/// The generated [`PeerOwner`] trait, collecting what it is handed.
-#[derive(Default)]
-struct Inbox(Vec<Handed>);
-
-/// A content as the peering keeps it.
-struct Content {
-    properties: EncodedBasicProperties,
-    body: Bytes,
-}
-
-macro_rules! responses {
-    ($($name:ident: $ty:ident),* $(,)?) => {
-        $(fn $name(&mut self, _channel: u16, m: $ty) {
-            self.0.push(Handed::Response(Method::$ty(m)));
-        })*
-    };
-}
-
-impl PeerOwner for Inbox {
-    type Content = Content;
-    responses! {
-        connection_start: ConnectionStart,
-        connection_open_ok: ConnectionOpenOk,
-        connection_close_ok: ConnectionCloseOk,
-        connection_update_secret_ok: ConnectionUpdateSecretOk,
-        channel_open_ok: ChannelOpenOk,
-        channel_flow_ok: ChannelFlowOk,
-        channel_close_ok: ChannelCloseOk,
-        exchange_declare_ok: ExchangeDeclareOk,
-        exchange_delete_ok: ExchangeDeleteOk,
-        exchange_bind_ok: ExchangeBindOk,
-        exchange_unbind_ok: ExchangeUnbindOk,
-        queue_declare_ok: QueueDeclareOk,
-        queue_bind_ok: QueueBindOk,
-        queue_purge_ok: QueuePurgeOk,
-        queue_delete_ok: QueueDeleteOk,
-        queue_unbind_ok: QueueUnbindOk,
-        basic_qos_ok: BasicQosOk,
-        basic_consume_ok: BasicConsumeOk,
-        basic_cancel_ok: BasicCancelOk,
-        basic_get_empty: BasicGetEmpty,
-        basic_recover_ok: BasicRecoverOk,
-        confirm_select_ok: ConfirmSelectOk,
-        tx_select_ok: TxSelectOk,
-        tx_commit_ok: TxCommitOk,
-        tx_rollback_ok: TxRollbackOk,
-    }
-    fn connection_close(&mut self, _channel: u16, m: ConnectionClose) {
-        self.0.push(Handed::ConnectionClose(m));
-    }
-    fn connection_blocked(&mut self, _channel: u16, m: ConnectionBlocked) {
-        self.0.push(Handed::Blocked(m.reason));
-    }
-    fn connection_unblocked(&mut self, _channel: u16, _m: ConnectionUnblocked) {
-        self.0.push(Handed::Unblocked);
-    }
-    fn channel_flow(&mut self, _channel: u16, m: ChannelFlow) {
-        self.0.push(Handed::Flow(m.active));
-    }
-    fn channel_close(&mut self, _channel: u16, m: ChannelClose) {
-        self.0.push(Handed::ChannelClose(m));
-    }
-    fn basic_cancel(&mut self, _channel: u16, m: BasicCancel) {
-        self.0.push(Handed::Cancelled(m.consumer_tag));
-    }
-    fn basic_return(&mut self, _channel: u16, m: BasicReturn, c: Content) {
-        self.0.push(Handed::Return(m, c.properties, c.body));
-    }
-    fn basic_deliver(&mut self, _channel: u16, m: BasicDeliver, c: Content) {
-        self.0.push(Handed::Deliver(m, c.properties, c.body));
-    }
-    fn basic_get_ok(&mut self, _channel: u16, m: BasicGetOk, _c: Content) {
-        // basic.get is not offered as a request, so this answers nothing we asked.
-        self.0.push(Handed::Response(Method::BasicGetOk(m)));
-    }
-    fn basic_ack(&mut self, _channel: u16, m: BasicAck) {
-        self.0.push(Handed::Confirm {
-            tag: m.delivery_tag,
-            multiple: m.multiple,
-            ok: true,
-        });
-    }
-    fn basic_nack(&mut self, _channel: u16, m: BasicNack) {
-        self.0.push(Handed::Confirm {
-            tag: m.delivery_tag,
-            multiple: m.multiple,
-            ok: false,
-        });
-    }
-}
-
-/// A protocol violation by the remote: we close the connection with this code.
-struct Violation {
-    code: ReplyCode,
-    text: String,
-}
-
 impl Session {
-    fn new(mut link: Link, t: &mut TaskState) -> Session {
+    pub(super) fn new(mut link: Link, t: &mut TaskState) -> Session {
         let (writer, writer_task) = link.spawn_writer();
         let mut s = Session {
             link,
@@ -552,7 +64,7 @@ impl Session {
             replay_left: 0,
             running: false,
             blocked: false,
-            pending: VecDeque::new(),
+            pending: InFlight::default(),
             next_seq: 1,
             content: ContentAssembler::new(),
             last_read: Instant::now(),
@@ -563,7 +75,7 @@ impl Session {
     }
 
     /// Runs until the connection ends; also says whether it got to `running`.
-    async fn run(
+    pub(super) async fn run(
         mut self,
         t: &mut TaskState,
         commands: &mut mpsc::UnboundedReceiver<Command>,
@@ -648,7 +160,7 @@ impl Session {
         if let Some(next) = channel_send(self.channel, &open) {
             self.channel = next;
             self.send(CHANNEL, &open);
-            self.pending.push_back(Pending::ChannelOpen);
+            self.pending.push(Pending::ChannelOpen);
             t.incarnation += 1;
             self.next_seq = 1;
             self.ready = false;
@@ -665,7 +177,7 @@ impl Session {
         self.replay_left = sends.len();
         for (id, method, waiters) in sends {
             self.send(CHANNEL, &method);
-            self.pending.push_back(Pending::Entry {
+            self.pending.push(Pending::Entry {
                 id,
                 waiters,
                 replay: true,
@@ -701,7 +213,7 @@ impl Session {
     fn send_request(&mut self, method: Method, reply: Waiter) {
         let responses = method.info().responses;
         self.send(CHANNEL, &method);
-        self.pending.push_back(Pending::Request(reply, responses));
+        self.pending.push(Pending::Request(reply, responses));
     }
 
     fn send_outbox(&mut self, t: &mut TaskState) {
@@ -746,7 +258,7 @@ impl Session {
                 match t.declared.record(method.clone()) {
                     Some((id, true)) => {
                         self.send(CHANNEL, &method);
-                        self.pending.push_back(Pending::Entry {
+                        self.pending.push(Pending::Entry {
                             id,
                             waiters: vec![reply],
                             replay: false,
@@ -1005,49 +517,24 @@ impl Session {
     }
 
     fn response(&mut self, t: &mut TaskState, m: Method) -> Option<Ended> {
-        let Some(p) = self.pending.pop_front() else {
-            return Some(self.violation(Violation {
-                code: ReplyCode::CommandInvalid,
-                text: format!("{} answers nothing we asked", m.name()),
-            }));
-        };
-        let id = (m.class_id(), m.method_id());
-        match p {
-            Pending::ChannelOpen if matches!(m, Method::ChannelOpenOk(_)) => {
+        match self.pending.answer(m, &mut t.declared) {
+            Ok(Answered::ChannelOpen) => {
                 let select = Method::ConfirmSelect(ConfirmSelect { nowait: false });
                 self.send(CHANNEL, &select);
-                self.pending.push_back(Pending::ConfirmSelect);
+                self.pending.push(Pending::ConfirmSelect);
             }
-            Pending::ConfirmSelect if matches!(m, Method::ConfirmSelectOk(_)) => self.replay(t),
-            Pending::Entry {
-                id: entry,
-                waiters,
-                replay,
-                responses,
-            } if responses.contains(&id) => {
-                // Owners who asked again while it was on the wire are answered too.
-                let later = t
-                    .declared
-                    .get_mut(entry)
-                    .map(|e| std::mem::take(&mut e.waiters))
-                    .unwrap_or_default();
-                for w in waiters.into_iter().chain(later) {
-                    let _ = w.send(Ok(m.clone()));
-                }
-                if replay {
-                    self.replay_left = self.replay_left.saturating_sub(1);
-                    if self.replay_left == 0 {
-                        self.now_running(t);
-                    }
+            Ok(Answered::ConfirmSelect) => self.replay(t),
+            Ok(Answered::Entry { replay: true }) => {
+                self.replay_left = self.replay_left.saturating_sub(1);
+                if self.replay_left == 0 {
+                    self.now_running(t);
                 }
             }
-            Pending::Request(w, responses) if responses.contains(&id) => {
-                let _ = w.send(Ok(m));
-            }
-            _ => {
+            Ok(Answered::Entry { replay: false } | Answered::Request) => {}
+            Err(text) => {
                 return Some(self.violation(Violation {
                     code: ReplyCode::CommandInvalid,
-                    text: format!("{} does not answer what we asked", m.name()),
+                    text,
                 }));
             }
         }
@@ -1077,19 +564,8 @@ impl Session {
             if let Some(out) = t.outbox.take_oldest_in_flight() {
                 let _ = out.done.send(Err(err.clone()));
             }
-        } else if let Some(first) = self.pending.pop_front() {
-            match first {
-                Pending::Entry { id, waiters, .. } => {
-                    t.declared.remove(id);
-                    for w in waiters {
-                        let _ = w.send(Err(err.clone()));
-                    }
-                }
-                Pending::Request(w, _) => {
-                    let _ = w.send(Err(err.clone()));
-                }
-                other => self.pending.push_front(other),
-            }
+        } else {
+            self.pending.fail_oldest(&mut t.declared, &err);
         }
         self.forget_pending(t);
         t.outbox.requeue_in_flight();
@@ -1116,19 +592,7 @@ impl Session {
     fn forget_pending(&mut self, t: &mut TaskState) {
         self.ready = false;
         self.replay_left = 0;
-        for p in self.pending.drain(..) {
-            match p {
-                Pending::Entry { id, waiters, .. } => {
-                    if let Some(e) = t.declared.get_mut(id) {
-                        e.waiters.extend(waiters);
-                    }
-                }
-                Pending::Request(w, _) => {
-                    let _ = w.send(Err(PeeringError::Disconnected));
-                }
-                Pending::ChannelOpen | Pending::ConfirmSelect => {}
-            }
-        }
+        self.pending.forget(&mut t.declared);
     }
 
     /// The remote broke the protocol: close the connection with the code and go.

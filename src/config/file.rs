@@ -1,0 +1,431 @@
+//! The TOML file: read on top of the defaults, every value checked and every error
+//! naming the file, line or key.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::ConfigError;
+use super::memory::MemoryLimit;
+use super::settings::{Config, PermissionConfig, UserConfig};
+use super::values::{
+    check_duration, check_frame_max, check_log_filter, check_max_message_size, fraction,
+    parse_duration, parse_ip, parse_limit, parse_memory_limit, parse_size, seconds,
+};
+use crate::auth::{PasswordHash, compile_pattern};
+
+type Value = toml::Value;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<Value>,
+    port: Option<Value>,
+    heartbeat: Option<Value>,
+    frame_max: Option<Value>,
+    channel_max: Option<Value>,
+    max_message_size: Option<Value>,
+    handshake_timeout: Option<Value>,
+    memory_high_watermark: Option<Value>,
+    log: Option<Value>,
+    vhosts: Option<Value>,
+    limits: Option<FileLimits>,
+    #[serde(rename = "user", alias = "users")]
+    users: Option<Vec<FileUser>>,
+    #[serde(rename = "permission", alias = "permissions")]
+    permissions: Option<Vec<FilePermission>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+struct FileLimits {
+    max_connections: Option<Value>,
+    max_queues: Option<Value>,
+    max_exchanges: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[user]] table")]
+struct FileUser {
+    name: Option<Value>,
+    password: Option<Value>,
+    password_hash: Option<Value>,
+    tags: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[permission]] table")]
+struct FilePermission {
+    user: Option<Value>,
+    vhost: Option<Value>,
+    configure: Option<Value>,
+    write: Option<Value>,
+    read: Option<Value>,
+}
+
+/// Reads `text` (the contents of `path`) on top of `config`.
+pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim_end().to_string(),
+        }
+    })?;
+    let origin = path.display().to_string();
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        key: key.to_string(),
+        message,
+    };
+    // Runs a converter on an optional value, naming `key` in the error.
+    macro_rules! set {
+        ($field:expr, $value:expr, $key:expr, $convert:expr) => {
+            if let Some(v) = &$value {
+                $field = $convert(v).map_err(|m| invalid($key, m))?;
+            }
+        };
+    }
+
+    set!(config.bind, file.bind, "bind", |v: &Value| string(v)
+        .and_then(|s| parse_ip(&s)));
+    set!(config.port, file.port, "port", |v: &Value| integer(
+        v,
+        0,
+        u16::MAX
+    ));
+    set!(
+        config.heartbeat,
+        file.heartbeat,
+        "heartbeat",
+        |v: &Value| integer(v, 0, u16::MAX)
+    );
+    set!(
+        config.frame_max,
+        file.frame_max,
+        "frame_max",
+        |v: &Value| { integer::<u32>(v, 0, u32::MAX).and_then(check_frame_max) }
+    );
+    set!(
+        config.channel_max,
+        file.channel_max,
+        "channel_max",
+        |v: &Value| integer(v, 0, u16::MAX)
+    );
+    set!(
+        config.max_message_size,
+        file.max_message_size,
+        "max_message_size",
+        |v: &Value| { size(v).and_then(check_max_message_size) }
+    );
+    set!(
+        config.handshake_timeout,
+        file.handshake_timeout,
+        "handshake_timeout",
+        duration
+    );
+    set!(
+        config.memory_high_watermark,
+        file.memory_high_watermark,
+        "memory_high_watermark",
+        |v: &Value| { memory_limit(v).map(MemoryLimit::resolve) }
+    );
+    set!(config.log, file.log, "log", |v: &Value| string(v)
+        .and_then(check_log_filter));
+    if let Some(limits) = &file.limits {
+        set!(
+            config.limits.max_connections,
+            limits.max_connections,
+            "limits.max_connections",
+            limit
+        );
+        set!(
+            config.limits.max_queues,
+            limits.max_queues,
+            "limits.max_queues",
+            limit
+        );
+        set!(
+            config.limits.max_exchanges,
+            limits.max_exchanges,
+            "limits.max_exchanges",
+            limit
+        );
+    }
+
+    if let Some(v) = &file.vhosts {
+        let vhosts = string_list(v).map_err(|m| invalid("vhosts", m))?;
+        let mut seen = HashSet::new();
+        for (i, name) in vhosts.iter().enumerate() {
+            if name.is_empty() {
+                return Err(invalid(&format!("vhosts[{i}]"), "must not be empty".into()));
+            }
+            if !seen.insert(name) {
+                return Err(invalid(
+                    &format!("vhosts[{i}]"),
+                    format!("vhost {name:?} is listed twice"),
+                ));
+            }
+        }
+        config.vhosts = vhosts;
+    }
+
+    if let Some(users) = &file.users {
+        config.users = read_users(users, &invalid)?;
+        config.permissions.clear();
+    }
+    if let Some(perms) = &file.permissions {
+        config.permissions = read_permissions(perms, &invalid)?;
+    }
+    // Drop the default guest permission if the file removed "/" (with guest kept).
+    if file.users.is_none() && file.permissions.is_none() && !config.vhosts.iter().any(|v| v == "/")
+    {
+        config.permissions.clear();
+    }
+    check_permission_references(config, &invalid)
+}
+
+fn read_users(
+    users: &[FileUser],
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<UserConfig>, ConfigError> {
+    let mut out: Vec<UserConfig> = Vec::with_capacity(users.len());
+    for (i, u) in users.iter().enumerate() {
+        let key = |field: &str| format!("user[{i}].{field}");
+        let name = required(&u.name, &key("name"), invalid)?;
+        if name.is_empty() {
+            return Err(invalid(&key("name"), "must not be empty".into()));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(invalid(
+                &key("name"),
+                format!("user {name:?} is defined twice"),
+            ));
+        }
+        let mut password = None;
+        let password_hash = match (&u.password, &u.password_hash) {
+            (Some(p), None) => {
+                let p = string(p).map_err(|m| invalid(&key("password"), m))?;
+                if p.is_empty() {
+                    return Err(invalid(
+                        &key("password"),
+                        "must not be empty (blank passwords are refused at login; use password_hash = \"\" to lock the account)".into(),
+                    ));
+                }
+                let hash = PasswordHash::new(&p);
+                password = Some(p);
+                hash
+            }
+            (None, Some(h)) => {
+                let h = string(h).map_err(|m| invalid(&key("password_hash"), m))?;
+                PasswordHash::parse(&h)
+                    .map_err(|e| invalid(&key("password_hash"), e.to_string()))?
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &key("password"),
+                    "give either password or password_hash, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    &key("password"),
+                    "missing: give password or password_hash".into(),
+                ));
+            }
+        };
+        let tags = match &u.tags {
+            Some(t) => string_list(t).map_err(|m| invalid(&key("tags"), m))?,
+            None => Vec::new(),
+        };
+        out.push(UserConfig {
+            name,
+            password_hash,
+            password,
+            tags,
+        });
+    }
+    Ok(out)
+}
+
+fn read_permissions(
+    perms: &[FilePermission],
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<PermissionConfig>, ConfigError> {
+    let mut out: Vec<PermissionConfig> = Vec::with_capacity(perms.len());
+    for (i, p) in perms.iter().enumerate() {
+        let key = |field: &str| format!("permission[{i}].{field}");
+        let pattern = |v: &Option<Value>, field: &str| -> Result<String, ConfigError> {
+            let s = required(v, &key(field), invalid)?;
+            compile_pattern(&s).map_err(|e| {
+                invalid(
+                    &key(field),
+                    format!("invalid regular expression {s:?}: {e}"),
+                )
+            })?;
+            Ok(s)
+        };
+        let entry = PermissionConfig {
+            user: required(&p.user, &key("user"), invalid)?,
+            vhost: required(&p.vhost, &key("vhost"), invalid)?,
+            configure: pattern(&p.configure, "configure")?,
+            write: pattern(&p.write, "write")?,
+            read: pattern(&p.read, "read")?,
+        };
+        if out
+            .iter()
+            .any(|o| o.user == entry.user && o.vhost == entry.vhost)
+        {
+            return Err(invalid(
+                &key("vhost"),
+                format!(
+                    "user {:?} already has permissions on vhost {:?}",
+                    entry.user, entry.vhost
+                ),
+            ));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+fn check_permission_references(
+    config: &Config,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    for (i, p) in config.permissions.iter().enumerate() {
+        if !config.users.iter().any(|u| u.name == p.user) {
+            return Err(invalid(
+                &format!("permission[{i}].user"),
+                format!("no user named {:?}", p.user),
+            ));
+        }
+        if !config.vhosts.contains(&p.vhost) {
+            return Err(invalid(
+                &format!("permission[{i}].vhost"),
+                format!("no vhost named {:?} in vhosts", p.vhost),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Table(_) => "a table".into(),
+        Value::Array(_) => "an array".into(),
+        other => other.to_string(),
+    }
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("expected a string, got {}", describe(other))),
+    }
+}
+
+fn required(
+    v: &Option<Value>,
+    key: &str,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<String, ConfigError> {
+    match v {
+        Some(v) => string(v).map_err(|m| invalid(key, m)),
+        None => Err(invalid(key, "missing".into())),
+    }
+}
+
+fn string_list(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(format!("expected strings, got {}", describe(other))),
+            })
+            .collect(),
+        other => Err(format!(
+            "expected an array of strings, got {}",
+            describe(other)
+        )),
+    }
+}
+
+fn integer<T: TryFrom<i64> + Into<i64> + Copy + std::fmt::Display>(
+    v: &Value,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    match v {
+        Value::Integer(i) => T::try_from(*i)
+            .ok()
+            .filter(|t| (*t).into() >= min.into() && (*t).into() <= max.into())
+            .ok_or_else(|| format!("must be between {min} and {max}, got {i}")),
+        other => Err(format!("expected an integer, got {}", describe(other))),
+    }
+}
+
+fn size(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Integer(i) => {
+            u64::try_from(*i).map_err(|_| format!("must not be negative, got {i}"))
+        }
+        Value::String(s) => parse_size(s),
+        other => Err(format!(
+            "expected bytes or a size such as \"64MiB\", got {}",
+            describe(other)
+        )),
+    }
+}
+
+fn duration(v: &Value) -> Result<Duration, String> {
+    let d = match v {
+        Value::Integer(i) => u64::try_from(*i)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("must not be negative, got {i}"))?,
+        Value::Float(f) => seconds(*f)?,
+        Value::String(s) => parse_duration(s)?,
+        other => return Err(format!("expected seconds, got {}", describe(other))),
+    };
+    check_duration(d)
+}
+
+fn memory_limit(v: &Value) -> Result<MemoryLimit, String> {
+    match v {
+        Value::Integer(i) => u64::try_from(*i)
+            .map(MemoryLimit::Bytes)
+            .map_err(|_| format!("must not be negative, got {i}")),
+        Value::Float(f) => fraction(*f),
+        Value::String(s) => parse_memory_limit(s),
+        other => Err(format!(
+            "expected a fraction of RAM, a percentage or a size, got {}",
+            describe(other)
+        )),
+    }
+}
+
+fn limit(v: &Value) -> Result<usize, String> {
+    match v {
+        Value::Integer(i) => {
+            usize::try_from(*i).map_err(|_| format!("must not be negative, got {i}"))
+        }
+        Value::String(s) => parse_limit(s),
+        other => Err(format!(
+            "expected a number or \"unlimited\", got {}",
+            describe(other)
+        )),
+    }
+}

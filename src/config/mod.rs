@@ -1,0 +1,110 @@
+//! Configuration, in three layers: built-in defaults, then a TOML file (`--config`), then
+//! command-line flags (or their `FEDAMQ_*` environment variables). Each layer overrides
+//! only what it sets.
+//!
+//! The defaults are RabbitMQ's, so that fedamq runs with no file at all and a client
+//! written against RabbitMQ connects unchanged: port 5672 on 127.0.0.1, user
+//! `guest`/`guest` with full permissions on vhost `/`, heartbeat 60 s, frame_max 131072,
+//! channel_max 2047, 128 MiB messages, memory watermark at 40% of RAM. The default bind
+//! address is loopback because the default user is well known (RabbitMQ reaches the same
+//! end by letting `guest` log in only over loopback).
+//!
+//! Every problem stops start-up with a message naming where it is and the key:
+//! `fedamq.toml: frame_max: must be at least 4096, got 100`,
+//! `command line: --max-message-size: must be at most 512MiB, got 1GiB`,
+//! `fedamq.toml:3:1: unknown field `prot`, expected one of …`. Unknown keys are errors
+//! rather than ignored, so a misspelt setting cannot silently fall back to its default.
+//!
+//! # The file
+//!
+//! ```toml
+//! bind = "0.0.0.0"              # IPv4 or IPv6 address, no host names
+//! port = 5672                   # 0 picks any free port
+//! heartbeat = 60                # seconds the server proposes; 0 disables
+//! frame_max = 131072            # bytes, at least 4096
+//! channel_max = 2047            # per connection; 0 means no limit (65535)
+//! max_message_size = "128MiB"   # bytes or a size with a unit; at most 512MiB
+//! handshake_timeout = 10        # seconds (a float, or "500ms", also works)
+//! memory_high_watermark = 0.4   # a fraction of RAM, "40%", a size ("2GiB"), or 0 = off
+//! log = "info"                  # a tracing filter; RUST_LOG overrides it
+//! vhosts = ["/", "staging"]
+//!
+//! [limits]                      # each an integer or "unlimited" (the default)
+//! max_connections = 10000
+//! max_queues = "unlimited"      # per vhost
+//! max_exchanges = 1000          # per vhost
+//!
+//! [[user]]
+//! name = "admin"
+//! password = "change-me"        # hashed when the file is read
+//! tags = ["administrator"]
+//!
+//! [[user]]
+//! name = "app"
+//! # What `rabbitmqctl hash_password` prints, or `password_hash` from definitions.json;
+//! # "" locks the account.
+//! password_hash = "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
+//!
+//! [[permission]]                # at most one per user and vhost, as in RabbitMQ
+//! user = "app"
+//! vhost = "staging"
+//! configure = "^app\\."         # regular expressions, unanchored; "" allows nothing
+//! write = "^(app\\.|amq\\.default$)"
+//! read = ".*"
+//! ```
+//!
+//! Sizes are bytes, or a number with a unit: `KiB`/`MiB`/`GiB`/`TiB` (or `K`/`M`/`G`/`T`)
+//! are powers of 1024, `KB`/`MB`/`GB`/`TB` powers of 1000; case does not matter.
+//!
+//! Users, vhosts and permissions come only from the file. `vhosts` replaces the default
+//! `["/"]`. Any `[[user]]` replaces the default `guest` user *and* its permission, so only
+//! the file's `[[permission]]` entries apply; with no `[[user]]`, `guest` stays and
+//! `[[permission]]` entries, if any, replace its default one (`guest` keeps full access
+//! to `/` only when the file has no `[[permission]]` and `/` is a vhost). Permissions
+//! naming an unknown user or vhost are errors, as are patterns that do not compile (see
+//! [`crate::auth::permissions`] for how they are matched).
+//!
+//! # Where things are
+//!
+//! - [`settings`]: [`Config`] and its defaults; [`Config::user_table`] turns the users and
+//!   permissions into the broker's [`crate::auth::Users`];
+//! - [`file`](mod@file): the TOML file; [`cli`]: the flags; [`values`]: the value parsers and
+//!   checks both share; [`memory`]: the memory watermark and total memory;
+//! - [`error`]: why loading failed ([`ConfigError`]).
+
+pub mod cli;
+pub mod error;
+pub mod file;
+pub mod memory;
+pub mod settings;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use cli::{Cli, apply_cli};
+pub use error::ConfigError;
+pub use file::apply_file;
+pub use memory::{
+    DEFAULT_MEMORY_FRACTION, FALLBACK_MEMORY_HIGH_WATERMARK, MemoryLimit, total_memory,
+};
+pub use settings::{Config, Limits, PermissionConfig, UserConfig};
+pub use values::{
+    FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_LIMIT, parse_duration, parse_limit, parse_memory_limit,
+    parse_size,
+};
+
+/// Builds the configuration: defaults, then the file named by `cli.config`, then the
+/// flags in `cli`.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    if let Some(path) = &cli.config {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        apply_file(&mut config, path, &text)?;
+    }
+    apply_cli(&mut config, cli)?;
+    Ok(config)
+}
