@@ -145,7 +145,7 @@ pub struct Connection {
     heartbeat: u16,
     capabilities: Capabilities,
     channels: HashMap<u16, Channel>,
-    /// Frames encoded but not yet handed to the writer.
+    /// Frames encoded but not yet written (or handed to the writer task).
     out: BytesMut,
     writer: WriterHandle,
     mailbox: Mailbox,
@@ -200,7 +200,7 @@ impl Connection {
         while !self.done {
             if !self.out.is_empty() {
                 last_sent = Instant::now();
-                if !self.writer.send(self.out.split().freeze()) {
+                if !self.writer.send(&mut self.out) {
                     return;
                 }
             }
@@ -268,7 +268,7 @@ impl Connection {
             }
         }
         if !self.out.is_empty() {
-            self.writer.send(self.out.split().freeze());
+            self.writer.send(&mut self.out);
         }
     }
 
