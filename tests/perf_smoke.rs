@@ -82,6 +82,38 @@ async fn two_seconds_auto_ack() {
     b.shutdown().await;
 }
 
+/// S1u's client: each publish in its own write call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbatched_writes_one_call_per_publish() {
+    let b = broker().await;
+    let v = perf(
+        &b,
+        &[
+            "-x1",
+            "-y1",
+            "-s16",
+            "-a",
+            "-z1",
+            "--unbatched",
+            "--cleanup",
+        ],
+    )
+    .await;
+    no_errors(&v);
+    assert_eq!(v["unbatched"], true);
+    assert!(num(&v, "consumed") > 0.0);
+    assert!(num(&v, "published") >= num(&v, "consumed"));
+    // At least one call per publish (more when a write is cut short).
+    assert!(num(&v, "publish_writes") >= num(&v, "published"), "{v}");
+    check_percentiles(&v, "latency_us");
+    // The default still batches.
+    let v = perf(&b, &["-x1", "-y0", "-s16", "-C", "10000", "--cleanup"]).await;
+    no_errors(&v);
+    assert_eq!(v["unbatched"], false);
+    assert!(num(&v, "publish_writes") < num(&v, "published"), "{v}");
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_seconds_confirms_and_manual_multi_ack() {
     let b = broker().await;

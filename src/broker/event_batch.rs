@@ -17,8 +17,27 @@ use super::consumer::{ConnectionEvent, Mailbox};
 use std::cell::RefCell;
 
 thread_local! {
-    static HELD: RefCell<Option<Vec<Held>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Holder> = const {
+        RefCell::new(Holder {
+            holding: false,
+            runs: Vec::new(),
+            run_capacity: *RUN_CAPACITY.start(),
+        })
+    };
 }
+
+/// This thread's held events. The list of runs keeps its allocation from one hold to
+/// the next; a run's events leave in the batch they make.
+struct Holder {
+    holding: bool,
+    runs: Vec<Held>,
+    /// The longest run of the last flush: a new run gets room for as many events, so
+    /// a steady stream of reads seldom regrows its runs.
+    run_capacity: usize,
+}
+
+/// Bounds of [`Holder::run_capacity`].
+const RUN_CAPACITY: std::ops::RangeInclusive<usize> = 8..=1024;
 
 /// A run of events for one mailbox, in the order they were sent.
 struct Held {
@@ -34,15 +53,7 @@ pub struct Holding {
 }
 
 pub fn hold() -> Holding {
-    let outer = HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        if h.is_some() {
-            false
-        } else {
-            *h = Some(Vec::new());
-            true
-        }
-    });
+    let outer = HELD.with(|h| !std::mem::replace(&mut h.borrow_mut().holding, true));
     Holding { outer }
 }
 
@@ -51,9 +62,25 @@ impl Drop for Holding {
         if !self.outer {
             return;
         }
-        if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
-            flush(held);
+        let mut runs = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.holding = false;
+            std::mem::take(&mut h.runs)
+        });
+        if runs.is_empty() {
+            return;
         }
+        let longest = runs.iter().map(|r| r.events.len()).max().unwrap_or(0);
+        // Sending may send more (a delivery taken back goes to another consumer); those
+        // go straight out, as nothing is held any more.
+        flush(&mut runs);
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.run_capacity = longest.clamp(*RUN_CAPACITY.start(), *RUN_CAPACITY.end());
+            if h.runs.capacity() == 0 {
+                h.runs = runs;
+            }
+        });
     }
 }
 
@@ -61,20 +88,25 @@ impl Drop for Holding {
 /// event back when the connection is gone (only known at once when not holding; a held
 /// delivery to a gone connection is taken back by its queue at the flush).
 pub fn send(mailbox: &Mailbox, event: ConnectionEvent) -> Result<(), ConnectionEvent> {
-    let event = HELD.with(|h| match h.borrow_mut().as_mut() {
-        Some(held) => {
-            // Consecutive events for one mailbox join its run as they come, so the flush
-            // moves each event once and clones each mailbox once per run.
-            match held.last_mut() {
-                Some(run) if run.mailbox.same_channel(mailbox) => run.events.push(event),
-                _ => held.push(Held {
-                    mailbox: mailbox.clone(),
-                    events: vec![event],
-                }),
-            }
-            None
+    let event = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if !h.holding {
+            return Some(event);
         }
-        None => Some(event),
+        // Consecutive events for one mailbox join its run as they come, so the flush
+        // moves each event once and clones each mailbox once per run.
+        match h.runs.last_mut() {
+            Some(run) if run.mailbox.same_channel(mailbox) => run.events.push(event),
+            _ => {
+                let mut events = Vec::with_capacity(h.run_capacity);
+                events.push(event);
+                h.runs.push(Held {
+                    mailbox: mailbox.clone(),
+                    events,
+                });
+            }
+        }
+        None
     });
     match event {
         None => Ok(()),
@@ -82,12 +114,12 @@ pub fn send(mailbox: &Mailbox, event: ConnectionEvent) -> Result<(), ConnectionE
     }
 }
 
-/// One batch per run of events for the same mailbox, in order.
-fn flush(held: Vec<Held>) {
+/// One batch per run of events for the same mailbox, in order; `runs` is left empty.
+fn flush(runs: &mut Vec<Held>) {
     for Held {
         mailbox,
         mut events,
-    } in held
+    } in runs.drain(..)
     {
         let event = if events.len() == 1 {
             events.pop().expect("a run holds at least one event")
@@ -164,5 +196,36 @@ mod tests {
         assert_eq!(channels(b_rx.try_recv().unwrap()), [5]);
         drop(b_rx);
         assert!(send(&b, cancelled(6)).is_err());
+    }
+
+    #[test]
+    fn a_run_starts_with_room_for_the_longest_run_of_the_last_flush() {
+        let (a, mut a_rx) = mpsc::unbounded_channel();
+        let capacity = |e: ConnectionEvent| match e {
+            ConnectionEvent::Batch(events) => events.capacity(),
+            _ => 0,
+        };
+        {
+            let _h = hold();
+            for n in 0..100 {
+                send(&a, cancelled(n)).unwrap();
+            }
+        }
+        assert_eq!(channels(a_rx.try_recv().unwrap()).len(), 100);
+        {
+            let _h = hold();
+            send(&a, cancelled(0)).unwrap();
+            send(&a, cancelled(1)).unwrap();
+        }
+        assert!(capacity(a_rx.try_recv().unwrap()) >= 100);
+        {
+            let _h = hold();
+            send(&a, cancelled(0)).unwrap();
+            send(&a, cancelled(1)).unwrap();
+        }
+        assert!(
+            capacity(a_rx.try_recv().unwrap()) < 100,
+            "follows the last flush"
+        );
     }
 }

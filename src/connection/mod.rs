@@ -223,6 +223,7 @@ impl Connection {
                 // The client's heartbeats waited unread meanwhile.
                 self.last_received = Instant::now();
             }
+            make_read_room(&mut inbuf);
             tokio::select! {
                 biased;
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if self.closing.is_none() => {
@@ -624,6 +625,21 @@ impl Connection {
     }
 }
 
+/// Below this much free room in the input buffer, a read gets [`READ_ROOM`] more.
+const READ_ROOM_LOW: usize = 2 * 1024;
+/// How much a read may take at least: a client writing fast has many frames waiting,
+/// and every read costs a syscall, an ACK and the per-read work of `process_input`.
+const READ_ROOM: usize = 16 * 1024;
+
+/// Frames are split off the input buffer as messages keep them, so its free room
+/// shrinks with every read; without this a read would take only what was left of the
+/// first allocation, down to a few bytes. An idle connection keeps its small buffer.
+fn make_read_room(inbuf: &mut BytesMut) {
+    if inbuf.capacity() - inbuf.len() < READ_ROOM_LOW {
+        inbuf.reserve(READ_ROOM);
+    }
+}
+
 /// The error for a method or content frame on a channel that was never opened.
 fn not_open(channel: u16) -> AmqpError {
     AmqpError::channel_error(format!("expected 'channel.open' on channel {channel}"))
@@ -634,4 +650,25 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// A fresh connection id.
 pub fn next_connection_id() -> ConnectionId {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_gets_room_only_when_the_buffer_is_nearly_full() {
+        let mut idle = BytesMut::with_capacity(4096);
+        make_read_room(&mut idle);
+        assert_eq!(idle.capacity(), 4096, "an idle connection keeps its buffer");
+
+        // Frames split off as messages leave the rest of the allocation behind.
+        let mut inbuf = BytesMut::with_capacity(4096);
+        inbuf.extend_from_slice(&[0; 4000]);
+        let kept = inbuf.split_to(3990).freeze();
+        make_read_room(&mut inbuf);
+        assert_eq!(&inbuf[..], &[0; 10], "unread bytes stay");
+        assert!(inbuf.capacity() - inbuf.len() >= READ_ROOM);
+        assert_eq!(kept.len(), 3990);
+    }
 }

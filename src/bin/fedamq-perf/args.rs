@@ -95,6 +95,11 @@ pub struct Args {
     #[arg(short = 'p', long = "predeclared")]
     pub predeclared: bool,
 
+    /// Write each publish (method, header and body frames) with its own `write` call, as
+    /// pika, amqplib and amqprs do, instead of many publishes per call.
+    #[arg(long = "unbatched", visible_alias = "write-per-publish")]
+    pub unbatched: bool,
+
     /// Declare the queues auto-delete.
     #[arg(long = "auto-delete")]
     pub auto_delete: bool,
@@ -226,6 +231,7 @@ mod tests {
             "persistent",
             "-f",
             "mandatory",
+            "--unbatched",
         ]);
         assert_eq!((a.producers, a.consumers, a.size), (2, 3, 256));
         assert!(a.autoack);
@@ -241,7 +247,10 @@ mod tests {
         );
         assert_eq!(a.routing_key.as_deref(), Some("rk"));
         assert!(a.persistent() && a.mandatory());
+        assert!(a.unbatched);
         assert!(a.validate().is_ok());
+        assert!(parse(&["--write-per-publish"]).unbatched);
+        assert!(!parse(&[]).unbatched);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use args::Args;
 use client::{AmqpUri, Conn};
 use consumer::{ConsumerConfig, ConsumerOutcome};
-use producer::{ProducerConfig, ProducerOutcome};
+use producer::{ProducerConfig, ProducerOutcome, Writes};
 use stats::{Counters, Histogram, Latencies, Second, SharedLatencies, Summary, fmt_us, lock};
 
 const CHANNEL: u16 = 1;
@@ -135,6 +135,8 @@ fn summary_base(args: &Args, broker: String, queues: usize) -> Summary {
         queues,
         duration_s: 0.0,
         published: 0,
+        unbatched: args.unbatched,
+        publish_writes: 0,
         publish_rate: 0.0,
         publish_mib_s: 0.0,
         confirmed: 0,
@@ -249,6 +251,11 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
             confirm: args.confirm,
             rate: args.rate,
             count: args.pmessages,
+            writes: if args.unbatched {
+                Writes::PerPublish
+            } else {
+                Writes::Batched
+            },
         });
         let l = SharedLatencies::default();
         confirm_latency.push(l.clone());
@@ -361,6 +368,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     summary.confirmed = Counters::get(&counters.confirmed);
     summary.nacked = Counters::get(&counters.nacked);
     summary.returned = Counters::get(&counters.returned);
+    summary.publish_writes = Counters::get(&counters.writes);
     let rate = |n: u64, end: Instant| {
         let secs = end.duration_since(start).as_secs_f64();
         if secs > 0.0 { n as f64 / secs } else { 0.0 }

@@ -2,6 +2,11 @@
 //! reads confirms. Messages are encoded straight into one write buffer, many per
 //! `write` call; the method frame and properties are encoded once, the body is one
 //! reused buffer whose first 8 octets are the send time.
+//!
+//! Batched writes spare the broker a read per message, which most client libraries do
+//! not: pika, amqplib and amqprs write each publish (method, header and body frames) on
+//! its own. [`Writes::PerPublish`] does the same, so a benchmark can show what the
+//! broker costs under such clients.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,11 +15,12 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fedamq::protocol::ShortString;
 use fedamq::protocol::content::encode_content;
+use fedamq::protocol::frame::FrameDecoder;
 use fedamq::protocol::frame::{FrameType, encode_frame_with};
 use fedamq::protocol::generated::constants::FRAME_METHOD;
 use fedamq::protocol::generated::methods::{BasicPublish, Method};
 use fedamq::protocol::generated::properties::BasicProperties;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::client::{Conn, Error, Result};
@@ -27,6 +33,16 @@ const HIGH_WATER: usize = 256 * 1024;
 /// An outstanding-confirm slot already settled (confirms can arrive out of order).
 const SETTLED: u64 = u64::MAX;
 const BASIC: u16 = 60;
+
+/// How publishes are handed to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Many messages per `write` call, up to [`HIGH_WATER`] octets.
+    Batched,
+    /// One `write` call per message, with its own send time, as most client libraries
+    /// do (the rest of a partial write goes in the next call).
+    PerPublish,
+}
 
 pub struct ProducerConfig {
     pub channel: u16,
@@ -41,6 +57,7 @@ pub struct ProducerConfig {
     pub rate: f64,
     /// Messages to publish; 0 = unlimited.
     pub count: u64,
+    pub writes: Writes,
 }
 
 pub struct ProducerOutcome {
@@ -127,6 +144,45 @@ async fn publish_loop(
     cfg: &ProducerConfig,
     counters: &Counters,
     confirm_latency: &SharedLatencies,
+    stop: watch::Receiver<bool>,
+    published: &mut u64,
+) -> Result<()> {
+    let Conn {
+        stream,
+        rbuf,
+        wbuf,
+        frames,
+        frame_max,
+        ..
+    } = conn;
+    let (rd, wr) = stream.split();
+    let mut socket = Socket {
+        rd,
+        wr,
+        rbuf,
+        out: std::mem::take(wbuf),
+        frames,
+        frame_max: *frame_max,
+    };
+    publish(&mut socket, cfg, counters, confirm_latency, stop, published).await
+}
+
+/// A connection's two halves and its buffers, as the publishing loop uses them.
+struct Socket<'a, R, W> {
+    rd: R,
+    wr: W,
+    rbuf: &'a mut BytesMut,
+    /// Encoded publishes not yet written.
+    out: BytesMut,
+    frames: &'a mut FrameDecoder,
+    frame_max: u32,
+}
+
+async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    socket: &mut Socket<'_, R, W>,
+    cfg: &ProducerConfig,
+    counters: &Counters,
+    confirm_latency: &SharedLatencies,
     mut stop: watch::Receiver<bool>,
     published: &mut u64,
 ) -> Result<()> {
@@ -156,11 +212,21 @@ async fn publish_loop(
     let mut body = vec![0u8; cfg.size];
     // Header and body frames, each with 8 octets of framing; a rough size is enough.
     let per_message = method_frame.len() + 8 + 12 + properties.len() + 8 + cfg.size;
-    let frame_max = conn.frame_max;
+    let frame_max = socket.frame_max;
 
     let mut message = BytesMut::with_capacity(per_message + 64);
-    let mut out = std::mem::take(&mut conn.wbuf);
-    out.reserve(HIGH_WATER);
+    let Socket {
+        rd,
+        wr,
+        rbuf,
+        out,
+        frames,
+        ..
+    } = socket;
+    out.reserve(match cfg.writes {
+        Writes::Batched => HIGH_WATER,
+        Writes::PerPublish => per_message + 64,
+    });
     let mut outstanding = Outstanding {
         send_ns: VecDeque::with_capacity(cfg.confirm.unwrap_or(0).min(1 << 20) as usize),
         first_seq: 1,
@@ -170,19 +236,19 @@ async fn publish_loop(
     let mut stopping = *stop.borrow();
     let started = Instant::now();
 
-    let Conn {
-        stream,
-        rbuf,
-        frames,
-        ..
-    } = conn;
-    let (mut rd, mut wr) = stream.split();
-
     loop {
         let done_sending = stopping || (cfg.count > 0 && *published >= cfg.count);
         let mut rate_wait = None;
-        if !done_sending && out.len() < LOW_WATER {
-            let mut n = ((HIGH_WATER - out.len()) / per_message).max(1) as u64;
+        // Per publish, the next message is encoded once the last one is written.
+        let (room, most) = match cfg.writes {
+            Writes::Batched => (
+                out.len() < LOW_WATER,
+                HIGH_WATER.saturating_sub(out.len()) / per_message,
+            ),
+            Writes::PerPublish => (out.is_empty(), 1),
+        };
+        if !done_sending && room {
+            let mut n = most.max(1) as u64;
             if cfg.count > 0 {
                 n = n.min(cfg.count - *published);
             }
@@ -235,7 +301,7 @@ async fn publish_loop(
 
         tokio::select! {
             biased;
-            r = rd.read_buf(rbuf) => {
+            r = rd.read_buf(*rbuf) => {
                 if r? == 0 {
                     return Err(Error::Closed { what: "connection", code: 0, text: "socket closed".into() });
                 }
@@ -271,8 +337,9 @@ async fn publish_loop(
                 Counters::add(&counters.returned, returned);
                 record_batch(confirm_latency, &mut samples);
             }
-            r = wr.write(&out), if !out.is_empty() => {
+            r = wr.write(out), if !out.is_empty() => {
                 out.advance(r?);
+                Counters::add(&counters.writes, 1);
             }
             _ = tokio::time::sleep_until(rate_wait.unwrap_or(started).into()), if rate_wait.is_some() && out.is_empty() => {}
             r = stop.changed(), if !stopping => {
@@ -287,6 +354,125 @@ async fn publish_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A broker that never answers.
+    struct Silent;
+
+    impl AsyncRead for Silent {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    /// Records the length of each `write` call and takes it all.
+    #[derive(Default)]
+    struct CountingWriter {
+        writes: Vec<usize>,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for CountingWriter {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes.push(buf.len());
+            self.bytes.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Publishes `count` messages of 16 octets into a counting writer; the write lengths
+    /// and the frames written.
+    async fn publish_into(writes: Writes, count: u64) -> (Vec<usize>, Vec<u8>) {
+        let cfg = ProducerConfig {
+            channel: 1,
+            exchange: "amq.direct".into(),
+            routing_key: "q".into(),
+            size: 16,
+            persistent: false,
+            mandatory: false,
+            confirm: None,
+            rate: 0.0,
+            count,
+            writes,
+        };
+        let mut rbuf = BytesMut::new();
+        let mut frames = FrameDecoder::default();
+        let mut socket = Socket {
+            rd: Silent,
+            wr: CountingWriter::default(),
+            rbuf: &mut rbuf,
+            out: BytesMut::new(),
+            frames: &mut frames,
+            frame_max: 131_072,
+        };
+        let counters = Counters::default();
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut published = 0;
+        publish(
+            &mut socket,
+            &cfg,
+            &counters,
+            &SharedLatencies::default(),
+            stop,
+            &mut published,
+        )
+        .await
+        .expect("publishes");
+        assert_eq!(published, count);
+        assert_eq!(
+            Counters::get(&counters.writes),
+            socket.wr.writes.len() as u64
+        );
+        (socket.wr.writes, socket.wr.bytes)
+    }
+
+    /// Method, header and body frames per message, in the order written.
+    fn frame_types(bytes: &[u8]) -> Vec<FrameType> {
+        let decoder = FrameDecoder::default();
+        let mut buf = BytesMut::from(bytes);
+        let mut types = Vec::new();
+        while let Some(frame) = decoder.peek(&buf).expect("well-formed frames") {
+            types.push(frame.frame_type);
+            let len = frame.wire_len();
+            buf.advance(len);
+        }
+        assert!(buf.is_empty());
+        types
+    }
+
+    #[tokio::test]
+    async fn per_publish_writes_each_message_whole_in_its_own_call() {
+        let (writes, bytes) = publish_into(Writes::PerPublish, 5).await;
+        assert_eq!(writes.len(), 5, "{writes:?}");
+        assert!(writes.iter().all(|&w| w == writes[0]), "{writes:?}");
+        let per_message = [FrameType::Method, FrameType::Header, FrameType::Body];
+        assert_eq!(frame_types(&bytes[..writes[0]]), per_message);
+        assert_eq!(frame_types(&bytes), per_message.repeat(5));
+    }
+
+    #[tokio::test]
+    async fn batched_writes_many_messages_per_call() {
+        let (writes, bytes) = publish_into(Writes::Batched, 5).await;
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert_eq!(frame_types(&bytes).len(), 15);
+    }
 
     fn outstanding(n: u64) -> Outstanding {
         Outstanding {

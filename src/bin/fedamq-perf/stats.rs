@@ -163,6 +163,8 @@ pub struct Counters {
     pub nacked: AtomicU64,
     pub returned: AtomicU64,
     pub consumed: AtomicU64,
+    /// `write` calls that sent publishes.
+    pub writes: AtomicU64,
 }
 
 impl Counters {
@@ -231,6 +233,10 @@ pub struct Summary {
     /// Seconds from the start to the end of the run.
     pub duration_s: f64,
     pub published: u64,
+    /// Whether each publish had its own `write` call (`--unbatched`).
+    pub unbatched: bool,
+    /// The `write` calls the producers made to send their publishes.
+    pub publish_writes: u64,
     /// Messages per second over the producers' active time (from the start until the
     /// broker answered their connection.close, so everything sent had been taken in).
     pub publish_rate: f64,
@@ -278,6 +284,17 @@ impl Summary {
             "published:         {} ({:.0} msg/s, {:.1} MiB/s)",
             self.published, self.publish_rate, self.publish_mib_s
         );
+        if self.publish_writes > 0 {
+            println!(
+                "publish writes:    {} ({})",
+                self.publish_writes,
+                if self.unbatched {
+                    "one per publish"
+                } else {
+                    "batched"
+                }
+            );
+        }
         if self.confirmed + self.nacked > 0 {
             println!(
                 "confirmed:         {} (nacked {})",
