@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use super::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use super::hash::HashMap;
+use super::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::protocol::ReplyCode;
 
 /// What the broker knows of one open connection.

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::backlog::Entry;
-use super::consumer::Consumer;
 use super::queue::Queue;
+use super::queue::consumer::Consumer;
 
 /// A delivery awaiting ack, nack or reject.
 #[derive(Debug)]

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::broker::consumer::Consumer;
 use crate::broker::credit::Credit;
 use crate::broker::hash::HashMap;
 use crate::broker::message::MessageRef;
 use crate::broker::queue::Queue;
+use crate::broker::queue::consumer::Consumer;
 use crate::broker::unacked::Outstanding;
 use crate::protocol::ShortString;
 use crate::protocol::content::ContentAssembler;

@@ -28,17 +28,18 @@ use self::channel::{Channel, ChannelState};
 use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
-use crate::broker::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
 use crate::broker::publish::Publisher;
 use crate::broker::queue::Queue;
+use crate::broker::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
+use crate::broker::queue::event_batch;
 use crate::broker::topology::Removal;
 use crate::broker::unacked::{self, Unacked};
 use crate::broker::vhost::VHost;
-use crate::broker::{Broker, clock, event_batch};
+use crate::broker::{Broker, clock};
 use crate::protocol::content::{ContentHeader, encode_content};
 use crate::protocol::frame::{
     FrameDecoder, FrameType, encode_frame_with, encode_heartbeat, take_payload,

@@ -13,12 +13,12 @@ use std::sync::atomic::AtomicBool;
 
 use tokio::sync::mpsc;
 
-use super::consumer::{ConnectionEvent, Consumer};
 use super::credit::{Credit, PendingBytes};
 use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
 use super::owner::Owner;
 use super::queue::Queue;
+use super::queue::consumer::{ConnectionEvent, Consumer};
 use super::topology::Removal;
 use super::unacked::{self, Outstanding, Unacked};
 use super::vhost::VHost;
@@ -195,7 +195,7 @@ impl Drop for InternalConsumer {
         // Deliveries still in the mailbox go back, then those handed out.
         self.mailbox.close();
         while let Ok(event) = self.mailbox.try_recv() {
-            super::event_batch::take_back(event);
+            super::queue::event_batch::take_back(event);
         }
         unacked::give_back(self.outstanding.take_all(), true);
         if last {

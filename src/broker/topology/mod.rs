@@ -548,11 +548,7 @@ impl VHost {
         }
         self.remove_destination(state, &Destination::Queue(q.name().clone()));
         state.record(TopologyEventKind::QueueDeleted(q.name().clone()));
-        let (count, consumers) = q.delete();
-        for c in consumers {
-            c.cancelled();
-        }
-        count
+        q.delete()
     }
 
     fn bind_locked(&self, state: &mut TopologyState, b: BindingSpec, by: &Owner) -> AmqpResult<()> {

@@ -134,7 +134,7 @@ fn flush(runs: &mut Vec<Held>) {
 
 /// The connection went away before its deliveries reached it: each goes back to its
 /// queue, and the consumer is dropped.
-pub(super) fn take_back(event: ConnectionEvent) {
+pub(crate) fn take_back(event: ConnectionEvent) {
     match event {
         ConnectionEvent::Batch(events) => events.into_iter().for_each(take_back),
         ConnectionEvent::Deliver {

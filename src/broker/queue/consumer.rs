@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::backlog::Entry;
-use super::credit::{self, Credit, PendingBytes};
-use super::queue::Queue;
+use super::Queue;
+use crate::broker::backlog::Entry;
+use crate::broker::credit::{self, Credit, PendingBytes};
 use crate::protocol::ShortString;
 
-pub use super::owner::ConnectionId;
+pub use crate::broker::owner::ConnectionId;
 
 /// What queues (and the broker) tell a connection's task.
 #[derive(Debug)]
@@ -88,17 +88,6 @@ impl Consumer {
         if let Some(c) = &self.channel_credit {
             c.give_back(n);
         }
-    }
-
-    /// Tells the consumer's owner that its queue went away (basic.cancel to a client).
-    pub fn cancelled(&self) {
-        let _ = super::event_batch::send(
-            &self.mailbox,
-            ConnectionEvent::Cancelled {
-                channel: self.channel,
-                consumer_tag: self.tag.clone(),
-            },
-        );
     }
 
     /// Whether the connection behind this consumer is gone.

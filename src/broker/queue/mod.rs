@@ -10,15 +10,18 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 
-use super::backlog::{Backlog, Entry, PushOutcome};
-use super::clock;
-use super::consumer::{ConnectionEvent, Consumer};
-use super::credit::PendingBytes;
-use super::dead_letter::{self, Reason};
-use super::error::{AmqpError, AmqpResult};
-use super::message::MessageRef;
-use super::owner::Owner;
-use super::queue_args::{Overflow, QueueArgs};
+pub mod consumer;
+pub mod event_batch;
+
+use self::consumer::{ConnectionEvent, Consumer};
+use crate::broker::backlog::{Backlog, Entry, PushOutcome};
+use crate::broker::clock;
+use crate::broker::credit::PendingBytes;
+use crate::broker::dead_letter::{self, Reason};
+use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::message::MessageRef;
+use crate::broker::owner::Owner;
+use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::protocol::{FieldTable, ShortString};
 
 /// How a queue was declared.
@@ -250,7 +253,7 @@ impl Queue {
             queue: self.clone(),
             entry,
         };
-        if let Err(event) = super::event_batch::send(&consumer.mailbox, event) {
+        if let Err(event) = event_batch::send(&consumer.mailbox, event) {
             // The connection is gone: take the message back, drop the consumer.
             if let ConnectionEvent::Deliver { entry, .. } = event {
                 if !consumer.no_ack {
@@ -420,15 +423,26 @@ impl Queue {
         self.lock().backlog.purge().len() as u32
     }
 
-    /// Marks the queue deleted and empties it; returns the message count and the
-    /// consumers to notify.
-    pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+    /// Marks the queue deleted and empties it; its consumers are told (basic.cancel to
+    /// a client). Returns the number of ready messages it held.
+    pub fn delete(&self) -> u32 {
         self.deleted.store(true, Ordering::Release);
         self.housekeeping.notify_one();
-        let mut st = self.lock();
-        let count = st.backlog.purge().len() as u32;
-        let consumers = std::mem::take(&mut st.consumers);
-        (count, consumers)
+        let (count, consumers) = {
+            let mut st = self.lock();
+            let count = st.backlog.purge().len() as u32;
+            (count, std::mem::take(&mut st.consumers))
+        };
+        for c in consumers {
+            let _ = event_batch::send(
+                &c.mailbox,
+                ConnectionEvent::Cancelled {
+                    channel: c.channel,
+                    consumer_tag: c.tag.clone(),
+                },
+            );
+        }
+        count
     }
 
     fn vhost_name(&self) -> String {
