@@ -1,5 +1,5 @@
-//! The broker's side of every method a client sends: the generated [`ServerMethods`]
-//! trait implemented for a connection.
+//! The broker's side of every method a client sends: the generated per-class handler
+//! traits ([`ConnectionServer`], [`BasicServer`], …) implemented for a connection.
 //!
 //! Each handler checks permissions and arguments as RabbitMQ does, calls into the
 //! vhost or a queue, and encodes its answer into the connection's output buffer.
@@ -28,7 +28,10 @@ use crate::broker::vhost::QueueDeclare as Declare;
 use crate::protocol::content::encode_content;
 use crate::protocol::frame::encode_frame_with;
 use crate::protocol::generated::constants::FRAME_METHOD;
-use crate::protocol::generated::dispatch::ServerMethods;
+use crate::protocol::generated::dispatch::{
+    AccessServer, BasicServer, ChannelServer, ConfirmServer, ConnectionServer, ExchangeServer,
+    QueueServer, ServerHandler, TxServer,
+};
 use crate::protocol::generated::methods::*;
 use crate::protocol::generated::properties::BasicProperties;
 use crate::protocol::{ReplyCode, ShortString};
@@ -232,10 +235,12 @@ fn random_tag(prefix: &str) -> ShortString {
     ShortString::new(Bytes::from(format!("{prefix}{n:032x}"))).unwrap_or_default()
 }
 
-impl ServerMethods for Connection {
+impl ServerHandler for Connection {
     type Output = AmqpResult<()>;
     type Content = Content;
+}
 
+impl ConnectionServer for Connection {
     fn connection_start_ok(&mut self, _: u16, _: ConnectionStartOk) -> Self::Output {
         Err(AmqpError::command_invalid(
             "connection.start-ok after the handshake",
@@ -285,7 +290,9 @@ impl ServerMethods for Connection {
         self.send(0, ConnectionUpdateSecretOk {});
         Ok(())
     }
+}
 
+impl ChannelServer for Connection {
     fn channel_open(&mut self, channel: u16, _: ChannelOpen) -> Self::Output {
         if self.channels.contains_key(&channel) {
             return Err(AmqpError::channel_error(format!(
@@ -337,14 +344,18 @@ impl ServerMethods for Connection {
         }
         Ok(())
     }
+}
 
+impl AccessServer for Connection {
     fn access_request(&mut self, channel: u16, _: AccessRequest) -> Self::Output {
         // AMQP 0-8's tickets: granted whatever is asked, with ticket 1, as RabbitMQ does;
         // permissions are checked on each operation instead.
         self.send(channel, AccessRequestOk { ticket: 1 });
         Ok(())
     }
+}
 
+impl ExchangeServer for Connection {
     fn exchange_declare(&mut self, channel: u16, m: ExchangeDeclare) -> Self::Output {
         let kind = ExchangeKind::from_name(m.r#type.as_bytes());
         if !m.passive {
@@ -439,7 +450,9 @@ impl ServerMethods for Connection {
         }
         Ok(())
     }
+}
 
+impl QueueServer for Connection {
     fn queue_declare(&mut self, channel: u16, m: QueueDeclare) -> Self::Output {
         self.channel(channel)?;
         if !m.passive && !m.queue.is_empty() {
@@ -543,7 +556,9 @@ impl ServerMethods for Connection {
         self.send(channel, QueueUnbindOk {});
         Ok(())
     }
+}
 
+impl BasicServer for Connection {
     fn basic_qos(&mut self, channel: u16, m: BasicQos) -> Self::Output {
         if m.prefetch_size != 0 {
             return Err(AmqpError::not_implemented(format!(
@@ -752,7 +767,9 @@ impl ServerMethods for Connection {
         self.send(channel, BasicRecoverOk {});
         Ok(())
     }
+}
 
+impl ConfirmServer for Connection {
     fn confirm_select(&mut self, channel: u16, m: ConfirmSelect) -> Self::Output {
         let ch = self.channel(channel)?;
         if ch.tx.is_some() {
@@ -766,7 +783,9 @@ impl ServerMethods for Connection {
         }
         Ok(())
     }
+}
 
+impl TxServer for Connection {
     fn tx_select(&mut self, channel: u16, _: TxSelect) -> Self::Output {
         let ch = self.channel(channel)?;
         if ch.confirm {

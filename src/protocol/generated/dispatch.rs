@@ -55,11 +55,15 @@ impl std::fmt::Display for DispatchError {
 }
 
 impl std::error::Error for DispatchError {}
-/// Every method a server receives, one handler each. `Content` is what the caller assembled
-/// from the header and body frames of a content-bearing method.
-pub trait ServerMethods {
+/// What every handler trait of a server shares. `Content` is what the caller assembled from
+/// the header and body frames of a content-bearing method.
+pub trait ServerHandler {
     type Output;
     type Content;
+}
+
+/// The `connection` class's methods a server receives, one handler each.
+pub trait ConnectionServer: ServerHandler {
     /// Handles `connection.start-ok`.
     fn connection_start_ok(&mut self, channel: u16, method: ConnectionStartOk) -> Self::Output;
     /// Handles `connection.secure-ok`.
@@ -78,6 +82,10 @@ pub trait ServerMethods {
         channel: u16,
         method: ConnectionUpdateSecret,
     ) -> Self::Output;
+}
+
+/// The `channel` class's methods a server receives, one handler each.
+pub trait ChannelServer: ServerHandler {
     /// Handles `channel.open`.
     fn channel_open(&mut self, channel: u16, method: ChannelOpen) -> Self::Output;
     /// Handles `channel.flow`.
@@ -88,8 +96,16 @@ pub trait ServerMethods {
     fn channel_close(&mut self, channel: u16, method: ChannelClose) -> Self::Output;
     /// Handles `channel.close-ok`.
     fn channel_close_ok(&mut self, channel: u16, method: ChannelCloseOk) -> Self::Output;
+}
+
+/// The `access` class's methods a server receives, one handler each.
+pub trait AccessServer: ServerHandler {
     /// Handles `access.request`.
     fn access_request(&mut self, channel: u16, method: AccessRequest) -> Self::Output;
+}
+
+/// The `exchange` class's methods a server receives, one handler each.
+pub trait ExchangeServer: ServerHandler {
     /// Handles `exchange.declare`.
     fn exchange_declare(&mut self, channel: u16, method: ExchangeDeclare) -> Self::Output;
     /// Handles `exchange.delete`.
@@ -98,6 +114,10 @@ pub trait ServerMethods {
     fn exchange_bind(&mut self, channel: u16, method: ExchangeBind) -> Self::Output;
     /// Handles `exchange.unbind`.
     fn exchange_unbind(&mut self, channel: u16, method: ExchangeUnbind) -> Self::Output;
+}
+
+/// The `queue` class's methods a server receives, one handler each.
+pub trait QueueServer: ServerHandler {
     /// Handles `queue.declare`.
     fn queue_declare(&mut self, channel: u16, method: QueueDeclare) -> Self::Output;
     /// Handles `queue.bind`.
@@ -108,6 +128,10 @@ pub trait ServerMethods {
     fn queue_delete(&mut self, channel: u16, method: QueueDelete) -> Self::Output;
     /// Handles `queue.unbind`.
     fn queue_unbind(&mut self, channel: u16, method: QueueUnbind) -> Self::Output;
+}
+
+/// The `basic` class's methods a server receives, one handler each.
+pub trait BasicServer: ServerHandler {
     /// Handles `basic.qos`.
     fn basic_qos(&mut self, channel: u16, method: BasicQos) -> Self::Output;
     /// Handles `basic.consume`.
@@ -133,8 +157,16 @@ pub trait ServerMethods {
     fn basic_recover(&mut self, channel: u16, method: BasicRecover) -> Self::Output;
     /// Handles `basic.nack`.
     fn basic_nack(&mut self, channel: u16, method: BasicNack) -> Self::Output;
+}
+
+/// The `confirm` class's methods a server receives, one handler each.
+pub trait ConfirmServer: ServerHandler {
     /// Handles `confirm.select`.
     fn confirm_select(&mut self, channel: u16, method: ConfirmSelect) -> Self::Output;
+}
+
+/// The `tx` class's methods a server receives, one handler each.
+pub trait TxServer: ServerHandler {
     /// Handles `tx.select`.
     fn tx_select(&mut self, channel: u16, method: TxSelect) -> Self::Output;
     /// Handles `tx.commit`.
@@ -143,6 +175,33 @@ pub trait ServerMethods {
     fn tx_rollback(&mut self, channel: u16, method: TxRollback) -> Self::Output;
 }
 
+/// Every method a server receives: implemented for any type that implements each class's
+/// handler trait.
+pub trait ServerMethods:
+    ServerHandler
+    + ConnectionServer
+    + ChannelServer
+    + AccessServer
+    + ExchangeServer
+    + QueueServer
+    + BasicServer
+    + ConfirmServer
+    + TxServer
+{
+}
+impl<T> ServerMethods for T where
+    T: ServerHandler
+        + ConnectionServer
+        + ChannelServer
+        + AccessServer
+        + ExchangeServer
+        + QueueServer
+        + BasicServer
+        + ConfirmServer
+        + TxServer
+        + ?Sized
+{
+}
 /// Hands a method that arrived at a server to its handler; refuses methods that may not
 /// arrive there.
 pub fn dispatch_to_server<H: ServerMethods + ?Sized>(
@@ -390,11 +449,15 @@ pub fn dispatch_to_server<H: ServerMethods + ?Sized>(
     }
 }
 
-/// Every method a client receives, one handler each. `Content` is what the caller assembled
-/// from the header and body frames of a content-bearing method.
-pub trait ClientMethods {
+/// What every handler trait of a client shares. `Content` is what the caller assembled from
+/// the header and body frames of a content-bearing method.
+pub trait ClientHandler {
     type Output;
     type Content;
+}
+
+/// The `connection` class's methods a client receives, one handler each.
+pub trait ConnectionClient: ClientHandler {
     /// Handles `connection.start`.
     fn connection_start(&mut self, channel: u16, method: ConnectionStart) -> Self::Output;
     /// Handles `connection.secure`.
@@ -417,6 +480,10 @@ pub trait ClientMethods {
         channel: u16,
         method: ConnectionUpdateSecretOk,
     ) -> Self::Output;
+}
+
+/// The `channel` class's methods a client receives, one handler each.
+pub trait ChannelClient: ClientHandler {
     /// Handles `channel.open-ok`.
     fn channel_open_ok(&mut self, channel: u16, method: ChannelOpenOk) -> Self::Output;
     /// Handles `channel.flow`.
@@ -427,8 +494,16 @@ pub trait ClientMethods {
     fn channel_close(&mut self, channel: u16, method: ChannelClose) -> Self::Output;
     /// Handles `channel.close-ok`.
     fn channel_close_ok(&mut self, channel: u16, method: ChannelCloseOk) -> Self::Output;
+}
+
+/// The `access` class's methods a client receives, one handler each.
+pub trait AccessClient: ClientHandler {
     /// Handles `access.request-ok`.
     fn access_request_ok(&mut self, channel: u16, method: AccessRequestOk) -> Self::Output;
+}
+
+/// The `exchange` class's methods a client receives, one handler each.
+pub trait ExchangeClient: ClientHandler {
     /// Handles `exchange.declare-ok`.
     fn exchange_declare_ok(&mut self, channel: u16, method: ExchangeDeclareOk) -> Self::Output;
     /// Handles `exchange.delete-ok`.
@@ -437,6 +512,10 @@ pub trait ClientMethods {
     fn exchange_bind_ok(&mut self, channel: u16, method: ExchangeBindOk) -> Self::Output;
     /// Handles `exchange.unbind-ok`.
     fn exchange_unbind_ok(&mut self, channel: u16, method: ExchangeUnbindOk) -> Self::Output;
+}
+
+/// The `queue` class's methods a client receives, one handler each.
+pub trait QueueClient: ClientHandler {
     /// Handles `queue.declare-ok`.
     fn queue_declare_ok(&mut self, channel: u16, method: QueueDeclareOk) -> Self::Output;
     /// Handles `queue.bind-ok`.
@@ -447,6 +526,10 @@ pub trait ClientMethods {
     fn queue_delete_ok(&mut self, channel: u16, method: QueueDeleteOk) -> Self::Output;
     /// Handles `queue.unbind-ok`.
     fn queue_unbind_ok(&mut self, channel: u16, method: QueueUnbindOk) -> Self::Output;
+}
+
+/// The `basic` class's methods a client receives, one handler each.
+pub trait BasicClient: ClientHandler {
     /// Handles `basic.qos-ok`.
     fn basic_qos_ok(&mut self, channel: u16, method: BasicQosOk) -> Self::Output;
     /// Handles `basic.consume-ok`.
@@ -484,8 +567,16 @@ pub trait ClientMethods {
     fn basic_recover_ok(&mut self, channel: u16, method: BasicRecoverOk) -> Self::Output;
     /// Handles `basic.nack`.
     fn basic_nack(&mut self, channel: u16, method: BasicNack) -> Self::Output;
+}
+
+/// The `confirm` class's methods a client receives, one handler each.
+pub trait ConfirmClient: ClientHandler {
     /// Handles `confirm.select-ok`.
     fn confirm_select_ok(&mut self, channel: u16, method: ConfirmSelectOk) -> Self::Output;
+}
+
+/// The `tx` class's methods a client receives, one handler each.
+pub trait TxClient: ClientHandler {
     /// Handles `tx.select-ok`.
     fn tx_select_ok(&mut self, channel: u16, method: TxSelectOk) -> Self::Output;
     /// Handles `tx.commit-ok`.
@@ -494,6 +585,33 @@ pub trait ClientMethods {
     fn tx_rollback_ok(&mut self, channel: u16, method: TxRollbackOk) -> Self::Output;
 }
 
+/// Every method a client receives: implemented for any type that implements each class's
+/// handler trait.
+pub trait ClientMethods:
+    ClientHandler
+    + ConnectionClient
+    + ChannelClient
+    + AccessClient
+    + ExchangeClient
+    + QueueClient
+    + BasicClient
+    + ConfirmClient
+    + TxClient
+{
+}
+impl<T> ClientMethods for T where
+    T: ClientHandler
+        + ConnectionClient
+        + ChannelClient
+        + AccessClient
+        + ExchangeClient
+        + QueueClient
+        + BasicClient
+        + ConfirmClient
+        + TxClient
+        + ?Sized
+{
+}
 /// Hands a method that arrived at a client to its handler; refuses methods that may not
 /// arrive there.
 pub fn dispatch_to_client<H: ClientMethods + ?Sized>(
