@@ -85,7 +85,7 @@ pub fn generate(spec_dir: &Path) -> Result<Vec<GeneratedFile>> {
         ),
         (
             "dispatch",
-            "Handler traits per receiving side and their dispatch functions.",
+            "Handler traits per class and receiving side, and the dispatch functions.",
             emit::dispatch::emit(spec),
         ),
     ];

@@ -12,7 +12,13 @@ pub fn method_type(class: &str, method: &str) -> Ident {
     ident(&format!("{class}-{method}").to_upper_camel_case())
 }
 
-/// The `ServerMethods`/`ClientMethods` handler for `class.method`.
+/// The handler trait for the methods of `class` that `side` (`server` or `client`)
+/// receives: `basic` + `server` becomes `BasicServer`.
+pub fn class_handler_trait(class: &str, side: &str) -> Ident {
+    ident(&format!("{class}-{side}").to_upper_camel_case())
+}
+
+/// The handler for `class.method`, in its class's handler trait.
 pub fn handler_fn(class: &str, method: &str) -> Ident {
     field(&format!("{class}-{method}"))
 }

@@ -1,6 +1,6 @@
 //! Extending the protocol by editing XML, end to end: an overlay adding a class with two
 //! methods goes through the real generator, and the Rust it writes parses and contains
-//! the new structs, `Method` variants and dispatch entries.
+//! the new structs, `Method` variants, handler traits and dispatch entries.
 
 mod support;
 
@@ -13,6 +13,7 @@ struct Items {
     structs: Vec<String>,
     enum_variants: Vec<(String, String)>,
     trait_fns: Vec<(String, String)>,
+    supertraits: Vec<(String, String)>,
     match_arms: Vec<String>,
 }
 
@@ -29,6 +30,12 @@ impl<'ast> Visit<'ast> for Items {
         syn::visit::visit_item_enum(self, i);
     }
     fn visit_item_trait(&mut self, i: &'ast syn::ItemTrait) {
+        for bound in &i.supertraits {
+            if let syn::TypeParamBound::Trait(t) = bound {
+                let name = t.path.segments.last().unwrap().ident.to_string();
+                self.supertraits.push((i.ident.to_string(), name));
+            }
+        }
         for item in &i.items {
             if let syn::TraitItem::Fn(f) = item {
                 self.trait_fns
@@ -84,15 +91,37 @@ fn an_overlay_class_becomes_structs_variants_and_dispatch_entries() {
     );
 
     let dispatch = parse(&files, "dispatch.rs");
-    assert!(
+    // The new class gets one handler trait per receiving side, holding only its methods,
+    // and each side's umbrella trait requires it.
+    let fns_of = |t: &str| -> Vec<&str> {
         dispatch
             .trait_fns
-            .contains(&("ServerMethods".into(), "greeting_hello".into()))
-    );
+            .iter()
+            .filter(|(tr, _)| tr == t)
+            .map(|(_, f)| f.as_str())
+            .collect()
+    };
+    assert_eq!(fns_of("GreetingServer"), ["greeting_hello"]);
+    assert_eq!(fns_of("GreetingClient"), ["greeting_hello_ok"]);
+    for (t, base, umbrella) in [
+        ("GreetingServer", "ServerHandler", "ServerMethods"),
+        ("GreetingClient", "ClientHandler", "ClientMethods"),
+    ] {
+        assert!(
+            dispatch.supertraits.contains(&(t.into(), base.into())),
+            "{t} does not extend {base}"
+        );
+        assert!(
+            dispatch.supertraits.contains(&(umbrella.into(), t.into())),
+            "{umbrella} does not require {t}"
+        );
+    }
     assert!(
-        dispatch
+        !dispatch
             .trait_fns
-            .contains(&("ClientMethods".into(), "greeting_hello_ok".into()))
+            .iter()
+            .any(|(t, f)| f.starts_with("greeting_") && !t.starts_with("Greeting")),
+        "a greeting handler landed in another class's trait"
     );
     // Each side's dispatcher routes one and refuses the other.
     assert!(

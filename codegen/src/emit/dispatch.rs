@@ -1,9 +1,14 @@
-//! Emits `dispatch.rs`: one handler trait per receiving side and its dispatch function.
+//! Emits `dispatch.rs`: per receiving side, one handler trait per class and a dispatch
+//! function.
 //!
-//! A method's `<chassis>` says who receives it. `ServerMethods` has a handler for every
-//! method a server receives, `ClientMethods` for every method a client receives, and the
-//! dispatch functions match `Method` exhaustively: a method that may not arrive at that
-//! side is refused with the spec's reply code instead of reaching a handler.
+//! A method's `<chassis>` says who receives it. For each class a server receives methods
+//! of there is a trait (`ConnectionServer`, `BasicServer`, …) with a handler per such
+//! method, all sharing `ServerHandler`'s `Output` and `Content`; `ServerMethods` is every
+//! one of them together, implemented for whatever implements them all. The client side is
+//! the same (`ConnectionClient`, …, `ClientMethods`). Splitting by class lets an
+//! implementor keep one class per file, and makes a new class ask for exactly one new
+//! impl. The dispatch functions match `Method` exhaustively: a method that may not arrive
+//! at that side is refused with the spec's reply code instead of reaching a handler.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -78,18 +83,22 @@ fn receives(side: Side, m: &Method) -> bool {
 }
 
 fn side(spec: &Spec, side: Side) -> TokenStream {
-    let (trait_name, fn_name, to_server, who) = match side {
+    let (base, umbrella, fn_name, to_server, who, side_word) = match side {
         Side::Server => (
+            quote!(ServerHandler),
             quote!(ServerMethods),
             quote!(dispatch_to_server),
             true,
             "a server",
+            "server",
         ),
         Side::Client => (
+            quote!(ClientHandler),
             quote!(ClientMethods),
             quote!(dispatch_to_client),
             false,
             "a client",
+            "client",
         ),
     };
     let received: Vec<(&Class, &Method)> =
@@ -100,16 +109,35 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
         .map(|(c, m)| naming::method_type(&c.name, &m.name))
         .collect();
 
-    let handlers = received.iter().map(|(c, m)| {
-        let f = naming::handler_fn(&c.name, &m.name);
-        let ty = naming::method_type(&c.name, &m.name);
-        let doc = doc_text(&format!("Handles `{}`.", naming::dotted(&c.name, &m.name)));
-        if m.content {
-            quote! { #doc fn #f(&mut self, channel: u16, method: #ty, content: Self::Content) -> Self::Output; }
-        } else {
-            quote! { #doc fn #f(&mut self, channel: u16, method: #ty) -> Self::Output; }
+    // One trait per class this side receives methods of, so a new class asks its
+    // implementor for exactly one new impl.
+    let classes: Vec<&Class> = spec
+        .classes
+        .iter()
+        .filter(|c| c.methods.iter().any(|m| receives(side, m)))
+        .collect();
+    let class_traits: Vec<Ident> = classes
+        .iter()
+        .map(|c| naming::class_handler_trait(&c.name, side_word))
+        .collect();
+    let class_trait_items = classes.iter().zip(&class_traits).map(|(c, name)| {
+        let handlers = c
+            .methods
+            .iter()
+            .filter(|m| receives(side, m))
+            .map(|m| handler(c, m));
+        let doc = doc_text(&format!(
+            "The `{}` class's methods {who} receives, one handler each.",
+            c.name
+        ));
+        quote! {
+            #doc
+            pub trait #name: #base {
+                #(#handlers)*
+            }
         }
     });
+
     let arms = received.iter().map(|(c, m)| {
         let f = naming::handler_fn(&c.name, &m.name);
         let ty = naming::method_type(&c.name, &m.name);
@@ -137,22 +165,31 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
             #( Method::#refused(_) )|* => Err(DispatchError::WrongSide { name: method.name(), to_server: #to_server }),
         }
     };
-    let trait_doc = doc_text(&format!(
-        "Every method {who} receives, one handler each. `Content` is what the caller assembled from the header and body frames of a content-bearing method."
+    let base_doc = doc_text(&format!(
+        "What every handler trait of {who} shares. `Content` is what the caller assembled from the header and body frames of a content-bearing method."
+    ));
+    let umbrella_doc = doc_text(&format!(
+        "Every method {who} receives: implemented for any type that implements each class's handler trait."
     ));
     let fn_doc = doc_text(&format!(
         "Hands a method that arrived at {who} to its handler; refuses methods that may not arrive there."
     ));
     quote! {
-        #trait_doc
-        pub trait #trait_name {
+        #base_doc
+        pub trait #base {
             type Output;
             type Content;
-            #(#handlers)*
         }
 
+        #(#class_trait_items)*
+
+        #umbrella_doc
+        pub trait #umbrella: #base #( + #class_traits )* {}
+
+        impl<T> #umbrella for T where T: #base #( + #class_traits )* + ?Sized {}
+
         #fn_doc
-        pub fn #fn_name<H: #trait_name + ?Sized>(
+        pub fn #fn_name<H: #umbrella + ?Sized>(
             handler: &mut H,
             channel: u16,
             method: Method,
@@ -163,5 +200,17 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
                 #refused_arm
             }
         }
+    }
+}
+
+/// One handler declaration: content-bearing methods also take their content.
+fn handler(c: &Class, m: &Method) -> TokenStream {
+    let f = naming::handler_fn(&c.name, &m.name);
+    let ty = naming::method_type(&c.name, &m.name);
+    let doc = doc_text(&format!("Handles `{}`.", naming::dotted(&c.name, &m.name)));
+    if m.content {
+        quote! { #doc fn #f(&mut self, channel: u16, method: #ty, content: Self::Content) -> Self::Output; }
+    } else {
+        quote! { #doc fn #f(&mut self, channel: u16, method: #ty) -> Self::Output; }
     }
 }
