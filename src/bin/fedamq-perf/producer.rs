@@ -237,6 +237,10 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let started = Instant::now();
 
     loop {
+        // Looked at on every turn: when the socket always takes the next write (one
+        // publish per write to a fast broker), the select below may never get to the
+        // stop branch, and the producer ran on past its duration.
+        stopping |= stop.has_changed().unwrap_or(true);
         let done_sending = stopping || (cfg.count > 0 && *published >= cfg.count);
         let mut rate_wait = None;
         // Per publish, the next message is encoded once the last one is written.
@@ -455,6 +459,98 @@ mod tests {
         }
         assert!(buf.is_empty());
         types
+    }
+
+    /// Takes every write at once and keeps nothing: a broker faster than the producer.
+    /// Once `stopped` is set it allows a few more writes, then fails the producer with
+    /// an error, so a producer that ignores the stop ends instead of spinning.
+    struct Sink {
+        stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        after_stop: u64,
+    }
+
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                self.after_stop += 1;
+                if self.after_stop > 10_000 {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the producer went on writing after it was told to stop",
+                    )));
+                }
+            }
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// With one publish per write and a socket that always takes it, the write branch is
+    /// always ready; the producer still stops when told (it used to run on past its
+    /// duration, and the broker piled up what nobody would consume).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn per_publish_stops_when_told_even_if_every_write_succeeds() {
+        let cfg = ProducerConfig {
+            channel: 1,
+            exchange: "amq.direct".into(),
+            routing_key: "q".into(),
+            size: 16,
+            persistent: false,
+            mandatory: false,
+            confirm: None,
+            rate: 0.0,
+            count: 0,
+            writes: Writes::PerPublish,
+        };
+        let counters = std::sync::Arc::new(Counters::default());
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop_tx, stop) = watch::channel(false);
+        let running = {
+            let (counters, stopped) = (counters.clone(), stopped.clone());
+            tokio::spawn(async move {
+                let mut rbuf = BytesMut::new();
+                let mut frames = FrameDecoder::default();
+                let mut socket = Socket {
+                    rd: Silent,
+                    wr: Sink {
+                        stopped,
+                        after_stop: 0,
+                    },
+                    rbuf: &mut rbuf,
+                    out: BytesMut::new(),
+                    frames: &mut frames,
+                    frame_max: 131_072,
+                };
+                let mut published = 0;
+                publish(
+                    &mut socket,
+                    &cfg,
+                    &counters,
+                    &SharedLatencies::default(),
+                    stop,
+                    &mut published,
+                )
+                .await
+                .map(|()| published)
+            })
+        };
+        while Counters::get(&counters.published) < 1_000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop_tx.send(true).unwrap();
+        stopped.store(true, std::sync::atomic::Ordering::Release);
+        let published = running.await.unwrap().expect("stops when told");
+        assert!(published >= 1_000);
     }
 
     #[tokio::test]
