@@ -28,7 +28,6 @@ use self::channel::{Channel, ChannelState};
 use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
-use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
@@ -484,11 +483,7 @@ impl Connection {
                 queue,
                 entry,
             } => {
-                if consumer.no_ack
-                    && consumer
-                        .pending
-                        .sub(PendingBytes::queued_size(&entry.message))
-                {
+                if consumer.arrived(&entry) {
                     self.resume_no_ack_consumers();
                 }
                 let open = self.channels.get(&channel).is_some_and(|c| {

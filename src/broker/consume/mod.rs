@@ -129,11 +129,7 @@ impl InternalConsumer {
                 entry,
                 ..
             } => {
-                if consumer.no_ack
-                    && consumer
-                        .pending
-                        .sub(PendingBytes::queued_size(&entry.message))
-                {
+                if consumer.arrived(&entry) {
                     queue.dispatch();
                 }
                 let tag = self.outstanding.next_tag();

@@ -90,6 +90,13 @@ impl Consumer {
         }
     }
 
+    /// Notes that a delivery reached the consumer's owner. For a no-ack consumer its
+    /// bytes no longer wait: true when that brought the waiting bytes under the low
+    /// mark, so that no-ack consumers paused on them may go on.
+    pub fn arrived(&self, entry: &Entry) -> bool {
+        self.no_ack && self.pending.sub(PendingBytes::queued_size(&entry.message))
+    }
+
     /// Whether the connection behind this consumer is gone.
     pub fn is_closed(&self) -> bool {
         self.mailbox.is_closed()

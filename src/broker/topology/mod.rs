@@ -664,30 +664,11 @@ impl BindingSubscription {
     /// The next notice if there is one: `Some(None)` once the vhost is gone, `None` when
     /// nothing is waiting.
     pub fn try_recv(&mut self) -> Option<Option<BindingNotice>> {
-        {
-            let mut inner = self.feed.lock();
-            if let Some(n) = inner.items.pop_front() {
-                return Some(Some(n));
-            }
-            if inner.closed {
-                return Some(None);
-            }
-            if !inner.overflowed {
-                return None;
-            }
-        }
-        // Overflowed: a fresh snapshot, under the topology lock so nothing slips between.
-        let Some(vhost) = self.vhost.upgrade() else {
-            return Some(None);
-        };
-        let state = vhost.lock_topology();
-        let mut inner = self.feed.lock();
-        inner.items.clear();
-        inner.overflowed = false;
-        Some(Some(BindingNotice::Resync {
+        let exchange = self.exchange.as_ref();
+        next_notice(&self.feed, &self.vhost, |_, state| BindingNotice::Resync {
             seq: state.seq(),
-            bindings: state.distinct_bindings(self.exchange.as_ref()),
-        }))
+            bindings: state.distinct_bindings(exchange),
+        })
     }
 }
 
@@ -704,30 +685,43 @@ impl TopologySubscription {
 
     /// As [`BindingSubscription::try_recv`].
     pub fn try_recv(&mut self) -> Option<Option<TopologyNotice>> {
-        {
-            let mut inner = self.feed.lock();
-            if let Some(n) = inner.items.pop_front() {
-                return Some(Some(n));
+        next_notice(&self.feed, &self.vhost, |vhost, state| {
+            TopologyNotice::Resync {
+                seq: state.seq(),
+                state: vhost.topology_snapshot(),
             }
-            if inner.closed {
-                return Some(None);
-            }
-            if !inner.overflowed {
-                return None;
-            }
-        }
-        let Some(vhost) = self.vhost.upgrade() else {
-            return Some(None);
-        };
-        let state = vhost.lock_topology();
-        let mut inner = self.feed.lock();
-        inner.items.clear();
-        inner.overflowed = false;
-        Some(Some(TopologyNotice::Resync {
-            seq: state.seq(),
-            state: vhost.topology_snapshot(),
-        }))
+        })
     }
+}
+
+/// The next notice of a feed: `Some(None)` once the vhost is gone, `None` when nothing
+/// is waiting. A feed that overflowed gets `resync`, a fresh snapshot taken under the
+/// topology lock so that nothing slips between it and the notices after it.
+fn next_notice<N>(
+    feed: &Feed<N>,
+    vhost: &Weak<VHost>,
+    resync: impl FnOnce(&VHost, &TopologyState) -> N,
+) -> Option<Option<N>> {
+    {
+        let mut inner = feed.lock();
+        if let Some(n) = inner.items.pop_front() {
+            return Some(Some(n));
+        }
+        if inner.closed {
+            return Some(None);
+        }
+        if !inner.overflowed {
+            return None;
+        }
+    }
+    let Some(vhost) = vhost.upgrade() else {
+        return Some(None);
+    };
+    let state = vhost.lock_topology();
+    let mut inner = feed.lock();
+    inner.items.clear();
+    inner.overflowed = false;
+    Some(Some(resync(&vhost, &state)))
 }
 
 fn spec_of(source: &ShortString, b: Binding) -> BindingSpec {
