@@ -5,7 +5,10 @@
 //!   with a key several of them match and with one none of them does;
 //! - direct: 10,000 keys, a hit and a miss;
 //! - headers: 1,000 `x-match=all` bindings, then 1,000 `x-match=any` ones, each routed
-//!   with headers a handful of them match.
+//!   with headers a handful of them match;
+//! - headers against unrelated keys: 2,000 bindings testing a key each, and one binding
+//!   testing 25,000 keys (legal: it fits in a frame), none of them in the message,
+//!   beside three bindings that match it.
 //!
 //! The output vector is reused across iterations, as a connection reuses it across
 //! publishes, so the figures are the lookup and the copies of the matched names.
@@ -82,6 +85,50 @@ fn headers_table(mode: &str) -> RoutingTable {
     t
 }
 
+/// Three bindings the benchmark message matches, beside `keys` argument keys it does not
+/// have: one binding per key (`spread`), or one binding testing them all.
+fn headers_unrelated(mode: &str, keys: u32, spread: bool) -> RoutingTable {
+    let mut t = RoutingTable::new(ExchangeKind::Headers);
+    let table = |entries: &mut dyn Iterator<Item = (String, FieldValue)>| {
+        let mut args = FieldTable::new();
+        args.insert(ss("x-match"), mode.into());
+        for (k, v) in entries {
+            args.insert(ss(&k), v);
+        }
+        args
+    };
+    let key = |i: u32| (format!("k{i}"), FieldValue::I32(i as i32));
+    if spread {
+        for i in 0..keys {
+            bind(
+                &mut t,
+                &format!("q{i}"),
+                "",
+                table(&mut std::iter::once(key(i))),
+            );
+        }
+    } else {
+        bind(&mut t, "hostile", "", table(&mut (0..keys).map(key)));
+    }
+    let hits = [
+        vec![("format".to_owned(), "f3".into())],
+        vec![("region".to_owned(), "r43".into())],
+        vec![
+            ("format".to_owned(), "f3".into()),
+            ("version".to_owned(), FieldValue::I32(2)),
+        ],
+    ];
+    for (i, entries) in hits.into_iter().enumerate() {
+        bind(
+            &mut t,
+            &format!("hit{i}"),
+            "",
+            table(&mut entries.into_iter()),
+        );
+    }
+    t
+}
+
 fn route_bench(
     c: &mut Criterion,
     name: &str,
@@ -136,6 +183,17 @@ fn bench(c: &mut Criterion) {
         "",
         Some(&headers),
     );
+    for (name, keys, spread) in [("2k", 2_000, true), ("25k", 25_000, false)] {
+        for mode in ["all", "any"] {
+            route_bench(
+                c,
+                &format!("headers_unrelated_{name}/{mode}"),
+                &headers_unrelated(mode, keys, spread),
+                "",
+                Some(&headers),
+            );
+        }
+    }
 }
 
 criterion_group!(benches, bench);

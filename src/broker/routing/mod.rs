@@ -8,13 +8,16 @@
 //! - topic: a trie over the words of the binding keys with `*` and `#` edges, walked as
 //!   a set of active nodes per word, so the cost follows the key and the matching
 //!   patterns, not the number of bindings, and can never blow up exponentially;
-//! - headers: every binding is a predicate on the headers, so each one is tested (its
-//!   arguments are compiled at bind time into typed expectations).
+//! - headers: each binding is a predicate on the headers, compiled at bind time and
+//!   listed under the (key, value) pairs that can lead to it, so a message tests only
+//!   the bindings its headers reach.
 //!
 //! The tables are plain data (no locks, no I/O): the exchange that owns one decides how
 //! it is shared. `route` allocates nothing beyond what it pushes into the caller's
-//! vector, so a connection can reuse one vector for every publish. (The one exception:
-//! a topic key that keeps more than 64 trie nodes alive at once, see `topic`.)
+//! vector, so a connection can reuse one vector for every publish. (The exceptions: a
+//! topic key that keeps more than 64 trie nodes alive at once, see `topic`, and headers
+//! routing, which sorts the message's known headers and its matches in vectors sized by
+//! them.)
 //!
 //! Semantics follow RabbitMQ (see each kind's module). What is common to all kinds:
 //! a binding is (destination, routing key, arguments); binding the same one twice is a
@@ -767,7 +770,7 @@ mod tests {
             Just(Some("any-with-x")),
         ];
         (
-            proptest::collection::vec((key, small_value()), 0..3),
+            proptest::collection::vec((key, small_value()), 0..5),
             xmatch,
         )
             .prop_map(|(entries, xm)| {
