@@ -143,6 +143,62 @@ async fn headers_routing_all_any_and_with_x() {
     b.shutdown().await;
 }
 
+/// 25,000 three-letter keys with void values: the largest binding that fits in one
+/// 128 KiB frame. It is legal, and routing stays right beside it.
+#[tokio::test]
+async fn headers_binding_with_25000_keys() {
+    let b = broker::start().await;
+    let (_c, ch) = broker::channel(&b).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+    let keys: Vec<String> = alphabet
+        .iter()
+        .flat_map(|a| alphabet.iter().map(move |b| (a, b)))
+        .flat_map(|(a, b)| alphabet.iter().map(move |c| format!("{a}{b}{c}")))
+        .take(25_000)
+        .collect();
+    let big = |mode: &str| {
+        let mut t = table(&[("x-match", s(mode))]);
+        for k in &keys {
+            t.insert(k.as_str().into(), AMQPValue::Void);
+        }
+        t
+    };
+    queue(&ch, "big-any").await;
+    queue(&ch, "big-all").await;
+    queue(&ch, "small").await;
+    bind(&ch, "big-any", "amq.headers", "", big("any")).await;
+    bind(&ch, "big-all", "amq.headers", "", big("all")).await;
+    bind(
+        &ch,
+        "small",
+        "amq.headers",
+        "",
+        table(&[("format", s("json"))]),
+    )
+    .await;
+    publish(
+        &ch,
+        "amq.headers",
+        "",
+        Some(table(&[("format", s("json"))])),
+    )
+    .await;
+    let last = keys.last().map(String::as_str).unwrap_or_default();
+    publish(&ch, "amq.headers", "", Some(table(&[(last, s("v"))]))).await;
+    assert_eq!(count(&ch, "small").await, 1);
+    assert_eq!(count(&ch, "big-any").await, 1);
+    assert_eq!(count(&ch, "big-all").await, 0);
+    ch.queue_unbind("big-any", "amq.headers", "", big("any"))
+        .await
+        .unwrap();
+    publish(&ch, "amq.headers", "", Some(table(&[(last, s("v"))]))).await;
+    assert_eq!(count(&ch, "big-any").await, 1, "unbound");
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn fanout_and_direct_and_default_exchange() {
     let b = broker::start().await;
