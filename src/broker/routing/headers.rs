@@ -27,8 +27,8 @@
 //! Routing costs what the message's headers reach, not what the exchange holds. Each
 //! binding is compiled at bind time into typed expectations on interned key ids (an
 //! entry repeated exactly is kept once) and listed in buckets, keyed by a header key
-//! and the value expected of it (by the key alone for void, array and table
-//! arguments). An `any` binding is listed under each of its entries; an `all` binding
+//! and the value expected of it (by the key alone for void arguments; arrays and
+//! tables by a hash of their contents). An `any` binding is listed under each of its entries; an `all` binding
 //! under one, the least used at bind time, since a message without that entry cannot
 //! match it; `all` bindings without arguments are tested for every message. Routing
 //! resolves each header with one hash lookup (the last of a repeated key wins), tests
@@ -38,6 +38,7 @@
 //! binding.
 
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 
@@ -290,8 +291,8 @@ enum Expect {
     Present,
     /// A value that has a [`Probe`]: the header's probe must be equal.
     Value(Probe),
-    /// An array or table, compared exactly.
-    List(FieldValue),
+    /// An array or table, compared exactly, with its [`Probe::List`] hash.
+    List(FieldValue, u64),
 }
 
 /// A header value as RabbitMQ compares it, for the types whose equality is a hash key.
@@ -309,14 +310,19 @@ enum Probe {
         scale: u8,
         value: u32,
     },
+    /// An array or table, by a hash of what [`values_identical`] compares (identical
+    /// values hash alike), only to find its bucket: [`Expect::List`] then compares
+    /// exactly.
+    List(u64),
 }
 
 impl Probe {
-    /// `None` for void, arrays and tables.
+    /// `None` for void.
     fn of(v: &FieldValue) -> Option<Probe> {
         use FieldValue as V;
         Some(match v {
-            V::Void | V::Array(_) | V::Table(_) => return None,
+            V::Void => return None,
+            V::Array(_) | V::Table(_) => Probe::List(list_hash(v)),
             V::Bool(b) => Probe::Bool(*b),
             V::F32(_) | V::F64(_) => Probe::Float(float_bits(v)?),
             V::Decimal { scale, value } => Probe::Decimal {
@@ -338,15 +344,49 @@ impl Probe {
             Probe::Decimal { scale, value } => {
                 matches!(v, FieldValue::Decimal { scale: s, value: x } if s == scale && x == value)
             }
+            // Never an expectation of its own: lists are compared by `Expect::List`.
+            Probe::List(_) => false,
         }
     }
+}
+
+/// A hash of an array or table under [`values_identical`]: the type letters and values
+/// of the elements, table keys in order, an empty array as an empty table.
+fn list_hash(v: &FieldValue) -> u64 {
+    fn feed(v: &FieldValue, h: &mut impl Hasher) {
+        match v {
+            FieldValue::Array(items) if !items.is_empty() => {
+                h.write_u8(b'A');
+                h.write_usize(items.len());
+                for x in items {
+                    feed(x, h);
+                }
+            }
+            FieldValue::Array(_) | FieldValue::Table(_) => {
+                let t = v.as_table();
+                h.write_u8(b'F');
+                h.write_usize(t.map_or(0, FieldTable::len));
+                for (k, x) in t.into_iter().flat_map(FieldTable::iter) {
+                    h.write(k.as_bytes());
+                    feed(x, h);
+                }
+            }
+            other => {
+                h.write_u8(other.type_letter());
+                Probe::of(other).hash(h);
+            }
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
 }
 
 impl Expect {
     fn of(v: &FieldValue) -> Expect {
         match v {
             FieldValue::Void => Expect::Present,
-            FieldValue::Array(_) | FieldValue::Table(_) => Expect::List(v.clone()),
+            FieldValue::Array(_) | FieldValue::Table(_) => Expect::List(v.clone(), list_hash(v)),
             _ => Probe::of(v).map_or(Expect::Present, Expect::Value),
         }
     }
@@ -355,18 +395,19 @@ impl Expect {
         match self {
             Expect::Present => true,
             Expect::Value(p) => p.is(v),
-            Expect::List(p) => values_identical(p, v),
+            Expect::List(p, _) => values_identical(p, v),
         }
     }
 
     /// Where an entry with this expectation on key `key` is listed: a header reaches
-    /// it only if it has that key and, for a value, that value.
+    /// it only if it has that key and, unless void is expected, that value's probe.
     fn bucket(&self, key: usize) -> Bucket {
         Bucket {
             key,
             value: match self {
+                Expect::Present => None,
                 Expect::Value(p) => Some(p.clone()),
-                Expect::Present | Expect::List(_) => None,
+                Expect::List(_, h) => Some(Probe::List(*h)),
             },
         }
     }
@@ -415,6 +456,8 @@ impl Matcher {
             }
         };
         let mut seen: HashMap<(ShortString, Option<Probe>), ()> = HashMap::default();
+        // Lists with one hash may still differ, so each is compared with those kept.
+        let mut lists: HashMap<(ShortString, u64), Vec<FieldValue>> = HashMap::default();
         let entries = args
             .iter()
             .filter(|(k, _)| {
@@ -425,7 +468,14 @@ impl Matcher {
             // An entry repeated exactly is kept once (all or any of several equal
             // tests is that test), so that repeating one costs nothing at routing.
             .filter(|(k, e)| match e {
-                Expect::List(_) => true,
+                Expect::List(v, h) => {
+                    let kept = lists.entry((k.clone(), *h)).or_default();
+                    let new = !kept.iter().any(|x| values_identical(x, v));
+                    if new {
+                        kept.push(v.clone());
+                    }
+                    new
+                }
                 Expect::Present => seen.insert((k.clone(), None), ()).is_none(),
                 Expect::Value(p) => seen.insert((k.clone(), Some(p.clone())), ()).is_none(),
             })
@@ -835,6 +885,8 @@ mod tests {
                 table(&[("x-match", s("any")), (&key, V::Void), ("zone", V::I32(i))]),
                 table(&[("format", s(&format!("xml{i}"))), ("region", s("eu"))]),
                 table(&[("x-match", s("any")), ("region", s(&key))]),
+                table(&[("region", V::Array(vec![V::I32(i)])), ("zone", V::Void)]),
+                table(&[("x-match", s("any")), ("region", V::Array(vec![s(&key)]))]),
             ];
             for args in unrelated {
                 t.bind(binding(q(&key), "", args)).unwrap();

@@ -757,6 +757,9 @@ mod tests {
             Just(FieldValue::ByteArray(bytes::Bytes::from_static(b"x"))),
             Just(FieldValue::Array(vec![])),
             Just(FieldValue::Table(FieldTable::new())),
+            Just(FieldValue::Array(vec![FieldValue::I32(1)])),
+            Just(FieldValue::Array(vec![FieldValue::I64(1)])),
+            Just(FieldValue::Table(table(&[("h1", FieldValue::I32(1))]))),
         ]
     }
 
