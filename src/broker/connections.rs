@@ -46,7 +46,6 @@ impl Connections {
     }
 
     /// Lists a connection until the returned registration drops.
-    #[allow(clippy::too_many_arguments)]
     pub fn register(
         self: &Arc<Self>,
         id: ConnectionId,

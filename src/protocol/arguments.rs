@@ -61,7 +61,13 @@ pub fn arguments_key(table: &FieldTable) -> Bytes {
             FieldValue::Array(a) if a.is_empty() => FieldValue::Table(FieldTable::new()),
             FieldValue::Array(a) => FieldValue::Array(a.iter().map(canonical).collect()),
             FieldValue::Table(t) => {
-                FieldValue::Table(t.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+                // Entry by entry, duplicates kept: collecting would merge repeated keys
+                // that `values_identical` tells apart.
+                let mut out = FieldTable::with_capacity(t.len());
+                for (k, v) in t.iter() {
+                    out.push(k.clone(), canonical(v));
+                }
+                FieldValue::Table(out)
             }
             other => other.clone(),
         }
@@ -100,6 +106,22 @@ mod tests {
         wider.insert(ss("b"), FieldValue::Array(vec![]));
         assert!(!same_arguments(&ab, &wider));
         assert_ne!(arguments_key(&ab), arguments_key(&wider));
+    }
+
+    #[test]
+    fn nested_tables_with_repeated_keys_keep_them_apart() {
+        let nested = |first: i32, second: i32| {
+            let mut t = FieldTable::new();
+            t.push(ss("k"), FieldValue::I32(first));
+            t.push(ss("k"), FieldValue::I32(second));
+            let mut outer = FieldTable::new();
+            outer.insert(ss("n"), FieldValue::Table(t));
+            outer
+        };
+        // Merging repeated keys would leave both as {k: 9}.
+        let (a, b) = (nested(2, 9), nested(3, 9));
+        assert!(!same_arguments(&a, &b));
+        assert_ne!(arguments_key(&a), arguments_key(&b));
     }
 
     proptest! {
