@@ -38,6 +38,16 @@ impl AmqpError {
         Self::new(ReplyCode::PreconditionFailed, text)
     }
 
+    /// 403 for declaring, deleting or binding the default exchange, as RabbitMQ words it.
+    pub fn default_exchange() -> Self {
+        Self::access_refused("operation not permitted on the default exchange")
+    }
+
+    /// 406 for a delivery tag that is not outstanding, as RabbitMQ words it.
+    pub fn unknown_delivery_tag(tag: u64) -> Self {
+        Self::precondition_failed(format!("unknown delivery tag {tag}"))
+    }
+
     pub fn resource_locked(text: impl Into<String>) -> Self {
         Self::new(ReplyCode::ResourceLocked, text)
     }

@@ -179,7 +179,7 @@ impl InternalConsumer {
     fn settled(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
         self.outstanding
             .take(tag, multiple)
-            .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))
+            .ok_or_else(|| AmqpError::unknown_delivery_tag(tag))
     }
 }
 

@@ -582,9 +582,7 @@ impl VHost {
             .flatten()
         {
             if name.is_empty() {
-                return Err(AmqpError::access_refused(
-                    "operation not permitted on the default exchange",
-                ));
+                return Err(AmqpError::default_exchange());
             }
         }
         let ex = match self.check_binding(&b, by) {
@@ -630,9 +628,7 @@ impl VHost {
     fn bindable(&self, name: &ShortString) -> AmqpResult<Arc<Exchange>> {
         let ex = self.exchange_or_404(name)?;
         if ex.is_default() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
+            return Err(AmqpError::default_exchange());
         }
         Ok(ex)
     }

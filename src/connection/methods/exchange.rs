@@ -15,9 +15,7 @@ use crate::protocol::generated::methods::*;
 /// side exists, as RabbitMQ does.
 fn refuse_default_exchange(name: &ShortString) -> AmqpResult<()> {
     if name.is_empty() {
-        return Err(AmqpError::access_refused(
-            "operation not permitted on the default exchange",
-        ));
+        return Err(AmqpError::default_exchange());
     }
     Ok(())
 }
@@ -27,9 +25,7 @@ impl ExchangeServer for Connection {
         let kind = ExchangeKind::from_name(m.r#type.as_bytes());
         if !m.passive {
             if m.exchange.is_empty() {
-                return Err(AmqpError::access_refused(
-                    "operation not permitted on the default exchange",
-                ));
+                return Err(AmqpError::default_exchange());
             }
             // Redeclaring an existing amq.* exchange is fine; creating one is not.
             if self.vhost.exchange(&m.exchange).is_none() {

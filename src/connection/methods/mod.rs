@@ -132,9 +132,7 @@ impl Connection {
     ) -> AmqpResult<()> {
         let ch = self.channel(channel)?;
         let Some(settled) = ch.unacked.take(tag, multiple) else {
-            return Err(AmqpError::precondition_failed(format!(
-                "unknown delivery tag {tag}"
-            )));
+            return Err(AmqpError::unknown_delivery_tag(tag));
         };
         if ack {
             unacked::ack(settled);
@@ -161,9 +159,7 @@ impl Connection {
         if let Some(tx) = &mut ch.tx {
             // Checked now, applied at commit, as RabbitMQ does.
             if !ch.unacked.knows(tag, multiple) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "unknown delivery tag {tag}"
-                )));
+                return Err(AmqpError::unknown_delivery_tag(tag));
             }
             tx.settlements.push((tag, multiple, ack, requeue_them));
             return Ok(());
