@@ -212,7 +212,10 @@ impl<M> ContentAssembler<M> {
     fn unexpected(&mut self, got: FrameType) -> DecodeError {
         let expected = self.expecting();
         self.reset();
-        DecodeError::UnexpectedFrame { expected, got }
+        DecodeError::UnexpectedFrame {
+            expected: expected.name(),
+            got: got.name(),
+        }
     }
 
     /// A method frame arrived on the channel: fine between contents, an error in the
@@ -505,8 +508,8 @@ mod tests {
         assert!(matches!(
             a.body(Bytes::new()),
             Err(DecodeError::UnexpectedFrame {
-                expected: FrameType::Method,
-                got: FrameType::Body
+                expected: "method",
+                got: "content body"
             })
         ));
     }
@@ -541,7 +544,10 @@ mod tests {
     #[test]
     fn interleaved_wrong_frames() {
         use FrameType::*;
-        let unexpected = |expected, got| DecodeError::UnexpectedFrame { expected, got };
+        let unexpected = |expected: FrameType, got: FrameType| DecodeError::UnexpectedFrame {
+            expected: expected.name(),
+            got: got.name(),
+        };
 
         // Header or body with no content method before it.
         let mut a: ContentAssembler<()> = ContentAssembler::new();

@@ -47,6 +47,16 @@ impl FrameType {
     pub const fn as_u8(self) -> u8 {
         self as u8
     }
+
+    /// What the frame is called in error texts ("expected content header frame, ...").
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Method => "method",
+            Self::Header => "content header",
+            Self::Body => "content body",
+            Self::Heartbeat => "heartbeat",
+        }
+    }
 }
 
 impl TryFrom<u8> for FrameType {
@@ -58,12 +68,7 @@ impl TryFrom<u8> for FrameType {
 
 impl fmt::Display for FrameType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Method => "method",
-            Self::Header => "content header",
-            Self::Body => "content body",
-            Self::Heartbeat => "heartbeat",
-        })
+        f.write_str(self.name())
     }
 }
 

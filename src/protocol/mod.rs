@@ -11,6 +11,7 @@ pub mod generated;
 
 pub mod arguments;
 pub mod content;
+mod decode_reply;
 pub mod error;
 pub mod field_table;
 pub mod frame;
