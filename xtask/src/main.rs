@@ -9,6 +9,7 @@
 //!   (`bench_compare.rs`).
 
 mod bench_compare;
+mod brokers;
 mod deps;
 
 use std::path::{Path, PathBuf};
