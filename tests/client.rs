@@ -21,7 +21,7 @@ async fn open_call_and_close() {
     c.delete_queue(1, "client-test").await.unwrap();
     // A channel error comes back as an error, answered.
     let e = c
-        .bind_queue(1, "nosuch", "amq.direct", "k")
+        .bind_queue(1, "nosuch", "amq.direct", "k", Default::default())
         .await
         .unwrap_err();
     assert!(

@@ -232,11 +232,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         queue: &str,
         exchange: &str,
         key: &str,
+        arguments: FieldTable,
     ) -> Result<()> {
         let m = Method::QueueBind(QueueBind {
             queue: short(queue)?,
             exchange: short(exchange)?,
             routing_key: short(key)?,
+            arguments,
             ..Default::default()
         });
         self.call(channel, &m, QueueBindOk::info()).await.map(drop)

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::bench_env::{Revision, machine, release_binaries, revision, thousands};
 use crate::brokers::{
     Broker, RssSampler, Which, clock_ticks_per_second, cpu_ticks, ensure_rabbitmq, reset_peak,
     vm_kib, wait_exit,
@@ -449,48 +450,6 @@ fn note_version(broker: &mut Broker, v: &Value) {
 // ---------------------------------------------------------------------------------------
 // The run and the report
 
-fn command_text(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, m)| m.trim())
-        })
-        .unwrap_or("unknown CPU")
-        .to_string();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")?
-                    .trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-        })
-        .map(|kib| kib / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
-    let kernel = command_text("uname", &["-sr"]);
-    format!("{cores} cores, {model}, {mem_gib:.1} GiB RAM, {kernel}")
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -508,16 +467,7 @@ fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else if v >= 10_000.0 {
-        // Thousands separated, no decimals.
-        let s = format!("{:.0}", v);
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
+        thousands(v)
     } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
@@ -598,42 +548,7 @@ fn table(o: &Options, names: (&str, &str), fed: &Figures, rab: &Figures) -> Stri
 }
 
 fn run(root: &Path, o: &Options) -> Result<(), String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
-    if o.build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("bench-compare: cargo build --release (fedamq, fedamq-perf)");
-        let ok = Command::new(cargo)
-            .current_dir(root)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "fedamq",
-                "--bin",
-                "fedamq",
-                "--bin",
-                "fedamq-perf",
-            ])
-            .status()
-            .map_err(|e| format!("cargo: {e}"))?
-            .success();
-        if !ok {
-            return Err("cargo build --release failed".into());
-        }
-    }
-    let fedamq_bin = target.join("release").join("fedamq");
-    let perf = target.join("release").join("fedamq-perf");
-    for b in [&fedamq_bin, &perf] {
-        if !b.exists() {
-            return Err(format!(
-                "{} is missing (build it, or drop --no-build)",
-                b.display()
-            ));
-        }
-    }
+    let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-compare")?;
     ensure_rabbitmq()?;
 
     let ctx = Ctx {
@@ -684,29 +599,12 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
         }
     }
 
-    let commit = command_text(
-        "git",
-        &[
-            "-C",
-            &root.display().to_string(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    );
-    let dirty = !command_text(
-        "git",
-        &[
-            "-C",
-            &root.display().to_string(),
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-        ],
-    )
-    .is_empty();
-    let date = command_text("date", &["-u", "+%Y-%m-%d"]);
-    let when = command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let Revision {
+        commit,
+        dirty,
+        date,
+        when,
+    } = revision(root);
     let mut md = String::new();
     let _ = writeln!(md, "# fedamq vs RabbitMQ, {date}\n");
     let _ = writeln!(md, "- date: {when}");

@@ -6,9 +6,13 @@
 //! - `deps --check`: fail when the modules of `src/` import each other in a cycle
 //!   (`deps.rs`); without `--check`, print the import graph.
 //! - `bench-compare`: the benchmark scenarios against fedamq and RabbitMQ, side by side
-//!   (`bench_compare.rs`).
+//!   (`bench_compare.rs`);
+//! - `bench-memory`: loads that try to push a broker past its memory limit, fedamq and
+//!   RabbitMQ with the same limit, peak RSS side by side (`bench_memory.rs`).
 
 mod bench_compare;
+mod bench_env;
+mod bench_memory;
 mod brokers;
 mod deps;
 
@@ -22,10 +26,11 @@ fn main() -> ExitCode {
         ["codegen"] => codegen(false),
         ["codegen", "--check"] => codegen(true),
         ["bench-compare", rest @ ..] => bench_compare::main(&root(), rest),
+        ["bench-memory", rest @ ..] => bench_memory::main(&root(), rest),
         ["deps", rest @ ..] => deps::main(&root(), rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help]"
+                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help]"
             );
             ExitCode::from(2)
         }

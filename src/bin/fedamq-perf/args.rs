@@ -1,6 +1,7 @@
 //! The command line, with RabbitMQ PerfTest's flag names where PerfTest has the option.
 
 use clap::Parser;
+use fedamq::protocol::{FieldTable, ShortString};
 
 /// A load generator for any AMQP 0-9-1 broker.
 ///
@@ -79,9 +80,15 @@ pub struct Args {
     #[arg(short = 'e', long = "exchange", default_value = "direct")]
     pub exchange: String,
 
-    /// Exchange type: direct, fanout, topic.
+    /// Exchange type: direct, fanout, topic, headers.
     #[arg(short = 't', long = "type", default_value = "direct")]
     pub exchange_type: String,
+
+    /// With `-t headers`: each queue is bound with `x-match: any` and this many header
+    /// keys, and every message carries the last of them, so each publish is routed
+    /// through a binding of that size.
+    #[arg(long = "header-keys", default_value_t = 1)]
+    pub header_keys: usize,
 
     /// Routing key (and binding key); default: each queue's name.
     #[arg(short = 'k', long = "routing-key")]
@@ -99,6 +106,12 @@ pub struct Args {
     /// pika, amqplib and amqprs do, instead of many publishes per call.
     #[arg(long = "unbatched", visible_alias = "write-per-publish")]
     pub unbatched: bool,
+
+    /// After setting up, producers and consumers never read their sockets, as a careless
+    /// or hostile client: returns, confirms and deliveries pile up on the broker's side.
+    /// They are dropped at the end without a close.
+    #[arg(long = "no-read")]
+    pub no_read: bool,
 
     /// Declare the queues auto-delete.
     #[arg(long = "auto-delete")]
@@ -157,11 +170,20 @@ impl Args {
         if self.queues().is_empty() {
             return Err("no queues".into());
         }
-        if !matches!(self.exchange_type.as_str(), "direct" | "fanout" | "topic") {
+        if !matches!(
+            self.exchange_type.as_str(),
+            "direct" | "fanout" | "topic" | "headers"
+        ) {
             return Err(format!(
-                "exchange type {:?} is not supported (direct, fanout, topic)",
+                "exchange type {:?} is not supported (direct, fanout, topic, headers)",
                 self.exchange_type
             ));
+        }
+        if self.header_keys == 0 {
+            return Err("--header-keys must be at least 1".into());
+        }
+        if self.no_read && self.confirm.is_some() {
+            return Err("--no-read with -c would wait forever for confirms it never reads".into());
         }
         if self.confirm == Some(0) {
             return Err("-c must be at least 1".into());
@@ -173,6 +195,23 @@ impl Args {
             return Err("-z must be a non-negative number".into());
         }
         Ok(())
+    }
+
+    /// With `-t headers`: the binding arguments (`x-match: any` and `--header-keys` keys)
+    /// and the headers each message carries (the last key); `None` for other types.
+    pub fn headers(&self) -> Option<(FieldTable, FieldTable)> {
+        if self.exchange_type != "headers" {
+            return None;
+        }
+        let key = |i: usize| ShortString::try_from(format!("h{i}").as_str()).expect("short");
+        let mut binding = FieldTable::new();
+        binding.insert(ShortString::from_static("x-match"), "any".into());
+        for i in 0..self.header_keys {
+            binding.insert(key(i), "v".into());
+        }
+        let mut message = FieldTable::new();
+        message.insert(key(self.header_keys - 1), "v".into());
+        Some((binding, message))
     }
 
     /// The multi-ack interval actually used: never more than the prefetch, or the
@@ -278,9 +317,27 @@ mod tests {
     }
 
     #[test]
+    fn headers_binding_has_the_keys_and_messages_match_the_last() {
+        let a = parse(&["-t", "headers", "--header-keys", "3"]);
+        let (binding, message) = a.headers().expect("headers exchange");
+        assert_eq!(binding.len(), 4);
+        assert_eq!(message.len(), 1);
+        let (key, _) = message.iter().next().expect("one header");
+        assert_eq!(key.as_str(), Some("h2"));
+        assert!(binding.iter().any(|(k, _)| k == key));
+        assert!(parse(&["-t", "direct"]).headers().is_none());
+    }
+
+    #[test]
     fn bad_values() {
         assert!(parse(&["-f", "lazy"]).validate().is_err());
-        assert!(parse(&["-t", "headers"]).validate().is_err());
+        assert!(parse(&["-t", "match"]).validate().is_err());
+        assert!(
+            parse(&["-t", "headers", "--header-keys", "0"])
+                .validate()
+                .is_err()
+        );
+        assert!(parse(&["--no-read", "-c", "10"]).validate().is_err());
         assert!(parse(&["-c", "0"]).validate().is_err());
     }
 }

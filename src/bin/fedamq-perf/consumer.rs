@@ -23,6 +23,8 @@ pub struct ConsumerConfig {
     pub multi_ack: u64,
     /// Deliveries to take, then stop; 0 = unlimited.
     pub count: u64,
+    /// Never read the socket after basic.consume-ok (`--no-read`).
+    pub no_read: bool,
 }
 
 pub struct ConsumerOutcome {
@@ -90,6 +92,21 @@ pub async fn run(
 ) -> ConsumerOutcome {
     let mut consumed = 0;
     let mut end = Instant::now();
+    if cfg.no_read {
+        // Deliveries pile up unread until the run ends; the connection is then dropped
+        // without a close, which would first have to read them all.
+        let mut stop = stop;
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+        return ConsumerOutcome {
+            consumed,
+            end: Instant::now(),
+            error: None,
+        };
+    }
     let res = consume_loop(
         &mut conn,
         &cfg,

@@ -110,7 +110,13 @@ async fn declare(args: &Args, setup: &mut Conn, queues: &[String]) -> client::Re
         setup.declare_queue(CHANNEL, q, args.auto_delete).await?;
         if !args.exchange.is_empty() {
             let key = args.routing_key.as_deref().unwrap_or(q);
-            setup.bind_queue(CHANNEL, q, &args.exchange, key).await?;
+            let arguments = args
+                .headers()
+                .map(|(binding, _)| binding)
+                .unwrap_or_default();
+            setup
+                .bind_queue(CHANNEL, q, &args.exchange, key, arguments)
+                .await?;
         }
     }
     Ok(())
@@ -223,6 +229,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
         no_ack: args.autoack,
         multi_ack: args.effective_multi_ack(),
         count: args.cmessages,
+        no_read: args.no_read,
     });
     for c in consumer_conns {
         let l = SharedLatencies::default();
@@ -256,6 +263,8 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
             } else {
                 Writes::Batched
             },
+            headers: args.headers().map(|(_, message)| message),
+            no_read: args.no_read,
         });
         let l = SharedLatencies::default();
         confirm_latency.push(l.clone());

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fedamq::protocol::ShortString;
 use fedamq::protocol::content::encode_content;
 use fedamq::protocol::frame::FrameDecoder;
 use fedamq::protocol::frame::{FrameType, encode_frame_with};
 use fedamq::protocol::generated::constants::FRAME_METHOD;
 use fedamq::protocol::generated::methods::{BasicPublish, Method};
 use fedamq::protocol::generated::properties::BasicProperties;
+use fedamq::protocol::{FieldTable, ShortString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -58,6 +58,10 @@ pub struct ProducerConfig {
     /// Messages to publish; 0 = unlimited.
     pub count: u64,
     pub writes: Writes,
+    /// Headers every message carries (for a headers exchange).
+    pub headers: Option<FieldTable>,
+    /// Never read the socket (`--no-read`): returns and confirms are left unread.
+    pub no_read: bool,
 }
 
 pub struct ProducerOutcome {
@@ -127,8 +131,10 @@ pub async fn run(
         &mut published,
     )
     .await;
-    // close-ok comes after the broker handled every publish sent before the close.
+    // close-ok comes after the broker handled every publish sent before the close. A
+    // producer that never reads would first have to read everything left unread.
     let res = match res {
+        Ok(()) if cfg.no_read => Ok(()),
         Ok(()) => conn.close().await,
         Err(e) => Err(e),
     };
@@ -204,6 +210,7 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         let mut b = BytesMut::new();
         BasicProperties {
             delivery_mode: cfg.persistent.then_some(2),
+            headers: cfg.headers.clone(),
             ..Default::default()
         }
         .encode(&mut b);
@@ -305,7 +312,7 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
         tokio::select! {
             biased;
-            r = rd.read_buf(*rbuf) => {
+            r = rd.read_buf(*rbuf), if !cfg.no_read => {
                 if r? == 0 {
                     return Err(Error::Closed { what: "connection", code: 0, text: "socket closed".into() });
                 }
@@ -415,6 +422,8 @@ mod tests {
             rate: 0.0,
             count,
             writes,
+            headers: None,
+            no_read: false,
         };
         let mut rbuf = BytesMut::new();
         let mut frames = FrameDecoder::default();
@@ -511,6 +520,8 @@ mod tests {
             rate: 0.0,
             count: 0,
             writes: Writes::PerPublish,
+            headers: None,
+            no_read: false,
         };
         let counters = std::sync::Arc::new(Counters::default());
         let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
