@@ -248,6 +248,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     let limit = format!("{}MiB", o.limit_mib);
     let rabbit_conf = format!("vm_memory_high_watermark.absolute = {}MiB\n", o.limit_mib);
     let mut rows = String::new();
+    let mut failures = Vec::new();
     for load in &o.loads {
         let mut cells = Vec::new();
         for which in [Which::Fedamq, Which::Rabbit] {
@@ -266,24 +267,36 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
             );
             let r = run_load(&perf, &broker, load, o.seconds);
             broker.stop();
-            cells.push(r?);
+            if let Err(e) = &r {
+                // One load that fails still leaves the others' figures worth having.
+                eprintln!("bench-memory: {e}");
+                failures.push(format!("{} against {}: {e}", load.name, broker.name()));
+            }
+            cells.push(r.ok());
         }
-        let [fed, rab] = [&cells[0], &cells[1]];
+        let cell = |c: &Option<Outcome>, f: &dyn Fn(&Outcome) -> String| {
+            c.as_ref().map_or_else(|| "failed".to_string(), f)
+        };
+        let rss = |c: &Outcome| {
+            format!(
+                "{:.0} ({:.2}×)",
+                c.peak_rss_mib,
+                c.peak_rss_mib / o.limit_mib as f64
+            )
+        };
         let _ = writeln!(
             rows,
-            "| {}: {} | {:.0} ({:.2}×) | {:.0} ({:.2}×) | {} / {} | {} / {} | {} / {} |",
+            "| {}: {} | {} | {} | {} / {} | {} / {} | {} / {} |",
             load.name,
             load.what,
-            fed.peak_rss_mib,
-            fed.peak_rss_mib / o.limit_mib as f64,
-            rab.peak_rss_mib,
-            rab.peak_rss_mib / o.limit_mib as f64,
-            count(fed.published),
-            count(rab.published),
-            count(fed.last_second_rate),
-            count(rab.last_second_rate),
-            count(fed.delivered),
-            count(rab.delivered),
+            cell(&cells[0], &rss),
+            cell(&cells[1], &rss),
+            cell(&cells[0], &|c| count(c.published)),
+            cell(&cells[1], &|c| count(c.published)),
+            cell(&cells[0], &|c| count(c.last_second_rate)),
+            cell(&cells[1], &|c| count(c.last_second_rate)),
+            cell(&cells[0], &|c| count(c.delivered)),
+            cell(&cells[1], &|c| count(c.delivered)),
         );
     }
 
@@ -331,15 +344,25 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     );
     let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|");
     md.push_str(&rows);
+    if !failures.is_empty() {
+        let _ = writeln!(md, "\nFailed runs:\n");
+        for f in &failures {
+            let _ = writeln!(md, "- {f}");
+        }
+    }
     println!("\n{md}");
-    if o.write {
+    if o.write && failures.len() < 2 * o.loads.len() {
         let dir = root.join("bench").join("results");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = dir.join(format!("{date}-{commit}-memory.md"));
         std::fs::write(&file, &md).map_err(|e| format!("{}: {e}", file.display()))?;
         eprintln!("bench-memory: wrote {}", file.display());
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} run(s) failed", failures.len()))
+    }
 }
 
 /// A count with thousands separators; "-" when unknown.

@@ -1,7 +1,7 @@
 //! The command line, with RabbitMQ PerfTest's flag names where PerfTest has the option.
 
 use clap::Parser;
-use fedamq::protocol::{FieldTable, ShortString};
+use fedamq::protocol::{FieldTable, FieldValue, ShortString};
 
 /// A load generator for any AMQP 0-9-1 broker.
 ///
@@ -179,8 +179,8 @@ impl Args {
                 self.exchange_type
             ));
         }
-        if self.header_keys == 0 {
-            return Err("--header-keys must be at least 1".into());
+        if self.header_keys == 0 || self.header_keys > 62 * 62 * 62 {
+            return Err("--header-keys must be from 1 to 238,328".into());
         }
         if self.no_read && self.confirm.is_some() {
             return Err("--no-read with -c would wait forever for confirms it never reads".into());
@@ -199,18 +199,29 @@ impl Args {
 
     /// With `-t headers`: the binding arguments (`x-match: any` and `--header-keys` keys)
     /// and the headers each message carries (the last key); `None` for other types.
+    /// Keys are three characters with void values, so 25,000 of them fit in one frame
+    /// of the default 128 KiB.
     pub fn headers(&self) -> Option<(FieldTable, FieldTable)> {
         if self.exchange_type != "headers" {
             return None;
         }
-        let key = |i: usize| ShortString::try_from(format!("h{i}").as_str()).expect("short");
+        const ALPHABET: &[u8; 62] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        let key = |i: usize| {
+            let n = ALPHABET.len();
+            let name: String = [i / (n * n) % n, i / n % n, i % n]
+                .iter()
+                .map(|&d| char::from(ALPHABET[d]))
+                .collect();
+            ShortString::try_from(name.as_str()).expect("three characters")
+        };
         let mut binding = FieldTable::new();
         binding.insert(ShortString::from_static("x-match"), "any".into());
         for i in 0..self.header_keys {
-            binding.insert(key(i), "v".into());
+            binding.insert(key(i), FieldValue::Void);
         }
         let mut message = FieldTable::new();
-        message.insert(key(self.header_keys - 1), "v".into());
+        message.insert(key(self.header_keys - 1), FieldValue::Void);
         Some((binding, message))
     }
 
@@ -323,7 +334,7 @@ mod tests {
         assert_eq!(binding.len(), 4);
         assert_eq!(message.len(), 1);
         let (key, _) = message.iter().next().expect("one header");
-        assert_eq!(key.as_str(), Some("h2"));
+        assert_eq!(key.as_str(), Some("aac"));
         assert!(binding.iter().any(|(k, _)| k == key));
         assert!(parse(&["-t", "direct"]).headers().is_none());
     }

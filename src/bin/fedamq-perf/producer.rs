@@ -309,6 +309,11 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if done_sending && out.is_empty() && (outstanding.unconfirmed == 0 || stopping) {
             return Ok(());
         }
+        // A client that never reads may be held back by a broker that stopped reading
+        // it: what it could not write is dropped with the connection.
+        if stopping && cfg.no_read {
+            return Ok(());
+        }
 
         tokio::select! {
             biased;
