@@ -1,5 +1,8 @@
 //! The `fedamq` binary: parse the command line, load the configuration, raise the
-//! open-files limit, serve until SIGINT or SIGTERM.
+//! open-files limit, serve until SIGINT or SIGTERM, then close every connection (320)
+//! and exit within [`SHUTDOWN_GRACE`] however busy the broker is.
+
+use std::time::Duration;
 
 use clap::Parser;
 use fedamq::Server;
@@ -35,21 +38,56 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let broker = match Server::start(config).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("fedamq: cannot listen: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
-        println!("fedamq listening on {}", broker.local_addr());
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        broker.shutdown().await;
-        std::process::ExitCode::SUCCESS
-    })
+    // Signals, and the grace given to connections at shutdown, are waited for on this
+    // thread with a runtime of its own: the broker's workers may all be busy when the
+    // signal comes (a client whose input takes long to handle), and a stop must not
+    // wait for them.
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedamq: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Listening for signals before serving: a signal that comes early still stops the
+    // broker cleanly.
+    let signal = match control.block_on(async { Signals::listen() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fedamq: cannot listen for signals: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let broker = match runtime.block_on(Server::start(config)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("fedamq: cannot listen: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("fedamq listening on {}", broker.local_addr());
+    control.block_on(signal.recv());
+    tracing::info!("shutting down");
+    broker.close_all();
+    let closed = runtime.spawn(broker.shutdown());
+    if control
+        .block_on(async { tokio::time::timeout(SHUTDOWN_GRACE, closed).await })
+        .is_err()
+    {
+        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: exiting anyway");
+    }
+    // What still runs (a client that does not read its connection.close, a task in a
+    // long loop) does not hold up the exit.
+    runtime.shutdown_background();
+    std::process::ExitCode::SUCCESS
 }
+
+/// How long connections get at shutdown to send connection.close (320) and hear the
+/// client's close-ok before the process exits regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Each connection holds a socket; the common default soft limit of 1,024 open files is
 /// far too low for a broker, so raise the soft limit to the hard limit.
@@ -60,23 +98,37 @@ fn raise_open_files_limit() {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered when created.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime that will wait for the signals.
+    fn listen() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for either signal.
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -85,9 +85,15 @@ impl BrokerHandle {
         ))
     }
 
+    /// Stops accepting and tells every connection to close with 320, without waiting
+    /// (a signal handler's first step: it works while every worker is busy).
+    pub fn close_all(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
     /// Stops accepting, closes every connection with 320 and waits for them to end.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        self.close_all();
         let _ = self.task.await;
     }
 }

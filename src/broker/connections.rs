@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
+use super::credit::PendingBytes;
 use super::hash::HashMap;
 use super::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::protocol::ReplyCode;
@@ -25,7 +26,10 @@ pub struct ConnectionInfo {
     /// The client's `product` property, if it sent one.
     pub client: Option<String>,
     pub connected_at: SystemTime,
-    mailbox: Mailbox,
+    /// How the broker reaches the connection's task.
+    pub(crate) mailbox: Mailbox,
+    /// What the connection holds that its client has not read.
+    pub(crate) pending: Arc<PendingBytes>,
 }
 
 #[derive(Debug, Default)]
@@ -46,24 +50,8 @@ impl Connections {
     }
 
     /// Lists a connection until the returned registration drops.
-    pub fn register(
-        self: &Arc<Self>,
-        id: ConnectionId,
-        peer: Option<SocketAddr>,
-        user: &str,
-        vhost: &str,
-        client: Option<String>,
-        mailbox: Mailbox,
-    ) -> Registration {
-        let info = ConnectionInfo {
-            id,
-            peer,
-            user: user.to_string(),
-            vhost: vhost.to_string(),
-            client,
-            connected_at: SystemTime::now(),
-            mailbox,
-        };
+    pub fn register(self: &Arc<Self>, info: ConnectionInfo) -> Registration {
+        let id = info.id;
         self.lock().insert(id, Arc::new(info));
         Registration {
             id,
@@ -118,6 +106,12 @@ impl Connections {
 }
 
 impl ConnectionInfo {
+    /// Bytes held for this connection that its client has not read yet (see
+    /// [`PendingBytes`]).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.get()
+    }
+
     fn close(&self, reason: &str) {
         let _ = self.mailbox.send(ConnectionEvent::Close {
             code: ReplyCode::ConnectionForced,

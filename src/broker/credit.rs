@@ -5,7 +5,9 @@
 //! consumer's channel, which gives it back on ack, so it is a pair of atomics rather
 //! than state behind either side's lock.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use super::message::MemoryGauge;
 
 /// A prefetch window. A limit of 0 means unlimited (as `basic.qos` prefetch-count 0).
 #[derive(Debug, Default)]
@@ -64,45 +66,99 @@ impl Credit {
     }
 }
 
-/// Bytes a connection has encoded but not yet written to its socket. Consumers that need
-/// no acks have no prefetch window; they pause on this instead, so a client that stops
-/// reading cannot make the broker buffer without bound.
+/// Bytes held for a connection that its client has not read yet: frames encoded but not
+/// yet written to the socket, and deliveries waiting in the connection's mailbox. A
+/// client that stops reading must not make the broker buffer without bound, so over
+/// [`HIGH_WATER`](Self::HIGH_WATER) queues hand the connection's consumers nothing more
+/// and the connection stops reading its socket (its publishes, whose returns and confirms
+/// would add to the pile, wait in TCP), until the count is back under
+/// [`LOW_WATER`](Self::LOW_WATER).
+///
+/// Encoded bytes are copies, so they are also charged to the broker's memory gauge;
+/// deliveries in the mailbox are not (their messages are counted already).
 #[derive(Debug, Default)]
 pub struct PendingBytes {
-    pending: std::sync::atomic::AtomicUsize,
+    pending: AtomicUsize,
+    /// The encoded part of `pending`: what is charged to `memory`.
+    encoded: AtomicUsize,
+    memory: Option<MemoryGauge>,
 }
 
 impl PendingBytes {
-    /// Above this many unwritten bytes, no-ack consumers of the connection pause.
+    /// Above this many held bytes, the connection is not read and not handed deliveries.
     pub const HIGH_WATER: usize = 4 << 20;
+
+    /// Paused consumers are resumed once the count is down to this: resuming at the high
+    /// water mark itself would wake the queue for every message or two.
+    pub const LOW_WATER: usize = Self::HIGH_WATER / 2;
+
+    /// A count whose encoded bytes are charged to `memory`.
+    pub fn charging(memory: &MemoryGauge) -> Self {
+        PendingBytes {
+            pending: AtomicUsize::new(0),
+            encoded: AtomicUsize::new(0),
+            memory: Some(memory.clone()),
+        }
+    }
 
     pub fn get(&self) -> usize {
         self.pending.load(Ordering::Acquire)
-    }
-
-    /// What a delivery of `message` counts while it waits in the connection's mailbox,
-    /// before it is encoded: so a connection task that falls behind its no-ack consumers
-    /// holds them back too (it would otherwise collect deliveries without bound).
-    pub fn queued_size(message: &crate::broker::message::Message) -> usize {
-        message.body.len() + message.properties.as_bytes().len() + 64
     }
 
     pub fn has_room(&self) -> bool {
         self.get() < Self::HIGH_WATER
     }
 
-    pub fn add(&self, n: usize) {
-        self.pending.fetch_add(n, Ordering::AcqRel);
+    /// What a delivery of `message` counts while it waits in the connection's mailbox,
+    /// before it is encoded: so a connection task that falls behind its consumers holds
+    /// them back too (it would otherwise collect deliveries without bound).
+    pub fn queued_size(message: &crate::broker::message::Message) -> usize {
+        message.body.len() + message.properties.as_bytes().len() + 64
     }
 
-    /// Paused no-ack consumers are resumed once the count is down to this: resuming at
-    /// the high water mark itself would wake the queue for every message or two.
-    pub const LOW_WATER: usize = Self::HIGH_WATER / 2;
+    /// A delivery of `message` was put in the connection's mailbox.
+    pub fn delivery_queued(&self, message: &crate::broker::message::Message) {
+        self.pending
+            .fetch_add(Self::queued_size(message), Ordering::AcqRel);
+    }
 
-    /// Subtracts `n`; true when this brought the count down across the low water mark.
+    /// A delivery of `message` was taken from the mailbox; true when that brought the
+    /// count down across the low water mark.
+    pub fn delivery_taken(&self, message: &crate::broker::message::Message) -> bool {
+        self.release(Self::queued_size(message))
+    }
+
+    /// `n` encoded bytes were handed to the writer.
+    pub fn add(&self, n: usize) {
+        self.pending.fetch_add(n, Ordering::AcqRel);
+        self.encoded.fetch_add(n, Ordering::AcqRel);
+        if let Some(m) = &self.memory {
+            m.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` encoded bytes were written; true when that brought the count down across the
+    /// low water mark.
     pub fn sub(&self, n: usize) -> bool {
+        self.encoded.fetch_sub(n, Ordering::AcqRel);
+        if let Some(m) = &self.memory {
+            m.fetch_sub(n as u64, Ordering::Relaxed);
+        }
+        self.release(n)
+    }
+
+    fn release(&self, n: usize) -> bool {
         let before = self.pending.fetch_sub(n, Ordering::AcqRel);
         before >= Self::LOW_WATER && before.saturating_sub(n) < Self::LOW_WATER
+    }
+}
+
+impl Drop for PendingBytes {
+    /// Bytes never written (the client went away) no longer take memory.
+    fn drop(&mut self) {
+        if let Some(m) = &self.memory {
+            m.fetch_sub(*self.encoded.get_mut() as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -137,6 +193,33 @@ mod tests {
         // Across the low mark: wake the queues, once.
         assert!(p.sub(1));
         assert!(!p.sub(1));
+    }
+
+    #[test]
+    fn written_bytes_are_charged_to_the_gauge_until_written_or_dropped() {
+        let gauge = MemoryGauge::default();
+        let p = PendingBytes::charging(&gauge);
+        let message = crate::broker::message::Message::new(
+            crate::protocol::ShortString::from_static(""),
+            crate::protocol::ShortString::from_static("q"),
+            Default::default(),
+            bytes::Bytes::from_static(&[0; 100]),
+        );
+        p.delivery_queued(&message);
+        assert_eq!(
+            gauge.load(Ordering::Relaxed),
+            0,
+            "the message is counted already"
+        );
+        p.add(1000);
+        assert_eq!(gauge.load(Ordering::Relaxed), 1000);
+        p.sub(400);
+        assert_eq!(gauge.load(Ordering::Relaxed), 600);
+        assert_eq!(p.get(), 600 + PendingBytes::queued_size(&message));
+        p.delivery_taken(&message);
+        assert_eq!(p.get(), 600);
+        drop(p);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0, "unwritten bytes released");
     }
 
     #[test]

@@ -28,6 +28,8 @@ use self::channel::{Channel, ChannelState};
 use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
+use crate::broker::connections::ConnectionInfo;
+use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
@@ -95,16 +97,19 @@ pub async fn serve<T: Transport>(
     };
     let (mut read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
-    let _registration = broker.connections().register(
+    let pending = Arc::new(PendingBytes::charging(broker.memory()));
+    let _registration = broker.connections().register(ConnectionInfo {
         id,
         peer,
-        &opened.user,
-        &opened.vhost.name,
-        opened.product.clone(),
-        mailbox_tx.clone(),
-    );
+        user: opened.user.clone(),
+        vhost: opened.vhost.name.to_string(),
+        client: opened.product.clone(),
+        connected_at: std::time::SystemTime::now(),
+        mailbox: mailbox_tx.clone(),
+        pending: pending.clone(),
+    });
     let drained_tx = mailbox_tx.clone();
-    let (writer, writer_task) = writer::spawn(write, move || {
+    let (writer, writer_task) = writer::spawn(write, pending, move || {
         let _ = drained_tx.send(ConnectionEvent::WriterDrained);
     });
     let vhost = opened.vhost.clone();
@@ -135,8 +140,16 @@ pub async fn serve<T: Transport>(
     conn.release_all();
     vhost.owner_gone(&Owner::Connection(id));
     drop(conn);
-    // Every frame written, then the write side shut down (the writer's last step).
-    let _ = writer_task.await;
+    // Every frame written, then the write side shut down (the writer's last step). A
+    // client that does not read its last frames does not keep the connection.
+    let writer_abort = writer_task.abort_handle();
+    if tokio::time::timeout(closing::LINGER, writer_task)
+        .await
+        .is_err()
+    {
+        writer_abort.abort();
+        return;
+    }
     closing::drain(&mut read, &mut shutdown).await;
 }
 
@@ -223,6 +236,14 @@ impl Connection {
                 // The client's heartbeats waited unread meanwhile.
                 self.last_received = Instant::now();
             }
+            // The client does not read what it is sent: stop reading it too, so that its
+            // publishes (whose returns and confirms would add to the pile) wait in TCP.
+            // The writer draining (`WriterDrained`) wakes the loop.
+            let unread = !self.writer.pending.has_room();
+            if unread {
+                // The client's heartbeats wait unread meanwhile.
+                self.last_received = Instant::now();
+            }
             make_read_room(&mut inbuf);
             tokio::select! {
                 biased;
@@ -242,7 +263,7 @@ impl Connection {
                 }
                 // Held back by a slow queue: look again shortly.
                 _ = tokio::time::sleep(Duration::from_millis(1)), if flow && !blocked => {}
-                n = read.read_buf(&mut inbuf), if !blocked && !flow => {
+                n = read.read_buf(&mut inbuf), if !blocked && !flow && !unread => {
                     match n {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {
@@ -255,15 +276,12 @@ impl Connection {
                     // The sender goes away only at shutdown; stop polling it then.
                     alarm_open = r.is_ok();
                 }
+                // No close-ok in time.
+                _ = tokio::time::sleep_until(self.closing.unwrap_or_else(Instant::now)), if self.closing.is_some() => return,
                 _ = ticker.tick() => {
-                    if let Some(deadline) = self.closing {
-                        if Instant::now() >= deadline {
-                            return;
-                        }
-                    }
                     if self.heartbeat != 0 {
                         // Not reading (memory alarm, flow control) is not the client's silence.
-                        if blocked || flow {
+                        if blocked || flow || unread {
                             self.last_received = Instant::now();
                         }
                         if self.last_received.elapsed() > beat * 2 {
@@ -484,7 +502,7 @@ impl Connection {
                 entry,
             } => {
                 if consumer.arrived(&entry) {
-                    self.resume_no_ack_consumers();
+                    self.resume_consumers();
                 }
                 let open = self.channels.get(&channel).is_some_and(|c| {
                     // The same consumer, not just the same tag: a channel may have been
@@ -549,7 +567,7 @@ impl Connection {
             ConnectionEvent::Close { code, text } => {
                 self.close_connection(AmqpError::new(code, text), 0, 0);
             }
-            ConnectionEvent::WriterDrained => self.resume_no_ack_consumers(),
+            ConnectionEvent::WriterDrained => self.resume_consumers(),
             ConnectionEvent::Batch(events) => {
                 for e in events {
                     self.handle_event(e);
@@ -558,8 +576,8 @@ impl Connection {
         }
     }
 
-    /// No-ack consumers paused on a full socket or mailbox may go on.
-    fn resume_no_ack_consumers(&mut self) {
+    /// Consumers paused on a full socket or mailbox may go on.
+    fn resume_consumers(&mut self) {
         let queues: Vec<_> = self
             .channels
             .values()

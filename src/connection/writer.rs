@@ -3,8 +3,8 @@
 //! The connection task encodes frames into a buffer and hands whole buffers over here,
 //! so it never waits on a slow client's socket while it still has input to read (which
 //! could deadlock two peers that both wait to write). Bytes handed over but not yet
-//! written are counted ([`PendingBytes`]) so that consumers needing no acks pause while
-//! a client falls behind instead of queueing without bound.
+//! written are counted ([`PendingBytes`]) so that a client that falls behind is not
+//! read and not handed deliveries, instead of the broker queueing for it without bound.
 
 use std::sync::Arc;
 
@@ -32,13 +32,14 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer; `drained` is called when pending bytes fall back under the mark.
+/// Starts the writer, counting in `pending`; `drained` is called when pending bytes
+/// fall back under the mark.
 pub fn spawn(
     mut socket: impl AsyncWrite + Unpin + Send + 'static,
+    pending: Arc<PendingBytes>,
     drained: impl Fn() + Send + 'static,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let pending = Arc::new(PendingBytes::default());
     let shared = pending.clone();
     let task = tokio::spawn(async move {
         let mut joined = BytesMut::new();

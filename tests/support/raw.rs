@@ -62,6 +62,26 @@ impl Client {
         heartbeat: u16,
     ) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
+        Client::handshake(stream, user, password, vhost, heartbeat).await
+    }
+
+    /// Connects with a small socket receive buffer, so that what the broker sends piles
+    /// up in the broker rather than in the kernel once the test stops reading, and
+    /// completes the handshake as guest without heartbeats.
+    pub async fn open_small_window(addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client::handshake(stream, "guest", "guest", "/", 0).await
+    }
+
+    async fn handshake(
+        stream: TcpStream,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        heartbeat: u16,
+    ) -> Client {
         let mut caps = FieldTable::new();
         caps.insert(
             ShortString::from_static("connection.blocked"),
@@ -159,6 +179,44 @@ impl Client {
     pub async fn wait_closed(&mut self) {
         while self.next_frame().await.is_some() {}
     }
+
+    /// Splits the client into a reader of method frames and the socket's write half, to
+    /// write from one task while reading (or not) from another.
+    pub fn split(self) -> (Reader, tokio::net::tcp::OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        let reader = Reader {
+            read,
+            buf: self.buf,
+            frames: self.frames,
+        };
+        (reader, write)
+    }
+}
+
+/// The read half of a split [`Client`].
+pub struct Reader {
+    read: tokio::net::tcp::OwnedReadHalf,
+    buf: BytesMut,
+    frames: FrameDecoder,
+}
+
+impl Reader {
+    /// The next method frame, skipping content and heartbeats; None when the socket
+    /// closed.
+    pub async fn next_method(&mut self) -> Option<MethodFrame> {
+        loop {
+            if let Some(f) = self.frames.decode(&mut self.buf).unwrap() {
+                if let FramePayload::Method(p) = f.payload {
+                    return Some(MethodFrame(f.channel, Method::decode(&p).unwrap()));
+                }
+                continue;
+            }
+            match self.read.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 /// Appends a method frame to `out`.
@@ -174,6 +232,11 @@ pub fn encode_publish(out: &mut BytesMut, channel: u16, queue: &str, body: &[u8]
         routing_key: ShortString::try_from(queue).unwrap(),
         ..Default::default()
     };
+    encode_publish_with(out, channel, m, body);
+}
+
+/// Appends publish `m` of `body` (method, header and body frames) to `out`.
+pub fn encode_publish_with(out: &mut BytesMut, channel: u16, m: BasicPublish, body: &[u8]) {
     encode_method(out, channel, m);
     encode_frame_with(out, 2, channel, |b| {
         fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);

@@ -32,7 +32,8 @@ pub enum ConnectionEvent {
         channel: u16,
         consumer_tag: ShortString,
     },
-    /// The writer caught up: no-ack consumers paused on a full socket may go on.
+    /// The writer caught up: the connection is read again, and consumers paused on a
+    /// full socket may go on.
     WriterDrained,
     /// The broker is closing this connection (shutdown: 320 CONNECTION_FORCED).
     Close {
@@ -60,7 +61,8 @@ pub struct Consumer {
     pub channel_credit: Option<Arc<Credit>>,
     /// False while the client has paused the channel with channel.flow.
     pub channel_active: Arc<AtomicBool>,
-    /// The connection's unwritten bytes (pauses no-ack consumers of a slow client).
+    /// What the connection holds that its client has not read (pauses the consumers of
+    /// a client that falls behind).
     pub pending: Arc<PendingBytes>,
     pub mailbox: Mailbox,
 }
@@ -68,11 +70,13 @@ pub struct Consumer {
 impl Consumer {
     /// Takes credit for one delivery, if the consumer may receive one now.
     pub fn try_take_credit(&self) -> bool {
-        if !self.channel_active.load(Ordering::Acquire) {
+        // A connection holding too much its client has not read gets nothing more,
+        // whatever the prefetch window (with none, this is the only bound).
+        if !self.channel_active.load(Ordering::Acquire) || !self.pending.has_room() {
             return false;
         }
         if self.no_ack {
-            return self.pending.has_room();
+            return true;
         }
         credit::take_all(&[self.credit.as_deref(), self.channel_credit.as_deref()])
     }
@@ -90,11 +94,17 @@ impl Consumer {
         }
     }
 
-    /// Notes that a delivery reached the consumer's owner. For a no-ack consumer its
-    /// bytes no longer wait: true when that brought the waiting bytes under the low
-    /// mark, so that no-ack consumers paused on them may go on.
+    /// Notes that a delivery is on its way to the consumer's owner: its bytes count as
+    /// held for that connection until it [`arrived`](Self::arrived).
+    pub fn handed_out(&self, entry: &Entry) {
+        self.pending.delivery_queued(&entry.message);
+    }
+
+    /// Notes that a delivery reached the consumer's owner: its bytes no longer wait in
+    /// the mailbox. True when that brought the held bytes under the low mark, so that
+    /// consumers paused on them may go on.
     pub fn arrived(&self, entry: &Entry) -> bool {
-        self.no_ack && self.pending.sub(PendingBytes::queued_size(&entry.message))
+        self.pending.delivery_taken(&entry.message)
     }
 
     /// Whether the connection behind this consumer is gone.

@@ -16,7 +16,6 @@ pub mod event_batch;
 use self::consumer::{ConnectionEvent, Consumer};
 use crate::broker::backlog::{Backlog, Entry, PushOutcome};
 use crate::broker::clock;
-use crate::broker::credit::PendingBytes;
 use crate::broker::dead_letter::{self, Reason};
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::message::MessageRef;
@@ -240,11 +239,8 @@ impl Queue {
     /// Sends one entry to consumer `index` (whose credit is already taken).
     fn hand_out(self: &Arc<Self>, st: &mut State, index: usize, entry: Entry) {
         let consumer = st.consumers[index].clone();
-        if consumer.no_ack {
-            consumer
-                .pending
-                .add(PendingBytes::queued_size(&entry.message));
-        } else {
+        consumer.handed_out(&entry);
+        if !consumer.no_ack {
             st.unacked += 1;
         }
         let event = ConnectionEvent::Deliver {
