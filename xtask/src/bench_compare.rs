@@ -548,6 +548,13 @@ fn table(o: &Options, names: (&str, &str), fed: &Figures, rab: &Figures) -> Stri
 }
 
 fn run(root: &Path, o: &Options) -> Result<(), String> {
+    // Read when the binaries are built: the tree may move on while the run goes.
+    let Revision {
+        commit,
+        dirty,
+        date,
+        when,
+    } = revision(root);
     let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-compare")?;
     ensure_rabbitmq()?;
 
@@ -599,12 +606,6 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
         }
     }
 
-    let Revision {
-        commit,
-        dirty,
-        date,
-        when,
-    } = revision(root);
     let mut md = String::new();
     let _ = writeln!(md, "# fedamq vs RabbitMQ, {date}\n");
     let _ = writeln!(md, "- date: {when}");

@@ -243,6 +243,13 @@ fn run_load(perf: &Path, broker: &Broker, load: &Load, seconds: f64) -> Result<O
 }
 
 fn run(root: &Path, o: &Options) -> Result<(), String> {
+    // Read when the binaries are built: the tree may move on while the run goes.
+    let Revision {
+        commit,
+        dirty,
+        date,
+        when,
+    } = revision(root);
     let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-memory")?;
     ensure_rabbitmq()?;
     let limit = format!("{}MiB", o.limit_mib);
@@ -300,12 +307,6 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
         );
     }
 
-    let Revision {
-        commit,
-        dirty,
-        date,
-        when,
-    } = revision(root);
     let mut md = String::new();
     let _ = writeln!(
         md,
