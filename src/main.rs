@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
         let broker = match Server::start(config).await {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("fedamq: cannot listen: {e}");
+                eprintln!("fedamq: cannot start: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         };

@@ -490,3 +490,35 @@ async fn fedamq_export_imports_into_rabbitmq() {
     }
     ctl(&["delete_vhost", vh]);
 }
+
+#[tokio::test]
+async fn load_definitions_imports_at_start_up_and_a_bad_file_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, sample().to_string()).unwrap();
+    let config = Config {
+        load_definitions: Some(good),
+        ..Config::default()
+    };
+    let b = broker::start_with(config).await;
+    assert!(b.broker().vhost("prod").is_some());
+    let conn = login(&b, "alice", "test12", "prod").await;
+    conn.close(200, "bye").await.unwrap();
+    b.shutdown().await;
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"queues": [{"name": 1}]}"#).unwrap();
+    let mut config = Config {
+        load_definitions: Some(bad),
+        ..Config::default()
+    };
+    config.port = 0;
+    let e = match fedamq::Server::start(config).await {
+        Ok(_) => panic!("a bad definitions file must stop start-up"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("bad.json") && e.contains("queues[0].name"),
+        "{e}"
+    );
+}
