@@ -94,6 +94,27 @@ impl EffectivePolicy {
         }
     }
 
+    /// The definition in force, as RabbitMQ reports it (`effective_policy_definition`):
+    /// the user policy's keys, with the operator policy's merged in (the lower of two
+    /// numbers, else the operator's value).
+    pub fn definition(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = self
+            .policy
+            .as_deref()
+            .map(|p| p.definition.json().clone())
+            .unwrap_or_default();
+        if let Some(op) = self.operator_policy.as_deref() {
+            for (k, v) in op.definition.json() {
+                let merged = match (out.get(k).and_then(|u| u.as_u64()), v.as_u64()) {
+                    (Some(u), Some(o)) => serde_json::Value::from(u.min(o)),
+                    _ => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+        }
+        out
+    }
+
     /// A queue's settings: its declared arguments (`declared`, parsed from
     /// `arguments`) combined with these policies.
     pub fn queue_settings(&self, declared: &QueueArgs, arguments: &FieldTable) -> QueueArgs {
@@ -205,6 +226,10 @@ mod tests {
         assert_eq!(s.message_ttl, Some(100));
         assert_eq!(s.expires, Some(7));
         assert_eq!(s.overflow, Some(Overflow::RejectPublish));
+        assert_eq!(
+            serde_json::Value::Object(e.definition()),
+            json!({"max-length": 5, "message-ttl": 100, "overflow": "reject-publish", "expires": 7})
+        );
     }
 
     #[test]

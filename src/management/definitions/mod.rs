@@ -78,14 +78,5 @@ impl DefinitionsError {
 
 /// Reads a definitions file; a type error names the field's path.
 pub fn parse(json: &[u8]) -> Result<Definitions, DefinitionsError> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            DefinitionsError::Malformed(inner.to_string())
-        } else {
-            DefinitionsError::Malformed(format!("{path}: {inner}"))
-        }
-    })
+    super::read_json(json).map_err(DefinitionsError::Malformed)
 }
