@@ -315,6 +315,33 @@ async fn policy_changes_are_announced_to_topology_subscribers() {
             },
         ]
     );
+    // Runtime parameters too.
+    let up = fedamq::broker::policy::Parameter::new(
+        "federation-upstream",
+        "/",
+        "up",
+        json!({"uri": "amqp://remote"}),
+    )
+    .unwrap();
+    vhost.set_parameter(up);
+    vhost.clear_parameter("federation-upstream", "up").unwrap();
+    for set in [true, false] {
+        let n = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let TopologyNotice::Event(e) = n else {
+            panic!("unexpected {n:?}")
+        };
+        assert_eq!(
+            e.kind,
+            TopologyEventKind::ParameterChanged {
+                component: "federation-upstream".into(),
+                name: "up".into(),
+                set
+            }
+        );
+    }
     // The snapshot of a new subscriber lists the policy of each object that has one.
     vhost.set_policy(user("p", "^watched$", 0, json!({"max-length": 5})));
     let (_, snapshot, _sub) = vhost.subscribe_topology(64);

@@ -63,6 +63,13 @@ pub enum TopologyEventKind {
         policy: Option<String>,
         operator_policy: Option<String>,
     },
+    /// A runtime parameter was set (`set: true`, new or replaced) or cleared: features
+    /// that read their settings from one (federation upstreams) look it up again.
+    ParameterChanged {
+        component: String,
+        name: String,
+        set: bool,
+    },
 }
 
 /// The object a [`TopologyEventKind::PolicyChanged`] is about.

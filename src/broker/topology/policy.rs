@@ -2,7 +2,8 @@
 //! so that a change is ordered with declarations: a queue declared meanwhile gets the
 //! old policies and then the change, or the new ones. A change applies to the existing
 //! queues at once (`Queue::apply_policy`) and is announced to topology subscribers as a
-//! `PolicyChanged` event for each queue and exchange whose policies it changed.
+//! `PolicyChanged` event for each queue and exchange whose policies it changed; a runtime
+//! parameter set or cleared is a `ParameterChanged` event.
 
 use std::sync::Arc;
 
@@ -42,21 +43,34 @@ impl VHost {
         self.policies_read().list(kind)
     }
 
-    /// Adds or replaces a runtime parameter (checked by [`Parameter::new`]).
+    /// Adds or replaces a runtime parameter (checked by [`Parameter::new`]); announced
+    /// as a `ParameterChanged` event.
     pub fn set_parameter(&self, parameter: Parameter) {
-        let _ = self.change_policies(|p| {
-            p.set_parameter(parameter);
-            Ok(())
+        let mut state = self.lock_topology();
+        state.record(TopologyEventKind::ParameterChanged {
+            component: parameter.component.clone(),
+            name: parameter.name.clone(),
+            set: true,
         });
+        self.policies_write().set_parameter(parameter);
+        self.announce(&mut state);
     }
 
     /// Removes a runtime parameter; 404 if there is none.
     pub fn clear_parameter(&self, component: &str, name: &str) -> Result<(), PolicyError> {
-        self.change_policies(|p| {
-            p.clear_parameter(component, name).map(drop).ok_or_else(|| {
+        let mut state = self.lock_topology();
+        self.policies_write()
+            .clear_parameter(component, name)
+            .ok_or_else(|| {
                 PolicyError::NotFound(format!("no parameter '{name}' of component '{component}'"))
-            })
-        })
+            })?;
+        state.record(TopologyEventKind::ParameterChanged {
+            component: component.to_owned(),
+            name: name.to_owned(),
+            set: false,
+        });
+        self.announce(&mut state);
+        Ok(())
     }
 
     pub fn parameter(&self, component: &str, name: &str) -> Option<Parameter> {
