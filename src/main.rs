@@ -64,7 +64,7 @@ fn main() -> std::process::ExitCode {
     let broker = match runtime.block_on(Server::start(config)) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("fedamq: cannot listen: {e}");
+            eprintln!("fedamq: cannot start: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };

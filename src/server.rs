@@ -36,6 +36,9 @@ impl Server {
         let listener = TcpListener::bind((config.bind, config.port)).await?;
         let addr = listener.local_addr()?;
         let broker = Broker::new(config);
+        if let Some(path) = broker.config().load_definitions.clone() {
+            load_definitions(&broker, &path)?;
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
         let task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
@@ -47,6 +50,25 @@ impl Server {
             task,
         })
     }
+}
+
+/// Imports the `load_definitions` file; an error names the file.
+fn load_definitions(broker: &Broker, path: &std::path::Path) -> std::io::Result<()> {
+    use crate::management::definitions;
+    let failed = |e: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("load_definitions {}: {e}", path.display()),
+        )
+    };
+    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let defs = definitions::parse(&text).map_err(|e| failed(e.to_string()))?;
+    let report = definitions::import(broker, &defs).map_err(|e| failed(e.to_string()))?;
+    for w in report.warnings {
+        tracing::warn!("load_definitions {}: {w}", path.display());
+    }
+    tracing::info!("definitions loaded from {}", path.display());
+    Ok(())
 }
 
 impl BrokerHandle {

@@ -5,13 +5,16 @@
 //! 4-byte salt, `sha256(salt ++ password)`, stored as `base64(salt ++ digest)` (36 bytes,
 //! 48 base64 characters). That is what `rabbitmqctl hash_password` prints and what
 //! `definitions.json` holds in `password_hash`, so such a hash can be pasted into
-//! `fedamq.toml`. Hashes made with `rabbit_password_hashing_sha512` (68 bytes) are also
-//! accepted; the pre-3.6 MD5 format is not. An empty hash locks the account, as it does
-//! in RabbitMQ. Digests are compared in constant time. Blank passwords never verify, as
-//! RabbitMQ's internal backend refuses them.
+//! `fedamq.toml`. Hashes made with `rabbit_password_hashing_sha512` (68 bytes) and
+//! `rabbit_password_hashing_md5` (20 bytes: what RabbitMQ before 3.6 made, and what a
+//! definitions file without `hashing_algorithm` holds) are also accepted, so every user a
+//! RabbitMQ node exports can log in; new hashes are always SHA-256. An empty hash locks
+//! the account, as it does in RabbitMQ. Digests are compared in constant time. Blank
+//! passwords never verify, as RabbitMQ's internal backend refuses them.
 
 use std::fmt;
 
+use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::base64;
@@ -21,13 +24,35 @@ const SHA256_LEN: usize = 32;
 const SHA512_LEN: usize = 64;
 const MD5_LEN: usize = 16;
 
+/// RabbitMQ's names for the algorithms (`hashing_algorithm` in definitions).
+pub const SHA256_NAME: &str = "rabbit_password_hashing_sha256";
+pub const SHA512_NAME: &str = "rabbit_password_hashing_sha512";
+pub const MD5_NAME: &str = "rabbit_password_hashing_md5";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Algorithm {
     Sha256,
     Sha512,
+    Md5,
 }
 
 impl Algorithm {
+    fn digest_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => SHA256_LEN,
+            Algorithm::Sha512 => SHA512_LEN,
+            Algorithm::Md5 => MD5_LEN,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => SHA256_NAME,
+            Algorithm::Sha512 => SHA512_NAME,
+            Algorithm::Md5 => MD5_NAME,
+        }
+    }
+
     fn digest(self, salt: &[u8; SALT_LEN], password: &[u8]) -> Vec<u8> {
         match self {
             Algorithm::Sha256 => Sha256::new()
@@ -36,6 +61,11 @@ impl Algorithm {
                 .finalize()
                 .to_vec(),
             Algorithm::Sha512 => Sha512::new()
+                .chain_update(salt)
+                .chain_update(password)
+                .finalize()
+                .to_vec(),
+            Algorithm::Md5 => Md5::new()
                 .chain_update(salt)
                 .chain_update(password)
                 .finalize()
@@ -67,15 +97,21 @@ pub enum PasswordHashError {
     #[error("not valid base64")]
     Base64,
     #[error(
-        "MD5 password hashes (RabbitMQ before 3.6, rabbit_password_hashing_md5) are not supported; \
-         set a new password"
-    )]
-    Md5,
-    #[error(
-        "decodes to {0} bytes; expected 36 (rabbit_password_hashing_sha256) or 68 \
-         (rabbit_password_hashing_sha512)"
+        "decodes to {0} bytes; expected 36 (rabbit_password_hashing_sha256), 68 \
+         (rabbit_password_hashing_sha512) or 20 (rabbit_password_hashing_md5)"
     )]
     Length(usize),
+    #[error("decodes to {got} bytes; {algorithm} hashes have {expected}")]
+    LengthFor {
+        algorithm: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error(
+        "unknown hashing algorithm '{0}'; expected rabbit_password_hashing_sha256, \
+         rabbit_password_hashing_sha512 or rabbit_password_hashing_md5"
+    )]
+    UnknownAlgorithm(String),
 }
 
 impl PasswordHash {
@@ -112,17 +148,48 @@ impl PasswordHash {
         let algorithm = match raw.len().checked_sub(SALT_LEN) {
             Some(SHA256_LEN) => Algorithm::Sha256,
             Some(SHA512_LEN) => Algorithm::Sha512,
-            Some(MD5_LEN) => return Err(PasswordHashError::Md5),
+            Some(MD5_LEN) => Algorithm::Md5,
             _ => return Err(PasswordHashError::Length(raw.len())),
         };
+        Ok(Self::salted(algorithm, &raw))
+    }
+
+    /// Reads the base64 form made with the algorithm RabbitMQ names `algorithm`
+    /// (`hashing_algorithm` in `definitions.json`); the length must be that algorithm's.
+    /// An empty string is a locked account.
+    pub fn parse_with_algorithm(encoded: &str, algorithm: &str) -> Result<Self, PasswordHashError> {
+        let algorithm = match algorithm {
+            SHA256_NAME => Algorithm::Sha256,
+            SHA512_NAME => Algorithm::Sha512,
+            MD5_NAME => Algorithm::Md5,
+            other => return Err(PasswordHashError::UnknownAlgorithm(other.to_owned())),
+        };
+        let encoded = encoded.trim();
+        if encoded.is_empty() {
+            return Ok(Self::locked());
+        }
+        let raw = base64::decode(encoded).ok_or(PasswordHashError::Base64)?;
+        let expected = SALT_LEN + algorithm.digest_len();
+        if raw.len() != expected {
+            return Err(PasswordHashError::LengthFor {
+                algorithm: algorithm.name(),
+                got: raw.len(),
+                expected,
+            });
+        }
+        Ok(Self::salted(algorithm, &raw))
+    }
+
+    /// From `salt ++ digest`, whose length is the algorithm's.
+    fn salted(algorithm: Algorithm, raw: &[u8]) -> Self {
         let (salt, digest) = raw.split_at(SALT_LEN);
         let mut salt_arr = [0u8; SALT_LEN];
         salt_arr.copy_from_slice(salt);
-        Ok(PasswordHash(Repr::Salted {
+        PasswordHash(Repr::Salted {
             algorithm,
             salt: salt_arr,
             digest: digest.to_vec(),
-        }))
+        })
     }
 
     /// Whether `password` is the one hashed. Always false for a blank password (RabbitMQ
@@ -159,14 +226,7 @@ impl PasswordHash {
     pub fn algorithm_name(&self) -> &'static str {
         match &self.0 {
             Repr::Locked => "locked",
-            Repr::Salted {
-                algorithm: Algorithm::Sha256,
-                ..
-            } => "rabbit_password_hashing_sha256",
-            Repr::Salted {
-                algorithm: Algorithm::Sha512,
-                ..
-            } => "rabbit_password_hashing_sha512",
+            Repr::Salted { algorithm, .. } => algorithm.name(),
         }
     }
 }
@@ -267,15 +327,49 @@ mod tests {
             Err(PasswordHashError::Base64)
         );
         assert_eq!(
-            PasswordHash::parse("ytUIm8s3AnKsXQjptplKFytfVxI="),
-            Err(PasswordHashError::Md5)
-        );
-        assert_eq!(
             PasswordHash::parse("AAAA"),
             Err(PasswordHashError::Length(3))
         );
         // Wrong padding.
         assert!(PasswordHash::parse("kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2PO=").is_err());
+    }
+
+    #[test]
+    fn md5_hash_of_old_rabbitmq_versions() {
+        // python3: salt=bytes.fromhex('908DC60A');
+        // base64.b64encode(salt + hashlib.md5(salt + b'test12').digest())
+        let encoded = "kI3GChNpte2FApYFXScl+0dIluk=";
+        for h in [
+            PasswordHash::parse(encoded).unwrap(),
+            PasswordHash::parse_with_algorithm(encoded, MD5_NAME).unwrap(),
+        ] {
+            assert_eq!(h.algorithm_name(), MD5_NAME);
+            assert!(h.verify("test12"));
+            assert!(!h.verify("test13"));
+            assert_eq!(h.encoded(), encoded);
+        }
+    }
+
+    #[test]
+    fn algorithm_named_in_definitions() {
+        let h = PasswordHash::parse_with_algorithm(DOCS_HASH, SHA256_NAME).unwrap();
+        assert!(h.verify("test12"));
+        assert_eq!(
+            PasswordHash::parse_with_algorithm(DOCS_HASH, SHA512_NAME),
+            Err(PasswordHashError::LengthFor {
+                algorithm: SHA512_NAME,
+                got: 36,
+                expected: 68
+            })
+        );
+        assert!(matches!(
+            PasswordHash::parse_with_algorithm(DOCS_HASH, "bcrypt"),
+            Err(PasswordHashError::UnknownAlgorithm(_))
+        ));
+        assert_eq!(
+            PasswordHash::parse_with_algorithm("", SHA256_NAME),
+            Ok(PasswordHash::locked())
+        );
     }
 
     #[test]

@@ -141,6 +141,18 @@ impl Backlog {
         }
     }
 
+    /// Changes the TTL and the length limits (a policy changed). The TTL applies to
+    /// entries made from now on; under `drop-head`, entries are dropped from the head
+    /// until the new limits hold and returned, for dead-lettering as `maxlen`. The
+    /// priority levels stay as declared.
+    pub fn set_limits(&mut self, args: &QueueArgs) -> Vec<Entry> {
+        self.message_ttl = args.message_ttl;
+        self.max_length = args.max_length;
+        self.max_length_bytes = args.max_length_bytes;
+        self.overflow = args.overflow;
+        self.drop_head_while_over()
+    }
+
     /// Number of ready messages.
     pub fn len(&self) -> usize {
         self.len

@@ -17,6 +17,7 @@ pub mod hash;
 pub mod message;
 pub mod node;
 pub mod owner;
+pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;

@@ -11,6 +11,7 @@
 //! it; it tells them what happened through topology events, binding notices and
 //! connection mailboxes.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
@@ -37,6 +38,8 @@ pub struct Broker {
     memory: MemoryGauge,
     /// True while the memory high watermark is exceeded.
     alarm: watch::Sender<bool>,
+    /// Runtime parameters of no vhost (`set_global_parameter`), by name.
+    global_parameters: RwLock<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Broker {
@@ -61,6 +64,7 @@ impl Broker {
             identifier: format!("fedamq-{:016x}", rand::rng().random::<u64>()),
             memory: MemoryGauge::default(),
             alarm: watch::channel(false).0,
+            global_parameters: RwLock::default(),
         })
     }
 
@@ -129,6 +133,33 @@ impl Broker {
             .or_insert_with(|| VHost::new(name, self.limits))
             .clone();
         Ok(vhost)
+    }
+
+    /// Sets a global runtime parameter (`rabbitmqctl set_global_parameter`): broker-wide
+    /// settings kept for definitions and the management API, with no behaviour here.
+    pub fn set_global_parameter(&self, name: &str, value: serde_json::Value) {
+        self.global_parameters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), value);
+    }
+
+    /// Removes a global parameter; false if there was none.
+    pub fn clear_global_parameter(&self, name: &str) -> bool {
+        self.global_parameters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some()
+    }
+
+    /// The global parameters, by name.
+    pub fn global_parameters(&self) -> Vec<(String, serde_json::Value)> {
+        let map = self
+            .global_parameters
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Deletes a vhost: its connections are closed (320, as in RabbitMQ), its queues and

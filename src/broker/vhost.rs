@@ -15,6 +15,7 @@ use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
 use super::message::MessageRef;
 use super::owner::Owner;
+use super::policy::VHostPolicies;
 use super::queue::{Accepted, Queue};
 use super::routing::{Destination, ExchangeKind};
 use crate::protocol::{FieldTable, ShortString};
@@ -91,6 +92,8 @@ pub struct VHost {
     queues: RwLock<HashMap<ShortString, Arc<Queue>>>,
     /// Orders every topology change (see `topology`); publishing never takes it.
     pub(super) topology_lock: Mutex<TopologyState>,
+    /// Policies and runtime parameters; changed only under `topology_lock`.
+    pub(super) policies: RwLock<VHostPolicies>,
     /// Bumped after every change that can change where a message is routed: an exchange
     /// or queue added or removed, a binding made or removed. Connections keep what they
     /// looked up (the exchange they publish to, their last route in `RouteScratch`) while
@@ -116,6 +119,7 @@ impl VHost {
             exchanges: RwLock::new(HashMap::default()),
             queues: RwLock::new(HashMap::default()),
             topology_lock: Mutex::new(TopologyState::default()),
+            policies: RwLock::new(VHostPolicies::default()),
             topology: AtomicU64::new(0),
             this: this.clone(),
         });
@@ -178,6 +182,14 @@ impl VHost {
         &self,
     ) -> RwLockWriteGuard<'_, HashMap<ShortString, Arc<Exchange>>> {
         write(&self.exchanges)
+    }
+
+    pub(super) fn policies_read(&self) -> RwLockReadGuard<'_, VHostPolicies> {
+        read(&self.policies)
+    }
+
+    pub(super) fn policies_write(&self) -> RwLockWriteGuard<'_, VHostPolicies> {
+        write(&self.policies)
     }
 
     pub(super) fn queues_read(&self) -> RwLockReadGuard<'_, HashMap<ShortString, Arc<Queue>>> {

@@ -76,6 +76,11 @@ pub struct Cli {
     /// Log filter, e.g. info or fedamq=debug,warn; RUST_LOG overrides it [default: info].
     #[arg(long, value_name = "FILTER", env = "FEDAMQ_LOG")]
     pub log: Option<String>,
+
+    /// Definitions file (RabbitMQ's JSON, as `rabbitmqctl export_definitions` writes)
+    /// to import at start-up; start-up fails if it does not import.
+    #[arg(long, value_name = "PATH", env = "FEDAMQ_LOAD_DEFINITIONS")]
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// Applies the flags in `cli` (not `--config`, which [`load`](super::load) reads first).
@@ -122,6 +127,9 @@ pub fn apply_cli(config: &mut Config, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(v) = &cli.log {
         config.log = check_log_filter(v.clone()).map_err(|m| invalid("--log", m))?;
+    }
+    if let Some(v) = &cli.load_definitions {
+        config.load_definitions = Some(v.clone());
     }
     Ok(())
 }

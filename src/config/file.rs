@@ -30,6 +30,7 @@ struct FileConfig {
     handshake_timeout: Option<Value>,
     memory_high_watermark: Option<Value>,
     log: Option<Value>,
+    load_definitions: Option<Value>,
     vhosts: Option<Value>,
     limits: Option<FileLimits>,
     #[serde(rename = "user", alias = "users")]
@@ -136,6 +137,12 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
     );
     set!(config.log, file.log, "log", |v: &Value| string(v)
         .and_then(check_log_filter));
+    set!(
+        config.load_definitions,
+        file.load_definitions,
+        "load_definitions",
+        |v: &Value| string(v).and_then(definitions_path).map(Some)
+    );
     if let Some(limits) = &file.limits {
         set!(
             config.limits.max_connections,
@@ -187,6 +194,15 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         config.permissions.clear();
     }
     check_permission_references(config, &invalid)
+}
+
+/// A definitions file's path, as written (relative paths are from the working
+/// directory, as for `--config`).
+fn definitions_path(s: String) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.into())
 }
 
 fn read_users(

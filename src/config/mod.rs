@@ -27,6 +27,7 @@
 //! handshake_timeout = 10        # seconds (a float, or "500ms", also works)
 //! memory_high_watermark = 0.4   # a fraction of RAM, "40%", a size ("2GiB"), or 0 = off
 //! log = "info"                  # a tracing filter; RUST_LOG overrides it
+//! load_definitions = "definitions.json"  # RabbitMQ's JSON, imported at start-up
 //! vhosts = ["/", "staging"]
 //!
 //! [limits]                      # each an integer or "unlimited" (the default)
@@ -56,7 +57,9 @@
 //! Sizes are bytes, or a number with a unit: `KiB`/`MiB`/`GiB`/`TiB` (or `K`/`M`/`G`/`T`)
 //! are powers of 1024, `KB`/`MB`/`GB`/`TB` powers of 1000; case does not matter.
 //!
-//! Users, vhosts and permissions come only from the file. `vhosts` replaces the default
+//! Users, vhosts and permissions come from the file, and then from `load_definitions`
+//! if given (imported as `POST /api/definitions` would: users and objects it names are
+//! added or updated; a file that does not import stops start-up). `vhosts` replaces the default
 //! `["/"]`. Any `[[user]]` replaces the default `guest` user *and* its permission, so only
 //! the file's `[[permission]]` entries apply; with no `[[user]]`, `guest` stays and
 //! `[[permission]]` entries, if any, replace its default one (`guest` keeps full access

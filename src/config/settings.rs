@@ -1,6 +1,7 @@
 //! The settings the broker runs with, and their defaults (RabbitMQ's).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::memory::default_memory_high_watermark;
@@ -33,6 +34,9 @@ pub struct Config {
     pub permissions: Vec<PermissionConfig>,
     /// A `tracing` filter (`info`, `fedamq=debug,warn`, …). `RUST_LOG` overrides it.
     pub log: String,
+    /// A definitions file (RabbitMQ's JSON) imported at start-up, after the users,
+    /// vhosts and permissions above; a file that does not import stops start-up.
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// Caps on what clients may create. `usize::MAX` means unlimited, the default for each
@@ -99,6 +103,7 @@ impl Default for Config {
             vhosts: vec!["/".into()],
             permissions: vec![default_permission()],
             log: "info".into(),
+            load_definitions: None,
         }
     }
 }

@@ -529,3 +529,20 @@ fn module_doc_example_is_valid() {
     assert_eq!(c.users.len(), 2);
     assert_eq!(c.limits.max_connections, 10_000);
 }
+
+#[test]
+fn load_definitions_from_the_file_or_a_flag() {
+    assert_eq!(Config::default().load_definitions, None);
+    let c = file("load_definitions = \"/etc/fedamq/definitions.json\"").unwrap();
+    assert_eq!(
+        c.load_definitions.as_deref(),
+        Some(Path::new("/etc/fedamq/definitions.json"))
+    );
+    assert_eq!(
+        file_err("load_definitions = \"\""),
+        "fedamq.toml: load_definitions: must not be empty"
+    );
+    assert!(file_err("load_definitions = 3").starts_with("fedamq.toml: load_definitions:"));
+    let c = load(&cli(&["--load-definitions", "defs.json"])).unwrap();
+    assert_eq!(c.load_definitions.as_deref(), Some(Path::new("defs.json")));
+}

@@ -120,3 +120,43 @@ pub fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Whether a private RabbitMQ is there to test against; if not, says so on stderr for
+/// the test that asks (which then returns: it is skipped).
+pub fn available(test: &str) -> bool {
+    let set = std::env::var(URL_VAR).is_ok_and(|u| !u.is_empty());
+    if !set {
+        eprintln!(
+            "{test}: skipped: {URL_VAR} is not set (tests/run and .ci/run start a private \
+             RabbitMQ with tests/rabbitmq/start.sh)"
+        );
+    }
+    set
+}
+
+/// Runs `rabbitmqctl -q -n <node> ARGS` against the private node, with the environment
+/// start.sh wrote to `$FEDAMQ_TEST_RABBITMQ_DIR/env`; its stdout, or a panic with its
+/// stderr if it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    try_rabbitmqctl(args).unwrap_or_else(|e| panic!("rabbitmqctl {args:?} failed: {e}"))
+}
+
+/// As [`rabbitmqctl`], with a failure as its output instead of a panic.
+pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
+    let dir = std::env::var("FEDAMQ_TEST_RABBITMQ_DIR")
+        .expect("FEDAMQ_TEST_RABBITMQ_DIR is set with FEDAMQ_TEST_RABBITMQ_URL (start.sh)");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$1/env" && shift && exec "$rabbitmq_bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" "$@""#)
+        .arg("rabbitmqctl")
+        .arg(&dir)
+        .args(args)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}

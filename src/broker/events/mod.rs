@@ -55,6 +55,28 @@ pub enum TopologyEventKind {
     QueueDeleted(ShortString),
     BindingAdded(BindingSpec),
     BindingRemoved(BindingSpec),
+    /// The policies in force for a queue or an exchange changed (set, replaced or
+    /// cleared): the names now in force, `None` for none. A snapshot lists one for each
+    /// object with a policy.
+    PolicyChanged {
+        object: PolicyObject,
+        policy: Option<String>,
+        operator_policy: Option<String>,
+    },
+    /// A runtime parameter was set (`set: true`, new or replaced) or cleared: features
+    /// that read their settings from one (federation upstreams) look it up again.
+    ParameterChanged {
+        component: String,
+        name: String,
+        set: bool,
+    },
+}
+
+/// The object a [`TopologyEventKind::PolicyChanged`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyObject {
+    Queue(ShortString),
+    Exchange(ShortString),
 }
 
 #[derive(Debug, Clone, PartialEq)]

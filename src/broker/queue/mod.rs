@@ -20,6 +20,7 @@ use crate::broker::dead_letter::{self, Reason};
 use crate::broker::error::{AmqpError, AmqpResult};
 use crate::broker::message::MessageRef;
 use crate::broker::owner::Owner;
+use crate::broker::policy::EffectivePolicy;
 use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::protocol::{FieldTable, ShortString};
 
@@ -32,12 +33,17 @@ pub struct QueueSpec {
     pub exclusive_owner: Option<Owner>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The settings the arguments ask for; what applies is these combined with the
+    /// queue's policies ([`Queue::settings`]).
     pub args: QueueArgs,
 }
 
 #[derive(Debug)]
 struct State {
     backlog: Backlog,
+    /// What applies: the declared arguments combined with the policies.
+    settings: QueueArgs,
+    policy: EffectivePolicy,
     consumers: Vec<Arc<Consumer>>,
     /// Where round-robin delivery resumes.
     next_consumer: usize,
@@ -97,11 +103,14 @@ pub enum Accepted {
 impl Queue {
     pub fn new(spec: QueueSpec, vhost: Weak<dyn QueueHost>) -> Arc<Queue> {
         let backlog = Backlog::new(&spec.args);
+        let settings = spec.args.clone();
         let queue = Arc::new(Queue {
             spec,
             vhost,
             state: Mutex::new(State {
                 backlog,
+                settings,
+                policy: EffectivePolicy::default(),
                 consumers: Vec::new(),
                 next_consumer: 0,
                 had_consumer: false,
@@ -146,6 +155,37 @@ impl Queue {
         self.lock().unacked
     }
 
+    /// The settings in force: the declared arguments combined with the policies.
+    pub fn settings(&self) -> QueueArgs {
+        self.lock().settings.clone()
+    }
+
+    /// The policies in force for this queue.
+    pub fn policy(&self) -> EffectivePolicy {
+        self.lock().policy.clone()
+    }
+
+    /// Puts new policies in force, with `settings` the result (see
+    /// `policy::effective`), as RabbitMQ does on a policy change: a lower length limit
+    /// drops from the head now (dead-lettered as `maxlen`, under `drop-head`); a new
+    /// message TTL applies to messages enqueued from now on; a new `expires` counts
+    /// from the queue's last use.
+    pub fn apply_policy(self: &Arc<Self>, policy: EffectivePolicy, settings: QueueArgs) {
+        let timers = settings.message_ttl.is_some() || settings.expires.is_some();
+        let dead = {
+            let mut st = self.lock();
+            let dropped = st.backlog.set_limits(&settings);
+            st.settings = settings;
+            st.policy = policy;
+            dropped.into_iter().map(|e| (e, Reason::MaxLen)).collect()
+        };
+        if timers {
+            self.start_housekeeping();
+            self.housekeeping.notify_one();
+        }
+        self.dead_letter(dead);
+    }
+
     /// Marks the queue used now (declare, get, consume), pushing back `x-expires`.
     pub fn touch(&self) {
         self.lock().last_used_ms = clock::now_ms();
@@ -160,11 +200,11 @@ impl Queue {
             let mut st = self.lock();
             // With a queue TTL, the housekeeper sleeps while the queue is empty; the first
             // message sets its next wake-up (later ones expire after it).
-            has_expiry |= self.spec.args.message_ttl.is_some() && st.backlog.is_empty();
+            has_expiry |= st.settings.message_ttl.is_some() && st.backlog.is_empty();
             if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now) {
                 Accepted::Yes
             } else {
-                let refused = matches!(self.spec.args.overflow, Overflow::RejectPublishDlx)
+                let refused = matches!(st.settings.overflow, Overflow::RejectPublishDlx)
                     .then(|| message.clone());
                 match st.backlog.push(message, now) {
                     PushOutcome::Accepted { dropped } => {
@@ -223,7 +263,7 @@ impl Queue {
         if st.consumers.is_empty() {
             return false;
         }
-        let reject_mode = !matches!(self.spec.args.overflow, Overflow::DropHead);
+        let reject_mode = !matches!(st.settings.overflow, Overflow::DropHead);
         if reject_mode && st.backlog.would_overflow(message) {
             return false;
         }
@@ -453,7 +493,16 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let Some(dlx) = &self.spec.args.dead_letter_exchange else {
+        // Read now: a policy may change them at any time.
+        let (dlx, routing_key) = {
+            let st = self.lock();
+            let s = &st.settings;
+            (
+                s.dead_letter_exchange.clone(),
+                s.dead_letter_routing_key.clone(),
+            )
+        };
+        let Some(dlx) = &dlx else {
             return;
         };
         let Some(vhost) = self.vhost.upgrade() else {
@@ -466,7 +515,7 @@ impl Queue {
                 &self.spec.name,
                 reason,
                 dlx,
-                self.spec.args.dead_letter_routing_key.as_ref(),
+                routing_key.as_ref(),
                 now,
             );
             vhost.publish_dead_letter(dlx, Arc::new(message));
@@ -519,7 +568,7 @@ impl Queue {
             );
             let mut next = st.backlog.next_expiry();
             let mut expire_queue = false;
-            if let Some(expires) = self.spec.args.expires {
+            if let Some(expires) = st.settings.expires {
                 if st.consumers.is_empty() {
                     let due = st.last_used_ms.saturating_add(expires);
                     if due <= now {

@@ -25,6 +25,7 @@ use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
 use super::message::MessageRef;
 use super::owner::Owner;
+use super::policy::ObjectKind;
 use super::queue::{Queue, QueueHost, QueueSpec};
 use super::queue_args::QueueArgs;
 use super::routing::{Binding, Destination, ExchangeKind};
@@ -33,7 +34,7 @@ use crate::protocol::arguments::same_arguments;
 use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
 
 pub use super::events::{
-    BindingNotice, BindingSpec, DEFAULT_CAPACITY, DistinctBinding, TopologyEvent,
+    BindingNotice, BindingSpec, DEFAULT_CAPACITY, DistinctBinding, PolicyObject, TopologyEvent,
     TopologyEventKind, TopologyNotice,
 };
 use crate::broker::events::{Feed, TopologyState};
@@ -279,6 +280,19 @@ impl VHost {
             .map(|e| TopologyEventKind::ExchangeDeclared(e.spec.clone()))
             .collect();
         out.extend(self.queues_read().values().map(|q| queue_declared(&q.spec)));
+        let policies = self.policies_read();
+        for e in exchanges.values() {
+            out.extend(policy_event(
+                PolicyObject::Exchange(e.spec.name.clone()),
+                &policies.effective(ObjectKind::Exchange, e.spec.name.as_bytes()),
+            ));
+        }
+        for q in self.queues_read().values() {
+            out.extend(policy_event(
+                PolicyObject::Queue(q.name().clone()),
+                &q.policy(),
+            ));
+        }
         for e in exchanges.values() {
             for b in e.table().bindings() {
                 out.push(TopologyEventKind::BindingAdded(BindingSpec {
@@ -505,6 +519,8 @@ impl VHost {
         );
         map.insert(name, q.clone());
         state.record(queue_declared(&q.spec));
+        drop(map);
+        self.apply_queue_policy(state, &q, &self.policies_read());
         Ok((q, true))
     }
 
@@ -785,5 +801,7 @@ fn describe(v: Option<&FieldValue>) -> String {
     }
 }
 
+mod policy;
+use policy::policy_event;
 #[cfg(test)]
 mod tests;

@@ -139,6 +139,8 @@ fn every_kind_of_change_is_an_event_in_order() {
             TopologyEventKind::QueueDeleted(_) => "queue deleted",
             TopologyEventKind::BindingAdded(_) => "binding added",
             TopologyEventKind::BindingRemoved(_) => "binding removed",
+            TopologyEventKind::PolicyChanged { .. } => "policy changed",
+            TopologyEventKind::ParameterChanged { .. } => "parameter changed",
         })
         .collect();
     assert_eq!(
