@@ -84,7 +84,7 @@ impl PendingBytes {
     /// before it is encoded: so a connection task that falls behind its no-ack consumers
     /// holds them back too (it would otherwise collect deliveries without bound).
     pub fn queued_size(message: &crate::broker::message::Message) -> usize {
-        message.body.len() + message.properties.as_bytes().len() + 64
+        message.body().len() + message.properties().as_bytes().len() + 64
     }
 
     pub fn has_room(&self) -> bool {
