@@ -92,6 +92,11 @@ impl Account {
         }
     }
 
+    /// The gauge this account is a share of.
+    pub fn gauge(&self) -> &MemoryGauge {
+        &self.gauge
+    }
+
     /// Bytes this account holds.
     pub fn held(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

@@ -524,6 +524,8 @@ impl Queue {
                 self.spec.args.dead_letter_routing_key.as_ref(),
                 now,
             );
+            // A new message, charged as one.
+            let message = message.charge_to(self.memory.gauge());
             vhost.publish_dead_letter(dlx, Arc::new(message));
         }
     }
