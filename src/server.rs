@@ -135,7 +135,7 @@ async fn watch_memory(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
         }
-        let over = broker.memory().load(Ordering::Relaxed) > watermark;
+        let over = broker.memory().used() > watermark;
         if broker.set_alarm(over) {
             if over {
                 tracing::warn!(

@@ -62,7 +62,7 @@ impl Peaks {
             let (mut held, mut memory) = (0, 0);
             while !stopped.load(Ordering::Relaxed) {
                 held = held.max(conn.pending_bytes());
-                memory = memory.max(broker.memory().load(Ordering::Relaxed));
+                memory = memory.max(broker.memory().used());
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             (held, memory)

@@ -60,11 +60,9 @@ use super::queue_args::{Overflow, QueueArgs};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub message: MessageRef,
-    /// When it was enqueued (ms, broker clock).
-    pub enqueued_at: u64,
-    /// When it expires (ms): enqueue time plus the smaller of the queue's TTL and the
-    /// message's `expiration`; `None` when neither is set.
-    pub expires_at: Option<u64>,
+    /// When it expires (ms), [`NEVER`] when it does not: see [`Entry::expires_at`].
+    /// Not an `Option`, which would make every entry of every backlog 8 bytes longer.
+    expiry: u64,
     /// Set when it has been handed out before and came back (the `redelivered` flag).
     pub redelivered: bool,
     /// How many times it has come back (requeued) so far.
@@ -77,13 +75,22 @@ impl Entry {
     /// RabbitMQ's test: expired once `expires_at <= now`, so a TTL of 0 is already
     /// expired at the moment of enqueueing.
     pub fn is_expired(&self, now_ms: u64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now_ms)
+        self.expires_at().is_some_and(|at| at <= now_ms)
+    }
+
+    /// When it expires (ms): enqueue time plus the smaller of the queue's TTL and the
+    /// message's `expiration`; `None` when neither is set.
+    pub fn expires_at(&self) -> Option<u64> {
+        (self.expiry != NEVER).then_some(self.expiry)
     }
 
     fn size(&self) -> u64 {
         body_size(&self.message)
     }
 }
+
+/// [`Entry::expiry`] of an entry that does not expire.
+const NEVER: u64 = u64::MAX;
 
 fn body_size(m: &Message) -> u64 {
     u64::try_from(m.body_size()).unwrap_or(u64::MAX)
@@ -153,6 +160,24 @@ impl Backlog {
         self.drop_head_while_over()
     }
 
+    /// What the backlog's own storage occupies (its messages are charged by themselves):
+    /// every slot of its deques, used or not.
+    pub fn footprint(&self) -> u64 {
+        let slots: usize = self.levels.iter().map(|l| l.entries.capacity()).sum();
+        (slots * size_of::<Entry>() + self.levels.capacity() * size_of::<Level>()) as u64
+    }
+
+    /// Gives back the storage beyond `kept` slots per level once the backlog is empty.
+    pub fn shrink_when_empty(&mut self, kept: usize) {
+        if self.len == 0 {
+            for l in &mut self.levels {
+                if l.entries.capacity() > kept {
+                    l.entries.shrink_to(kept);
+                }
+            }
+        }
+    }
+
     /// Number of ready messages.
     pub fn len(&self) -> usize {
         self.len
@@ -185,9 +210,9 @@ impl Backlog {
         let seq = self.next_seq;
         self.next_seq += 1;
         Entry {
-            expires_at: self.expiry_for(&message, now_ms),
+            // An expiry at the end of time is no expiry.
+            expiry: self.expiry_for(&message, now_ms).unwrap_or(NEVER),
             message,
-            enqueued_at: now_ms,
             redelivered: false,
             delivery_count: 0,
             seq,
@@ -282,7 +307,7 @@ impl Backlog {
     /// When the head expires (ms), if it has an expiry: when the owner should wake up and
     /// call [`Backlog::expire`].
     pub fn next_expiry(&self) -> Option<u64> {
-        self.peek().and_then(|e| e.expires_at)
+        self.peek().and_then(Entry::expires_at)
     }
 
     /// Removes every ready message, in delivery order. RabbitMQ does not dead-letter
@@ -380,7 +405,7 @@ mod tests {
     }
 
     fn body(e: &Entry) -> String {
-        String::from_utf8_lossy(&e.message.body).into_owned()
+        String::from_utf8_lossy(e.message.body()).into_owned()
     }
 
     fn bodies(es: &[Entry]) -> Vec<String> {
@@ -719,7 +744,7 @@ mod tests {
         assert_eq!(bodies(&expired), ["a"]);
         // A direct delivery (the owner's immediate path) still gets an entry.
         let d = b.direct_entry(msg("b"), 20);
-        assert_eq!((d.seq, d.expires_at, d.enqueued_at), (1, Some(20), 20));
+        assert_eq!((d.seq, d.expires_at()), (1, Some(20)));
         assert!(b.is_empty());
     }
 
@@ -733,7 +758,7 @@ mod tests {
         accepted(b.push(msg_with("long", None, Some("500")), 0));
         accepted(b.push(msg_with("bad", None, Some("soon")), 0));
         let es = b.purge();
-        let at: Vec<_> = es.iter().map(|e| e.expires_at).collect();
+        let at: Vec<_> = es.iter().map(Entry::expires_at).collect();
         assert_eq!(at, [Some(30), Some(100), Some(100)]);
 
         let mut b = Backlog::new(&args());
@@ -785,7 +810,7 @@ mod tests {
         accepted(b.push(msg("a"), 0));
         let (e, _) = b.pop(50);
         let e = e.unwrap();
-        assert_eq!(e.expires_at, Some(100));
+        assert_eq!(e.expires_at(), Some(100));
         b.requeue([e]);
         assert_eq!(b.next_expiry(), Some(100));
         assert_eq!(bodies(&b.expire(100)), ["a"]);
@@ -826,8 +851,7 @@ mod tests {
         let m = msg("");
         let e = |seq| Entry {
             message: m.clone(),
-            enqueued_at: 0,
-            expires_at: None,
+            expiry: NEVER,
             redelivered: false,
             delivery_count: 0,
             seq,
@@ -984,8 +1008,8 @@ mod tests {
             M {
                 seq: e.seq,
                 level: max_priority.map_or(0, |m| e.message.priority().min(m)),
-                size: e.message.body.len() as u64,
-                expires_at: e.expires_at,
+                size: e.message.body().len() as u64,
+                expires_at: e.expires_at(),
                 redelivered: e.redelivered,
                 count: e.delivery_count,
             }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::message::MemoryGauge;
+use super::memory::{Account, MemoryGauge};
 
 /// A prefetch window. A limit of 0 means unlimited (as `basic.qos` prefetch-count 0).
 #[derive(Debug, Default)]
@@ -79,9 +79,9 @@ impl Credit {
 #[derive(Debug, Default)]
 pub struct PendingBytes {
     pending: AtomicUsize,
-    /// The encoded part of `pending`: what is charged to `memory`.
-    encoded: AtomicUsize,
-    memory: Option<MemoryGauge>,
+    /// The encoded part of `pending`, charged to the memory gauge (released when the
+    /// count is dropped: bytes never written, the client gone, no longer take memory).
+    encoded: Option<Account>,
 }
 
 impl PendingBytes {
@@ -96,8 +96,7 @@ impl PendingBytes {
     pub fn charging(memory: &MemoryGauge) -> Self {
         PendingBytes {
             pending: AtomicUsize::new(0),
-            encoded: AtomicUsize::new(0),
-            memory: Some(memory.clone()),
+            encoded: Some(memory.account()),
         }
     }
 
@@ -113,7 +112,7 @@ impl PendingBytes {
     /// before it is encoded: so a connection task that falls behind its consumers holds
     /// them back too (it would otherwise collect deliveries without bound).
     pub fn queued_size(message: &crate::broker::message::Message) -> usize {
-        message.body.len() + message.properties.as_bytes().len() + 64
+        message.body().len() + message.properties().as_bytes().len() + 64
     }
 
     /// A delivery of `message` was put in the connection's mailbox.
@@ -131,18 +130,16 @@ impl PendingBytes {
     /// `n` encoded bytes were handed to the writer.
     pub fn add(&self, n: usize) {
         self.pending.fetch_add(n, Ordering::AcqRel);
-        self.encoded.fetch_add(n, Ordering::AcqRel);
-        if let Some(m) = &self.memory {
-            m.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(encoded) = &self.encoded {
+            encoded.charge(n as u64);
         }
     }
 
     /// `n` encoded bytes were written; true when that brought the count down across the
     /// low water mark.
     pub fn sub(&self, n: usize) -> bool {
-        self.encoded.fetch_sub(n, Ordering::AcqRel);
-        if let Some(m) = &self.memory {
-            m.fetch_sub(n as u64, Ordering::Relaxed);
+        if let Some(encoded) = &self.encoded {
+            encoded.release(n as u64);
         }
         self.release(n)
     }
@@ -150,15 +147,6 @@ impl PendingBytes {
     fn release(&self, n: usize) -> bool {
         let before = self.pending.fetch_sub(n, Ordering::AcqRel);
         before >= Self::LOW_WATER && before.saturating_sub(n) < Self::LOW_WATER
-    }
-}
-
-impl Drop for PendingBytes {
-    /// Bytes never written (the client went away) no longer take memory.
-    fn drop(&mut self) {
-        if let Some(m) = &self.memory {
-            m.fetch_sub(*self.encoded.get_mut() as u64, Ordering::Relaxed);
-        }
     }
 }
 
@@ -206,20 +194,16 @@ mod tests {
             bytes::Bytes::from_static(&[0; 100]),
         );
         p.delivery_queued(&message);
-        assert_eq!(
-            gauge.load(Ordering::Relaxed),
-            0,
-            "the message is counted already"
-        );
+        assert_eq!(gauge.used(), 0, "the message is counted already");
         p.add(1000);
-        assert_eq!(gauge.load(Ordering::Relaxed), 1000);
+        assert_eq!(gauge.used(), 1000);
         p.sub(400);
-        assert_eq!(gauge.load(Ordering::Relaxed), 600);
+        assert_eq!(gauge.used(), 600);
         assert_eq!(p.get(), 600 + PendingBytes::queued_size(&message));
         p.delivery_taken(&message);
         assert_eq!(p.get(), 600);
         drop(p);
-        assert_eq!(gauge.load(Ordering::Relaxed), 0, "unwritten bytes released");
+        assert_eq!(gauge.used(), 0, "unwritten bytes released");
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn dead_letter(
     dlrk: Option<&ShortString>,
     now_unix_secs: u64,
 ) -> Message {
-    let mut props = message.properties.to_properties();
+    let mut props = message.properties().to_properties();
     let mut headers = props.headers.take().unwrap_or_default();
 
     // 3.13 writes the parsed TTL back as decimal; an unparsable one (which a publish
@@ -110,7 +110,8 @@ pub fn dead_letter(
             None => raw.into_bytes(),
         });
 
-    let exchange = message.exchange.as_bytes();
+    let exchange_name = message.exchange();
+    let exchange = exchange_name.as_bytes();
     let reason_text = reason.as_str().as_bytes();
     let routing_keys = death_routing_keys(message, &headers);
     let fresh = || {
@@ -183,16 +184,16 @@ pub fn dead_letter(
 
     Message::new(
         dlx.clone(),
-        dlrk.unwrap_or(&message.routing_key).clone(),
+        dlrk.cloned().unwrap_or_else(|| message.routing_key()),
         props,
-        message.body.clone(),
+        message.body_bytes(),
     )
 }
 
 /// The routing keys recorded in `x-death`: the one published with, then the `CC` ones
 /// (RabbitMQ records CC but never BCC).
 fn death_routing_keys(message: &Message, headers: &FieldTable) -> Vec<Bytes> {
-    let mut keys = vec![message.routing_key.clone().into_bytes()];
+    let mut keys = vec![message.routing_key().into_bytes()];
     if let Some(FieldValue::Array(cc)) = headers.get("CC") {
         keys.extend(cc.iter().filter_map(|v| match v {
             FieldValue::LongString(b) => Some(b.clone()),
@@ -321,7 +322,7 @@ fn sorted(table: FieldTable) -> FieldTable {
 /// not a table counts as client-made, so not a cycle. Call it per target queue: only the
 /// cycling queues are skipped; RabbitMQ logs the dropped cycle once.
 pub fn is_cycle(message: &Message, queue: &ShortString) -> bool {
-    let headers = message.properties.headers();
+    let headers = message.properties().headers();
     let deaths = match headers.as_ref().and_then(|h| h.get(X_DEATH)) {
         Some(FieldValue::Array(d)) => d,
         _ => return false,
@@ -367,7 +368,7 @@ mod tests {
     }
 
     fn headers(m: &Message) -> FieldTable {
-        m.properties.headers().unwrap()
+        m.properties().headers().unwrap()
     }
 
     fn keys(t: &FieldTable) -> Vec<String> {
@@ -416,9 +417,9 @@ mod tests {
             None,
             1_700_000_000,
         );
-        assert_eq!(d.exchange, "dlx");
-        assert_eq!(d.routing_key, "new");
-        assert_eq!(d.body, m.body);
+        assert_eq!(d.exchange(), "dlx");
+        assert_eq!(d.routing_key(), "new");
+        assert_eq!(d.body(), m.body());
         assert_eq!(
             keys(&headers(&d)),
             [
@@ -464,26 +465,26 @@ mod tests {
         let letters: Vec<char> = x.iter().map(|(_, v)| char::from(v.type_letter())).collect();
         assert_eq!(letters, ['l', 'S', 'S', 'T', 'S', 'A']);
         // Other properties untouched.
-        assert_eq!(d.properties.content_type(), m.properties.content_type());
-        assert_eq!(d.properties.delivery_mode(), Some(2));
-        assert_eq!(d.properties.message_id(), m.properties.message_id());
+        assert_eq!(d.properties().content_type(), m.properties().content_type());
+        assert_eq!(d.properties().delivery_mode(), Some(2));
+        assert_eq!(d.properties().message_id(), m.properties().message_id());
     }
 
     #[test]
     fn properties_are_re_encoded() {
         let m = message(None, Some("60000"));
         let d = dead_letter(&m, &ss("q"), Reason::Expired, &ss("dlx"), None, 1);
-        let decoded = BasicProperties::decode_bytes(d.properties.as_bytes()).unwrap();
-        assert_eq!(decoded, d.properties.to_properties());
+        let decoded = BasicProperties::decode_bytes(d.properties().as_bytes()).unwrap();
+        assert_eq!(decoded, d.properties().to_properties());
         assert!(decoded.headers.is_some_and(|h| h.get("x-death").is_some()));
-        assert_ne!(d.properties.as_bytes(), m.properties.as_bytes());
+        assert_ne!(d.properties().as_bytes(), m.properties().as_bytes());
     }
 
     #[test]
     fn expiration_moves_into_original_expiration() {
         let m = message(None, Some("60000"));
         let d = dead_letter(&m, &ss("q"), Reason::Expired, &ss("dlx"), None, 5);
-        assert_eq!(d.properties.expiration(), None);
+        assert_eq!(d.properties().expiration(), None);
         let x = death(&d, 0);
         assert_eq!(
             keys(&x),
@@ -502,7 +503,7 @@ mod tests {
         let m = message(None, Some("007"));
         let d = dead_letter(&m, &ss("q"), Reason::Rejected, &ss("dlx"), None, 5);
         assert_eq!(death(&d, 0).get("original-expiration"), Some(&ls("7")));
-        assert_eq!(d.properties.expiration(), None);
+        assert_eq!(d.properties().expiration(), None);
     }
 
     #[test]
@@ -520,7 +521,7 @@ mod tests {
             Some(&ss("dead")),
             9,
         );
-        assert_eq!(d.routing_key, "dead");
+        assert_eq!(d.routing_key(), "dead");
         assert_eq!(headers(&d).get("CC"), None);
         assert_eq!(headers(&d).get("app"), Some(&ls("v")));
         // The death records the keys it was published with, CC included.
@@ -538,8 +539,8 @@ mod tests {
         ]);
         let m = message(Some(h), None);
         let d = dead_letter(&m, &ss("q"), Reason::Expired, &ss(""), None, 9);
-        assert_eq!(d.exchange, "");
-        assert_eq!(d.routing_key, "new");
+        assert_eq!(d.exchange(), "");
+        assert_eq!(d.routing_key(), "new");
         assert_eq!(
             headers(&d).get("CC"),
             Some(&FieldValue::Array(vec![ls("cc1"), FieldValue::I32(3)]))
@@ -698,8 +699,8 @@ mod tests {
         let republished = Message::new(
             ss(""),
             ss("q"),
-            d1.properties.to_properties(),
-            d1.body.clone(),
+            d1.properties().to_properties(),
+            d1.body_bytes(),
         );
         let d2 = dead_letter(
             &republished,
@@ -871,7 +872,7 @@ mod tests {
             proptest::prop_assert_eq!(first.get("queue"), Some(&ls("q")));
             proptest::prop_assert_eq!(first.get("reason"), Some(&ls("expired")));
             proptest::prop_assert!(first.get("count").and_then(FieldValue::as_i64).is_some());
-            proptest::prop_assert_eq!(d.properties.expiration(), None);
+            proptest::prop_assert_eq!(d.properties().expiration(), None);
             let _ = is_cycle(&d, &ss("q"));
             let _ = is_cycle(&m, &ss("q"));
             let k: Vec<Vec<u8>> = headers(&d).iter().map(|(k, _)| k.as_bytes().to_vec()).collect();

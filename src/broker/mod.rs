@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod exchange;
 pub mod hash;
+pub mod memory;
 pub mod message;
 pub mod node;
 pub mod owner;

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::connections::Connections;
 use super::error::{AmqpError, AmqpResult};
 use super::hash::HashMap;
-use super::message::MemoryGauge;
+use super::memory::MemoryGauge;
 use super::publish::InternalPublisher;
 use super::vhost::{VHost, VHostLimits};
 use crate::auth::Users;
@@ -34,7 +34,8 @@ pub struct Broker {
     connections: Arc<Connections>,
     /// A random identifier of this broker process (server property `identifier`).
     identifier: String,
-    /// Bytes of message data the broker holds.
+    /// What the broker holds, in bytes, as the memory high watermark counts it: see
+    /// [`crate::broker::memory`].
     memory: MemoryGauge,
     /// True while the memory high watermark is exceeded.
     alarm: watch::Sender<bool>,
@@ -50,10 +51,11 @@ impl Broker {
             max_queues: config.limits.max_queues,
             max_exchanges: config.limits.max_exchanges,
         };
+        let memory = MemoryGauge::default();
         let vhosts = config
             .vhosts
             .iter()
-            .map(|name| (name.clone(), VHost::new(name, limits)))
+            .map(|name| (name.clone(), VHost::with_memory(name, limits, &memory)))
             .collect();
         Arc::new(Broker {
             users: config.user_table(),
@@ -62,7 +64,7 @@ impl Broker {
             limits,
             connections: Arc::default(),
             identifier: format!("fedamq-{:016x}", rand::rng().random::<u64>()),
-            memory: MemoryGauge::default(),
+            memory,
             alarm: watch::channel(false).0,
             global_parameters: RwLock::default(),
         })
@@ -130,7 +132,7 @@ impl Broker {
         let mut map = self.vhosts.write().unwrap_or_else(|p| p.into_inner());
         let vhost = map
             .entry(name.to_string())
-            .or_insert_with(|| VHost::new(name, self.limits))
+            .or_insert_with(|| VHost::with_memory(name, self.limits, &self.memory))
             .clone();
         Ok(vhost)
     }

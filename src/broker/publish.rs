@@ -15,7 +15,8 @@ use bytes::Bytes;
 
 use super::error::AmqpResult;
 use super::exchange::Exchange;
-use super::message::{Accounted, MemoryGauge, Message, MessageRef};
+use super::memory::MemoryGauge;
+use super::message::{Message, MessageRef};
 use super::queue::Queue;
 use super::vhost::{RouteScratch, VHost};
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
@@ -106,20 +107,16 @@ impl Publisher {
         properties: EncodedBasicProperties,
         body: Bytes,
     ) -> MessageRef {
-        let size = (body.len() + properties.as_bytes().len()) as u64;
-        Arc::new(Message {
-            exchange,
-            routing_key,
-            properties,
-            body,
-            accounted: Accounted::new(&self.memory, size),
-        })
+        Arc::new(
+            Message::from_encoded(&exchange, &routing_key, properties, body)
+                .charge_to(&self.memory),
+        )
     }
 
     /// Routes a message from `exchange` (CC and BCC keys too) into its queues.
     pub fn route(&mut self, exchange: &Exchange, message: MessageRef, mandatory: bool) -> Outcome {
         // Decoded once here: CC/BCC and headers exchanges all read them.
-        let headers = message.properties.headers();
+        let headers = message.properties().headers();
         let extra_keys = sender_selected_keys(headers.as_ref());
         let message = strip_bcc(message, headers.as_ref());
         let routed = self.vhost.publish(
@@ -234,15 +231,9 @@ fn strip_bcc(message: MessageRef, headers: Option<&FieldTable>) -> MessageRef {
     if headers.is_none_or(|h| h.get("BCC").is_none()) {
         return message;
     }
-    let mut properties = message.properties.to_properties();
+    let mut properties = message.properties().to_properties();
     if let Some(h) = &mut properties.headers {
         h.remove("BCC");
     }
-    Arc::new(Message {
-        exchange: message.exchange.clone(),
-        routing_key: message.routing_key.clone(),
-        properties: EncodedBasicProperties::encode(&properties),
-        body: message.body.clone(),
-        accounted: message.accounted.clone(),
-    })
+    Arc::new(message.with_properties(EncodedBasicProperties::encode(&properties)))
 }

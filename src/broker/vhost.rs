@@ -13,11 +13,12 @@ use super::error::{AmqpError, AmqpResult};
 use super::events::TopologyState;
 use super::exchange::{Exchange, ExchangeSpec};
 use super::hash::HashMap;
+use super::memory::{Account, MemoryGauge, arc_allocated, map_entry};
 use super::message::MessageRef;
 use super::owner::Owner;
 use super::policy::VHostPolicies;
 use super::queue::{Accepted, Queue};
-use super::routing::{Destination, ExchangeKind};
+use super::routing::{Binding, Destination, ExchangeKind};
 use crate::protocol::{FieldTable, ShortString};
 
 /// Per-vhost limits on how many objects clients may create.
@@ -100,7 +101,20 @@ pub struct VHost {
     /// it is unchanged.
     topology: AtomicU64,
     pub(super) this: Weak<VHost>,
+    /// The broker's gauge, which this vhost's queues charge.
+    pub(super) memory: MemoryGauge,
+    /// What the exchanges and bindings occupy (see [`EXCHANGE_FOOTPRINT`]).
+    pub(super) topology_memory: Account,
 }
+
+/// An exchange's footprint: the `Arc`ed exchange (its empty routing table included) and
+/// its entry in the vhost's map.
+pub(super) const EXCHANGE_FOOTPRINT: u64 =
+    (arc_allocated::<Exchange>() + map_entry::<ShortString, Arc<Exchange>>()) as u64;
+
+/// A binding's footprint: the exchange's record of it and its routing index's, and the
+/// vhost's record of distinct bindings, each a `Binding` and its place in a map.
+pub(super) const BINDING_FOOTPRINT: u64 = (3 * map_entry::<Binding, ()>()) as u64;
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -113,6 +127,11 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 impl VHost {
     /// A vhost with the predeclared exchanges: the default exchange and `amq.*`.
     pub fn new(name: &str, limits: VHostLimits) -> Arc<VHost> {
+        VHost::with_memory(name, limits, &MemoryGauge::default())
+    }
+
+    /// A vhost whose topology and queues are charged to `memory`.
+    pub fn with_memory(name: &str, limits: VHostLimits, memory: &MemoryGauge) -> Arc<VHost> {
         let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_string(),
             limits,
@@ -122,6 +141,8 @@ impl VHost {
             policies: RwLock::new(VHostPolicies::default()),
             topology: AtomicU64::new(0),
             this: this.clone(),
+            memory: memory.clone(),
+            topology_memory: memory.account(),
         });
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -142,6 +163,7 @@ impl VHost {
             });
             // Present from the start, as in RabbitMQ: not announced as declared.
             write(&vhost.exchanges).insert(name, Arc::new(ex));
+            vhost.topology_memory.charge(EXCHANGE_FOOTPRINT);
         }
         vhost
     }
@@ -262,20 +284,21 @@ impl VHost {
             && scratch.last.as_ref().is_some_and(|last| {
                 last.topology == topology
                     && last.exchange == address
-                    && last.key == message.routing_key
+                    && last.key.as_bytes() == message.routing_key_bytes()
             });
         if !same {
             scratch.queues.clear();
             scratch.visited.clear();
-            self.route(exchange, &message.routing_key, headers, scratch);
+            let routing_key = message.routing_key();
+            self.route(exchange, &routing_key, headers, scratch);
             for key in extra_keys {
                 scratch.visited.clear();
                 self.route(exchange, key, headers, scratch);
             }
-            scratch.last = reusable.then(|| LastRoute {
+            scratch.last = reusable.then_some(LastRoute {
                 topology,
                 exchange: address,
-                key: message.routing_key.clone(),
+                key: routing_key,
             });
         }
         let mut routed = Routed::default();
@@ -298,8 +321,8 @@ impl VHost {
     pub fn publish_dead_letter(&self, dlx: &ShortString, message: MessageRef) {
         let Some(ex) = self.exchange(dlx) else { return };
         let mut s = RouteScratch::default();
-        let headers = message.properties.headers();
-        self.route(&ex, &message.routing_key, headers.as_ref(), &mut s);
+        let headers = message.properties().headers();
+        self.route(&ex, &message.routing_key(), headers.as_ref(), &mut s);
         for q in s.queues.drain(..) {
             if !crate::broker::dead_letter::is_cycle(&message, q.name()) {
                 q.publish(message.clone());

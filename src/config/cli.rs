@@ -56,8 +56,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", env = "FEDAMQ_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
 
-    /// Memory held by messages above which publishers are blocked: a fraction of RAM
-    /// (0.4), a percentage (40%), a size (2GiB), or 0 to disable [default: 40% of RAM].
+    /// Memory held (messages, queues, topology) above which publishers are blocked: a
+    /// fraction of RAM (0.4), a percentage (40%), a size (2GiB), or 0 to disable
+    /// [default: 40% of RAM].
     #[arg(long, value_name = "LIMIT", env = "FEDAMQ_MEMORY_HIGH_WATERMARK", value_parser = parse_memory_limit)]
     pub memory_high_watermark: Option<MemoryLimit>,
 

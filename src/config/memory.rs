@@ -1,6 +1,6 @@
-//! How much memory the broker may fill with messages: the watermark as written (a size
-//! or a fraction of RAM), and the machine's (or container's) total memory it is a
-//! fraction of.
+//! How much memory the broker may hold (messages, queues, topology: the account in
+//! `broker::memory`): the watermark as written (a size or a fraction of RAM), and the
+//! machine's (or container's) total memory it is a fraction of.
 
 /// Share of RAM the memory watermark defaults to (RabbitMQ's
 /// `vm_memory_high_watermark.relative`).

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::broker::credit::Credit;
 use crate::broker::hash::HashMap;
+use crate::broker::memory::{Account, MemoryGauge, map_entry};
 use crate::broker::message::MessageRef;
 use crate::broker::queue::Queue;
 use crate::broker::queue::consumer::Consumer;
@@ -58,10 +59,17 @@ pub struct Channel {
     /// Sequence number of the last message published in confirm mode.
     pub publish_seq: u64,
     pub tx: Option<Transaction>,
+    /// The channel's footprint, charged to the broker's memory gauge while it is open.
+    _memory: Account,
 }
 
+/// A channel's footprint: the channel and its place in the connection's map.
+const CHANNEL_FOOTPRINT: u64 = map_entry::<u16, Channel>() as u64;
+
 impl Channel {
-    pub fn new(max_body: u64) -> Channel {
+    pub fn new(max_body: u64, memory: &MemoryGauge) -> Channel {
+        let account = memory.account();
+        account.charge(CHANNEL_FOOTPRINT);
         Channel {
             state: ChannelState::Open,
             content: ContentAssembler::with_max_body_size(max_body),
@@ -74,6 +82,7 @@ impl Channel {
             confirm: false,
             publish_seq: 0,
             tx: None,
+            _memory: account,
         }
     }
 }

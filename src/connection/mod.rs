@@ -526,16 +526,16 @@ impl Connection {
                     consumer_tag: consumer.tag.clone(),
                     delivery_tag: tag,
                     redelivered: entry.redelivered,
-                    exchange: entry.message.exchange.clone(),
-                    routing_key: entry.message.routing_key.clone(),
+                    exchange: entry.message.exchange(),
+                    routing_key: entry.message.routing_key(),
                 };
                 encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| deliver.encode(b));
                 encode_content(
                     &mut self.out,
                     channel,
                     BasicProperties::CLASS_ID,
-                    entry.message.properties.as_bytes(),
-                    &entry.message.body,
+                    entry.message.properties().as_bytes(),
+                    entry.message.body(),
                     self.frame_max,
                 );
                 if !consumer.no_ack {

@@ -226,7 +226,8 @@ pub fn encode_method(out: &mut BytesMut, channel: u16, m: impl Into<Method>) {
 }
 
 /// Appends a publish of `body` to the default exchange with routing key `queue` (method,
-/// header and body frames) to `out`, for tests that send many frames in one write.
+/// header and body frames; no body frame for an empty body, as the spec says) to `out`,
+/// for tests that send many frames in one write.
 pub fn encode_publish(out: &mut BytesMut, channel: u16, queue: &str, body: &[u8]) {
     let m = BasicPublish {
         routing_key: ShortString::try_from(queue).unwrap(),
@@ -242,5 +243,7 @@ pub fn encode_publish_with(out: &mut BytesMut, channel: u16, m: BasicPublish, bo
         fedamq::protocol::content::ContentHeader::encode_prefix(b, 60, body.len() as u64);
         fedamq::protocol::generated::properties::BasicProperties::default().encode(b);
     });
-    encode_frame_with(out, 3, channel, |b| b.extend_from_slice(body));
+    if !body.is_empty() {
+        encode_frame_with(out, 3, channel, |b| b.extend_from_slice(body));
+    }
 }

@@ -95,14 +95,14 @@ async fn prefetch_limits_what_is_outstanding_and_an_ack_frees_it() {
     let a = next(&mut c).await;
     let b = next(&mut c).await;
     assert_eq!(
-        (&a.message.body[..], &b.message.body[..]),
+        (a.message.body(), b.message.body()),
         (&b"m0"[..], &b"m1"[..])
     );
     assert!(nothing_ready(&mut c).await, "prefetch 2 lets only two out");
     assert_eq!(c.outstanding(), 2);
     c.ack(a.tag, false).unwrap();
     let third = next(&mut c).await;
-    assert_eq!(&third.message.body[..], b"m2");
+    assert_eq!(third.message.body(), b"m2");
     // Multiple acks everything up to the tag.
     c.ack(third.tag, true).unwrap();
     assert_eq!(c.outstanding(), 0);
@@ -148,7 +148,7 @@ async fn returns_go_to_the_callback_and_a_full_queue_nacks() {
     p.on_return(move |r| {
         seen.lock()
             .unwrap()
-            .push((r.reply_code, r.message.routing_key.clone()))
+            .push((r.reply_code, r.message.routing_key()))
     });
     let confirm = p
         .publish(
@@ -211,7 +211,7 @@ async fn cc_and_bcc_are_routed_and_bcc_is_not_delivered() {
         .await;
     let mut c = InternalConsumer::start(&vhost, &ss("b"), &owner(), options(0)).unwrap();
     let d = next(&mut c).await;
-    let h = d.message.properties.headers().unwrap_or_default();
+    let h = d.message.properties().headers().unwrap_or_default();
     assert!(h.get("BCC").is_none());
     assert_eq!(vhost.queue(&ss("a")).unwrap().message_count(), 1);
 }

@@ -18,6 +18,7 @@ use crate::broker::backlog::{Backlog, Entry, PushOutcome};
 use crate::broker::clock;
 use crate::broker::dead_letter::{self, Reason};
 use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::memory::{Account, MemoryGauge, arc_allocated, map_entry};
 use crate::broker::message::MessageRef;
 use crate::broker::owner::Owner;
 use crate::broker::policy::EffectivePolicy;
@@ -90,7 +91,23 @@ pub struct Queue {
     /// Set by a publish that found the consumers behind (see [`FLOW_HIGH`]); the
     /// publishing connection then asks [`Queue::holds_back`] until it says no.
     behind: AtomicBool,
+    /// What the queue occupies besides its messages: itself, its backlog's storage and
+    /// the channels' records of its unacknowledged deliveries. Kept up to date under
+    /// the state lock ([`Queue::account`]).
+    memory: Account,
 }
+
+/// A queue's own footprint: the `Arc`ed queue and its entry in the vhost's map.
+const QUEUE_FOOTPRINT: u64 =
+    (arc_allocated::<Queue>() + map_entry::<ShortString, Arc<Queue>>()) as u64;
+
+/// Slots an emptied backlog keeps: enough for a queue that is emptied and refilled in
+/// small batches not to reallocate each time.
+const KEPT_SLOTS: usize = 1024;
+
+/// A channel's record of one unacknowledged delivery: the entry, its delivery tag, and
+/// the queue and consumer it came from.
+const UNACKED_FOOTPRINT: u64 = (size_of::<Entry>() + 3 * size_of::<usize>()) as u64;
 
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +118,12 @@ pub enum Accepted {
 }
 
 impl Queue {
-    pub fn new(spec: QueueSpec, vhost: Weak<dyn QueueHost>) -> Arc<Queue> {
+    /// A queue charged to `memory`.
+    pub fn new(spec: QueueSpec, vhost: Weak<dyn QueueHost>, memory: &MemoryGauge) -> Arc<Queue> {
         let backlog = Backlog::new(&spec.args);
         let settings = spec.args.clone();
+        let account = memory.account();
+        account.set(QUEUE_FOOTPRINT + backlog.footprint());
         let queue = Arc::new(Queue {
             spec,
             vhost,
@@ -122,6 +142,7 @@ impl Queue {
             housekeeping: Arc::new(Notify::new()),
             housekeeping_started: AtomicBool::new(false),
             behind: AtomicBool::new(false),
+            memory: account,
         });
         if queue.spec.args.message_ttl.is_some() || queue.spec.args.expires.is_some() {
             queue.start_housekeeping();
@@ -131,6 +152,24 @@ impl Queue {
 
     pub fn name(&self) -> &ShortString {
         &self.spec.name
+    }
+
+    /// Brings the queue's charge up to date after a change to its state.
+    fn account(&self, st: &mut State) {
+        if self.is_deleted() {
+            // What is left is the struct, kept only while someone still holds it.
+            st.backlog.shrink_when_empty(0);
+            self.memory.set(0);
+            return;
+        }
+        st.backlog.shrink_when_empty(KEPT_SLOTS);
+        self.memory
+            .set(QUEUE_FOOTPRINT + st.backlog.footprint() + st.unacked as u64 * UNACKED_FOOTPRINT);
+    }
+
+    /// The bytes this queue is charged besides its messages.
+    pub fn footprint(&self) -> u64 {
+        self.memory.held()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -201,7 +240,8 @@ impl Queue {
             // With a queue TTL, the housekeeper sleeps while the queue is empty; the first
             // message sets its next wake-up (later ones expire after it).
             has_expiry |= st.settings.message_ttl.is_some() && st.backlog.is_empty();
-            if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now) {
+            let accepted = if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now)
+            {
                 Accepted::Yes
             } else {
                 let refused = matches!(st.settings.overflow, Overflow::RejectPublishDlx)
@@ -223,7 +263,9 @@ impl Queue {
                         Accepted::Rejected
                     }
                 }
-            }
+            };
+            self.account(&mut st);
+            accepted
         };
         if has_expiry {
             self.start_housekeeping();
@@ -309,6 +351,7 @@ impl Queue {
         {
             let mut st = self.lock();
             self.dispatch_locked(&mut st, clock::now_ms(), &mut dead);
+            self.account(&mut st);
         }
         self.dead_letter(dead);
     }
@@ -375,6 +418,7 @@ impl Queue {
                 st.unacked += 1;
             }
             let remaining = st.backlog.len() as u32;
+            self.account(&mut st);
             (entry, expired, remaining)
         };
         self.dead_letter(expired.into_iter().map(|e| (e, Reason::Expired)).collect());
@@ -385,6 +429,7 @@ impl Queue {
     pub fn acked(&self, n: usize) {
         let mut st = self.lock();
         st.unacked = st.unacked.saturating_sub(n);
+        self.account(&mut st);
     }
 
     /// Takes deliveries back: requeued at their original place (redelivered), or
@@ -416,6 +461,7 @@ impl Queue {
             } else {
                 dead.extend(entries.into_iter().map(|e| (e, Reason::Rejected)));
             }
+            self.account(&mut st);
         }
         self.dead_letter(dead);
     }
@@ -456,7 +502,11 @@ impl Queue {
 
     /// Drops every ready message (not dead-lettered, as RabbitMQ); returns how many.
     pub fn purge(&self) -> u32 {
-        self.lock().backlog.purge().len() as u32
+        let mut st = self.lock();
+        let purged = st.backlog.purge();
+        self.account(&mut st);
+        drop(st);
+        purged.len() as u32
     }
 
     /// Marks the queue deleted and empties it; its consumers are told (basic.cancel to
@@ -467,6 +517,7 @@ impl Queue {
         let (count, consumers) = {
             let mut st = self.lock();
             let count = st.backlog.purge().len() as u32;
+            self.account(&mut st);
             (count, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
@@ -518,6 +569,8 @@ impl Queue {
                 routing_key.as_ref(),
                 now,
             );
+            // A new message, charged as one.
+            let message = message.charge_to(self.memory.gauge());
             vhost.publish_dead_letter(dlx, Arc::new(message));
         }
     }
@@ -566,6 +619,7 @@ impl Queue {
                     .into_iter()
                     .map(|e| (e, Reason::Expired)),
             );
+            self.account(&mut st);
             let mut next = st.backlog.next_expiry();
             let mut expire_queue = false;
             if let Some(expires) = st.settings.expires {

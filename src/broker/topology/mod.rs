@@ -29,7 +29,7 @@ use super::policy::ObjectKind;
 use super::queue::{Queue, QueueHost, QueueSpec};
 use super::queue_args::QueueArgs;
 use super::routing::{Binding, Destination, ExchangeKind};
-use super::vhost::{QueueDeclare, VHost};
+use super::vhost::{BINDING_FOOTPRINT, EXCHANGE_FOOTPRINT, QueueDeclare, VHost};
 use crate::protocol::arguments::same_arguments;
 use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
 
@@ -322,7 +322,13 @@ impl VHost {
                 .is_some_and(|q| q.spec.exclusive_owner.is_some()),
             Destination::Exchange(_) => false,
         };
+        self.topology_memory.charge(BINDING_FOOTPRINT);
         state.binding_added(kind, b, exclusive);
+    }
+
+    fn binding_removed(&self, state: &mut TopologyState, kind: ExchangeKind, b: BindingSpec) {
+        self.topology_memory.release(BINDING_FOOTPRINT);
+        state.binding_removed(kind, b);
     }
 
     fn declare_exchange_locked(
@@ -386,6 +392,7 @@ impl VHost {
         }
         let ex = Arc::new(Exchange::new(spec));
         map.insert(ex.spec.name.clone(), ex.clone());
+        self.topology_memory.charge(EXCHANGE_FOOTPRINT);
         state.record(TopologyEventKind::ExchangeDeclared(ex.spec.clone()));
         Ok(ex)
     }
@@ -409,12 +416,13 @@ impl VHost {
                 )));
             }
             map.remove(name);
+            self.topology_memory.release(EXCHANGE_FOOTPRINT);
             ex
         };
         // Its own bindings go with it...
         let own: Vec<Binding> = ex.table().bindings().cloned().collect();
         for b in own {
-            state.binding_removed(ex.spec.kind, spec_of(name, b));
+            self.binding_removed(state, ex.spec.kind, spec_of(name, b));
         }
         // ...and so do the bindings that had it as destination.
         let dest = Destination::Exchange(name.clone());
@@ -438,7 +446,7 @@ impl VHost {
                 emptied.push(ex.spec.name.clone());
             }
             for b in removed {
-                state.binding_removed(ex.spec.kind, spec_of(&ex.spec.name, b));
+                self.binding_removed(state, ex.spec.kind, spec_of(&ex.spec.name, b));
             }
         }
         for name in emptied {
@@ -516,6 +524,7 @@ impl VHost {
                 args,
             },
             self.this.clone(),
+            &self.memory,
         );
         map.insert(name, q.clone());
         state.record(queue_declared(&q.spec));
@@ -615,7 +624,7 @@ impl VHost {
             (removed, table.is_empty())
         };
         if removed {
-            state.binding_removed(ex.spec.kind, b);
+            self.binding_removed(state, ex.spec.kind, b);
             if now_empty && ex.spec.auto_delete {
                 let name = ex.spec.name.clone();
                 let _ = self.delete_exchange_locked(state, &name, true);

@@ -206,8 +206,8 @@ impl BasicServer for Connection {
                 let ok = BasicGetOk {
                     delivery_tag: tag,
                     redelivered: entry.redelivered,
-                    exchange: entry.message.exchange.clone(),
-                    routing_key: entry.message.routing_key.clone(),
+                    exchange: entry.message.exchange(),
+                    routing_key: entry.message.routing_key(),
                     message_count: remaining,
                 };
                 let message = entry.message.clone();
@@ -224,8 +224,8 @@ impl BasicServer for Connection {
                     &mut self.out,
                     channel,
                     BasicProperties::CLASS_ID,
-                    message.properties.as_bytes(),
-                    &message.body,
+                    message.properties().as_bytes(),
+                    message.body(),
                     frame_max,
                 );
             }

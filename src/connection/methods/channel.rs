@@ -19,8 +19,10 @@ impl ChannelServer for Connection {
                 self.channel_max
             )));
         }
-        self.channels
-            .insert(channel, Channel::new(self.broker.config().max_message_size));
+        self.channels.insert(
+            channel,
+            Channel::new(self.broker.config().max_message_size, self.broker.memory()),
+        );
         self.send(channel, ChannelOpenOk {});
         Ok(())
     }

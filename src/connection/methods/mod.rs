@@ -98,16 +98,16 @@ impl Connection {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
-                exchange: message.exchange.clone(),
-                routing_key: message.routing_key.clone(),
+                exchange: message.exchange(),
+                routing_key: message.routing_key(),
             };
             encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ret.encode(b));
             encode_content(
                 &mut self.out,
                 channel,
                 BasicProperties::CLASS_ID,
-                message.properties.as_bytes(),
-                &message.body,
+                message.properties().as_bytes(),
+                message.body(),
                 self.frame_max,
             );
         }
