@@ -44,6 +44,12 @@ fn main() -> std::process::ExitCode {
             }
         };
         println!("fedamq listening on {}", broker.local_addr());
+        if let Some(http) = broker.management_addr() {
+            // Not println!: a parent that read only the first line may have closed the
+            // pipe, and a failed write must not stop the broker.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "management API on http://{http}");
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         broker.shutdown().await;

@@ -40,7 +40,7 @@ fn help_documents_the_options() {
 #[tokio::test]
 async fn sigterm_closes_connections_with_320_and_exits_0() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedamq"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--management-port", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

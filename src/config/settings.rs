@@ -33,6 +33,25 @@ pub struct Config {
     pub permissions: Vec<PermissionConfig>,
     /// A `tracing` filter (`info`, `fedamq=debug,warn`, …). `RUST_LOG` overrides it.
     pub log: String,
+    /// The management HTTP API's listener (RabbitMQ's 127.0.0.1:15672 by default).
+    pub management: ManagementListener,
+}
+
+/// Where the management HTTP API listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementListener {
+    pub bind: IpAddr,
+    /// `None` turns the API off; 0 picks a free port.
+    pub port: Option<u16>,
+}
+
+impl Default for ManagementListener {
+    fn default() -> Self {
+        ManagementListener {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: Some(15672),
+        }
+    }
 }
 
 /// Caps on what clients may create. `usize::MAX` means unlimited, the default for each
@@ -99,6 +118,7 @@ impl Default for Config {
             vhosts: vec!["/".into()],
             permissions: vec![default_permission()],
             log: "info".into(),
+            management: ManagementListener::default(),
         }
     }
 }

@@ -305,6 +305,8 @@ impl Broker {
                 "127.0.0.1",
                 "--port",
                 &port.to_string(),
+                "--management-port",
+                "0",
                 "--log",
                 "warn",
             ])

@@ -48,6 +48,28 @@ struct State {
     last_used_ms: u64,
     /// Last time a message went to a consumer: the consumers are taking messages.
     last_hand_out_ms: u64,
+    /// Counted under the lock each of these events already holds, so they cost the
+    /// message path no atomic operation and no extra lock.
+    counters: QueueCounters,
+}
+
+/// What a queue has done since it was declared (the management API's `message_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// Messages it took.
+    pub publish: u64,
+    /// Handed to consumers that acknowledge, and to consumers that do not.
+    pub deliver: u64,
+    pub deliver_no_ack: u64,
+    /// basic.get answered with a message, in ack mode and not.
+    pub get: u64,
+    pub get_no_ack: u64,
+    /// basic.get answered get-empty.
+    pub get_empty: u64,
+    /// Handed out again after a requeue.
+    pub redeliver: u64,
+    /// Acknowledged.
+    pub ack: u64,
 }
 
 /// Publisher flow control. A queue whose consumers are taking messages but fall behind
@@ -87,6 +109,15 @@ pub struct Queue {
     behind: AtomicBool,
 }
 
+/// A queue's state as the management API shows it.
+#[derive(Debug, Clone)]
+pub struct QueueSnapshot {
+    pub ready: usize,
+    pub unacked: usize,
+    pub consumers: Vec<Arc<Consumer>>,
+    pub counters: QueueCounters,
+}
+
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -109,6 +140,7 @@ impl Queue {
                 unacked: 0,
                 last_used_ms: clock::now_ms(),
                 last_hand_out_ms: 0,
+                counters: QueueCounters::default(),
             }),
             deleted: AtomicBool::new(false),
             housekeeping: Arc::new(Notify::new()),
@@ -147,6 +179,17 @@ impl Queue {
         self.lock().unacked
     }
 
+    /// Ready and unacknowledged messages, consumers and counters, read at one instant.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let st = self.lock();
+        QueueSnapshot {
+            ready: st.backlog.len(),
+            unacked: st.unacked,
+            consumers: st.consumers.clone(),
+            counters: st.counters,
+        }
+    }
+
     /// Marks the queue used now (declare, get, consume), pushing back `x-expires`.
     pub fn touch(&self) {
         self.lock().last_used_ms = clock::now_ms();
@@ -163,12 +206,14 @@ impl Queue {
             // message sets its next wake-up (later ones expire after it).
             has_expiry |= self.spec.args.message_ttl.is_some() && st.backlog.is_empty();
             if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now) {
+                st.counters.publish += 1;
                 Accepted::Yes
             } else {
                 let refused = matches!(self.spec.args.overflow, Overflow::RejectPublishDlx)
                     .then(|| message.clone());
                 match st.backlog.push(message, now) {
                     PushOutcome::Accepted { dropped } => {
+                        st.counters.publish += 1;
                         dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
                         self.dispatch_locked(&mut st, now, &mut dead);
                         if Self::falls_behind(&st, FLOW_HIGH, now) {
@@ -240,11 +285,16 @@ impl Queue {
     /// Sends one entry to consumer `index` (whose credit is already taken).
     fn hand_out(self: &Arc<Self>, st: &mut State, index: usize, entry: Entry) {
         let consumer = st.consumers[index].clone();
+        if entry.redelivered {
+            st.counters.redeliver += 1;
+        }
         if consumer.no_ack {
+            st.counters.deliver_no_ack += 1;
             consumer
                 .pending
                 .add(PendingBytes::queued_size(&entry.message));
         } else {
+            st.counters.deliver += 1;
             st.unacked += 1;
         }
         let event = ConnectionEvent::Deliver {
@@ -335,8 +385,16 @@ impl Queue {
             let mut st = self.lock();
             st.last_used_ms = now;
             let (entry, expired) = st.backlog.pop(now);
-            if entry.is_some() && !no_ack {
-                st.unacked += 1;
+            match &entry {
+                None => st.counters.get_empty += 1,
+                Some(_) if no_ack => st.counters.get_no_ack += 1,
+                Some(e) => {
+                    st.counters.get += 1;
+                    st.unacked += 1;
+                    if e.redelivered {
+                        st.counters.redeliver += 1;
+                    }
+                }
             }
             let remaining = st.backlog.len() as u32;
             (entry, expired, remaining)
@@ -349,6 +407,7 @@ impl Queue {
     pub fn acked(&self, n: usize) {
         let mut st = self.lock();
         st.unacked = st.unacked.saturating_sub(n);
+        st.counters.ack += n as u64;
     }
 
     /// Takes deliveries back: requeued at their original place (redelivered), or

@@ -465,10 +465,14 @@ mod tests {
 
     #[test]
     fn words_split_like_rabbitmq() {
-        let w = |k: &str| words(k.as_bytes()).map(|w| w.to_vec()).collect::<Vec<_>>();
+        let w = |k: &str| {
+            words(k.as_bytes())
+                .map(|w| w.to_vec())
+                .collect::<Vec<Vec<u8>>>()
+        };
         assert!(w("").is_empty());
         assert_eq!(w("a"), [b"a".to_vec()]);
-        assert_eq!(w("."), [vec![], vec![]]);
+        assert_eq!(w("."), [Vec::<u8>::new(), vec![]]);
         assert_eq!(w("a..b"), [b"a".to_vec(), vec![], b"b".to_vec()]);
         assert_eq!(w("a."), [b"a".to_vec(), vec![]]);
     }

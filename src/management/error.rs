@@ -1,0 +1,154 @@
+//! The API's errors, as RabbitMQ's management plugin words them: a status code and a
+//! JSON body `{"error": …, "reason": …}`.
+//!
+//! Handlers return [`ApiError`]; the broker core's [`AmqpError`] maps onto it as
+//! RabbitMQ's plugin maps a channel error (404 for NOT_FOUND, 400 for a refused
+//! declaration, 401 for ACCESS_REFUSED).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::auth::UserTableError;
+use crate::broker::error::AmqpError;
+use crate::protocol::ReplyCode;
+
+/// An error answer; `reason` is usually a string, sometimes a term RabbitMQ shows as a
+/// JSON list (`["not_boolean","x"]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub reason: Value,
+    /// 401 without credentials: no body, only `WWW-Authenticate`.
+    pub challenge_only: bool,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The realm RabbitMQ names in `WWW-Authenticate`.
+const REALM: &str = "Basic realm=\"RabbitMQ Management\"";
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, reason: impl Into<Value>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            reason: reason.into(),
+            challenge_only: false,
+        }
+    }
+
+    /// 404 for an object (or route) that does not exist.
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
+    }
+
+    /// 404 for a vhost named in a PUT/POST path that does not exist.
+    pub fn vhost_not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "vhost_not_found")
+    }
+
+    pub fn bad_request(reason: impl Into<Value>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
+    }
+
+    /// A body that is not JSON at all.
+    pub fn not_json() -> ApiError {
+        ApiError::bad_request("not_json")
+    }
+
+    /// A field of the wrong type: RabbitMQ's `{not_boolean, Value}` and the like.
+    pub fn wrong_type(kind: &'static str, value: &Value) -> ApiError {
+        let shown = match value {
+            Value::String(s) => Value::String(s.clone()),
+            other => Value::String(other.to_string()),
+        };
+        ApiError::bad_request(json!([kind, shown]))
+    }
+
+    /// Required fields missing, as RabbitMQ lists them: `[{key_missing,payload}]`.
+    pub fn keys_missing(keys: &[&str]) -> ApiError {
+        let items: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{{key_missing,{k}}}"))
+            .collect();
+        ApiError::bad_request(format!("[{}]", items.join(",")))
+    }
+
+    /// No or unreadable credentials.
+    pub fn challenge() -> ApiError {
+        ApiError {
+            challenge_only: true,
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "")
+        }
+    }
+
+    /// Wrong user name or password.
+    pub fn login_failed() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed")
+    }
+
+    /// A user whose tags or permissions do not allow this. RabbitMQ 3.10 answers 401
+    /// here too (not 403), with the British spelling.
+    pub fn not_authorised(reason: &'static str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
+    }
+
+    pub fn no_vhost_access() -> ApiError {
+        ApiError::not_authorised("User not authorised to access virtual host")
+    }
+
+    pub fn internal(reason: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            reason.into(),
+        )
+    }
+}
+
+impl From<AmqpError> for ApiError {
+    fn from(e: AmqpError) -> ApiError {
+        match e.code {
+            ReplyCode::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.text),
+            ReplyCode::AccessRefused => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "not_authorised",
+                "Access refused.",
+            ),
+            _ => ApiError::bad_request(e.text),
+        }
+    }
+}
+
+impl From<UserTableError> for ApiError {
+    fn from(e: UserTableError) -> ApiError {
+        match e {
+            UserTableError::NoSuchUser(_) => ApiError::not_found(),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.challenge_only {
+            let mut r = self.status.into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+            return r;
+        }
+        let login_failed = self.error == "not_authorized";
+        let mut r = (
+            self.status,
+            axum::Json(json!({"error": self.error, "reason": self.reason})),
+        )
+            .into_response();
+        if login_failed {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+        }
+        r
+    }
+}
