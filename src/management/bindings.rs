@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -176,6 +176,7 @@ fn check_bind(caller: &Caller, vhost: &str, source: &str, dest: &Destination) ->
 async fn create(
     caller: Caller,
     Path((vhost, source, kind, dest)): Path<(String, String, String, String)>,
+    uri: Uri,
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = caller.vhost_for_change(&vhost)?;
@@ -195,19 +196,32 @@ async fn create(
         },
         by: Owner::object("management"),
     })?;
-    let location = format!(
-        "../../../../{}/e/{}/{}/{}/{}",
+    let target = format!(
+        "/api/bindings/{}/e/{}/{}/{}/{}",
         segment(&vhost),
         segment(&source),
         kind,
         segment(dest.name().as_str().unwrap_or_default()),
         segment(&props),
     );
+    let location = relative(uri.path(), &target);
     let mut r = StatusCode::CREATED.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, value);
     }
     Ok(r)
+}
+
+/// `target` relative to the request's `path`, as RabbitMQ writes `Location`: from the
+/// request's directory, up past the first segment that differs.
+fn relative(path: &str, target: &str) -> String {
+    let from: Vec<&str> = path.split('/').collect();
+    let dir = &from[..from.len().saturating_sub(1)];
+    let to: Vec<&str> = target.split('/').collect();
+    let common = dir.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = vec![".."; dir.len() - common];
+    parts.extend(&to[common..]);
+    parts.join("/")
 }
 
 /// The binding whose `properties_key` is `props` (as listed, or percent-decoded once

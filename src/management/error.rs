@@ -67,13 +67,20 @@ impl ApiError {
         ApiError::bad_request(json!([kind, shown]))
     }
 
-    /// Required fields missing, as RabbitMQ lists them: `[{key_missing,payload}]`.
+    /// Required fields missing, as RabbitMQ lists them: `[{key_missing,payload}]`,
+    /// an Erlang term printed with `~p`, which puts each element on a line of its own
+    /// when the list does not fit on one.
     pub fn keys_missing(keys: &[&str]) -> ApiError {
         let items: Vec<String> = keys
             .iter()
             .map(|k| format!("{{key_missing,{k}}}"))
             .collect();
-        ApiError::bad_request(format!("[{}]", items.join(",")))
+        let one_line = format!("[{}]", items.join(","));
+        if one_line.len() < 79 {
+            ApiError::bad_request(one_line)
+        } else {
+            ApiError::bad_request(format!("[{}]", items.join(",\n ")))
+        }
     }
 
     /// No or unreadable credentials.

@@ -29,7 +29,8 @@ impl ListQuery {
     pub fn apply(&self, mut items: Vec<Value>) -> ApiResult<Json<Value>> {
         let total = items.len();
         let paged = self.page.is_some();
-        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
+        // As RabbitMQ: the name filter goes with paging; without `page` it is ignored.
+        if let Some(name) = self.name.as_deref().filter(|n| paged && !n.is_empty()) {
             let regex = self.use_regex.as_deref() == Some("true");
             let pattern = if regex {
                 regex::RegexBuilder::new(name)

@@ -45,9 +45,14 @@ fn owner() -> Owner {
     Owner::object("management")
 }
 
+/// What identifies a queue's rate samples.
+fn rates_key(vhost: &VHost, q: &Queue) -> String {
+    format!("queue {} {}", vhost.name, q.name())
+}
+
 fn queue_json(api: &Api, vhost: &VHost, q: &Queue, details: bool) -> Value {
     let s = q.snapshot();
-    let key = format!("queue {} {}", vhost.name, q.name());
+    let key = rates_key(vhost, q);
     let messages = s.ready + s.unacked;
     let mut item = json!({
         "name": q.name().to_string(),
@@ -113,11 +118,20 @@ async fn list_all(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
+    let mut live = std::collections::HashSet::new();
     for name in api.broker.vhost_names() {
-        if let Some(v) = api.broker.vhost(&name).filter(|_| caller.sees_vhost(&name)) {
-            items.extend(sorted(&v).iter().map(|x| queue_json(&api, &v, x, false)));
+        let Some(v) = api.broker.vhost(&name) else {
+            continue;
+        };
+        let queues = sorted(&v);
+        live.extend(queues.iter().map(|x| rates_key(&v, x)));
+        if caller.sees_vhost(&name) {
+            items.extend(queues.iter().map(|x| queue_json(&api, &v, x, false)));
         }
     }
+    // Deleted queues' samples go when all queues are listed.
+    api.rates
+        .retain(|k| !k.starts_with("queue ") || live.contains(k));
     q.apply(items)
 }
 

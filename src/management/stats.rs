@@ -62,7 +62,11 @@ pub struct Rates {
 impl Rates {
     /// `message_stats` for an object whose counters are now `now`.
     pub fn message_stats(&self, key: &str, now: &QueueCounters) -> Value {
-        let rates = self.rates(key, now);
+        self.message_stats_at(key, now, Instant::now())
+    }
+
+    fn message_stats_at(&self, key: &str, now: &QueueCounters, at: Instant) -> Value {
+        let rates = self.rates(key, now, at);
         let mut out = Map::new();
         for ((name, count), rate) in named(now).into_iter().zip(rates) {
             if name == "ack_ignored" {
@@ -74,9 +78,8 @@ impl Rates {
         Value::Object(out)
     }
 
-    fn rates(&self, key: &str, now: &QueueCounters) -> [f64; 10] {
+    fn rates(&self, key: &str, now: &QueueCounters, at: Instant) -> [f64; 10] {
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let at = Instant::now();
         match samples.get_mut(key) {
             None => {
                 samples.insert(
@@ -111,5 +114,41 @@ impl Rates {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| live(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_the_change_per_second_over_a_sample_interval() {
+        let rates = Rates::default();
+        let t0 = Instant::now();
+        let mut c = QueueCounters {
+            publish: 100,
+            ..Default::default()
+        };
+        let s = rates.message_stats_at("q", &c, t0);
+        assert_eq!(s["publish"], 100);
+        assert_eq!(s["publish_details"]["rate"], 0.0);
+        // Within the interval: the last rate stands.
+        c.publish = 150;
+        c.deliver = 20;
+        c.get_no_ack = 5;
+        let s = rates.message_stats_at("q", &c, t0 + Duration::from_secs(1));
+        assert_eq!(s["publish_details"]["rate"], 0.0);
+        // After it: the change since the last sample.
+        let s = rates.message_stats_at("q", &c, t0 + INTERVAL);
+        assert_eq!(s["publish_details"]["rate"], 10.0);
+        assert_eq!(s["deliver_get"], 25);
+        assert_eq!(s["deliver_get_details"]["rate"], 5.0);
+        assert!(s.get("ack_ignored").is_none());
+        rates.retain(|_| false);
+        let s = rates.message_stats_at("q", &c, t0 + 2 * INTERVAL);
+        assert_eq!(
+            s["publish_details"]["rate"], 0.0,
+            "a new sample after retain"
+        );
     }
 }
