@@ -44,7 +44,10 @@ impl Server {
         let management = match broker.config().management.port {
             Some(port) => {
                 let at = SocketAddr::new(broker.config().management.bind, port);
-                Some(management::start(broker.clone(), at, addr, shutdown_rx.clone()).await?)
+                let started = management::start(broker.clone(), at, addr, shutdown_rx.clone());
+                Some(started.await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("management API on {at}: {e}"))
+                })?)
             }
             None => None,
         };

@@ -224,12 +224,12 @@ async fn publish(
         Some("base64") => Bytes::from(
             base64::decode(&payload).ok_or_else(|| ApiError::bad_request("not_base64"))?,
         ),
-        Some(other) => {
+        other => {
             return Err(ApiError::bad_request(format!(
-                "unsupported payload_encoding {other}"
+                "unsupported payload_encoding {}",
+                other.unwrap_or_default()
             )));
         }
-        None => unreachable!("required above"),
     };
     let properties = properties(&fields.object("properties")?)?;
     let mut publisher = api

@@ -54,6 +54,9 @@ impl Api {
     }
 }
 
+/// The largest request body taken (a published message, a user list).
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
 /// Every route of the API.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
@@ -65,6 +68,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(bindings::routes())
         .merge(connections::routes())
         .fallback(|| async { error::ApiError::not_found() })
+        // RabbitMQ's default `management.http_max_body_size`.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
 
