@@ -914,3 +914,29 @@ async fn the_api_can_be_turned_off() {
     assert_eq!(b.management_addr(), None);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn bad_paths_and_oversized_bodies_get_json_errors() {
+    let (b, api) = start().await;
+    // A path segment that is not UTF-8.
+    let r = api.get("/api/queues/%FF/q").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "bad_request", "{:?}", r.body);
+    // Over the body limit (RabbitMQ's default 10 MiB).
+    let big = format!(
+        r#"{{"routing_key":"k","payload":"{}","payload_encoding":"string","properties":{{}}}}"#,
+        "x".repeat(11 * 1024 * 1024)
+    );
+    let r = api
+        .post("/api/exchanges/%2F/amq.direct/publish", &big)
+        .await;
+    assert_eq!(r.status, 413);
+    assert!(r.body["error"].is_string(), "{:?}", r.body);
+    // Names longer than AMQP allows.
+    let long = "n".repeat(256);
+    let r = api.put(&format!("/api/queues/%2F/{long}"), "{}").await;
+    assert_eq!(r.status, 400);
+    // The broker still serves.
+    assert_eq!(api.get("/api/overview").await.status, 200);
+    b.shutdown().await;
+}

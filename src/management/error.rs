@@ -138,6 +138,31 @@ impl From<UserTableError> for ApiError {
     }
 }
 
+/// Answers axum itself gives (a path segment that is not UTF-8, a body over the limit)
+/// come as plain text; this gives them RabbitMQ's JSON error body.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let error = if status == StatusCode::BAD_REQUEST {
+        "bad_request"
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "error"
+    };
+    ApiError::new(status, error, text).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.challenge_only {

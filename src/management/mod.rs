@@ -70,6 +70,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(api)
 }
 
