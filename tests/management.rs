@@ -940,3 +940,44 @@ async fn bad_paths_and_oversized_bodies_get_json_errors() {
     assert_eq!(api.get("/api/overview").await.status, 200);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_user_put_with_a_rabbitmq_password_hash_logs_in() {
+    let (b, api) = start().await;
+    // What RabbitMQ 3.10.8's GET /api/users showed for a user whose password is "pw".
+    let r = api
+        .put(
+            "/api/users/imported",
+            r#"{"password_hash":"iragaAtm02dulftyVg1idIIXc9cl4h4MbW4uA8wlY1Vfbzg4",
+                "hashing_algorithm":"rabbit_password_hashing_sha256","tags":"management"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let imported = api.as_user(Some(("imported", "pw")));
+    assert_eq!(imported.get("/api/whoami").await.status, 200);
+    let r = api.get("/api/users/imported").await;
+    assert_eq!(
+        r.body["password_hash"],
+        "iragaAtm02dulftyVg1idIIXc9cl4h4MbW4uA8wlY1Vfbzg4"
+    );
+    let r = api
+        .put(
+            "/api/users/bad",
+            r#"{"password_hash":"not base64!","tags":""}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api
+        .put(
+            "/api/users/bad",
+            r#"{"password_hash":"","hashing_algorithm":"rabbit_password_hashing_md5"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    // A user without a password cannot log in.
+    api.put("/api/users/locked", r#"{"tags":"administrator"}"#)
+        .await;
+    let r = api.as_user(Some(("locked", ""))).get("/api/whoami").await;
+    assert_eq!(r.status, 401);
+    b.shutdown().await;
+}

@@ -123,6 +123,12 @@ const STEPS: &[Step] = &[
     step(Admin, "PUT", "/api/users/cmp-none-{s}", Some(r#"{"password":"pw","tags":""}"#), 201, Status),
     step(Admin, "PUT", "/api/users/cmp-none-{s}", Some(r#"{"password":"pw","tags":""}"#), 204, Status),
     step(Admin, "GET", "/api/users/cmp-mon-{s}", None, 200, Fields(&["name", "tags", "hashing_algorithm", "limits"])),
+    step(Admin, "PUT", "/api/users/cmp-nopw-{s}", Some(r#"{"tags":"monitoring,management"}"#), 201, Status),
+    // Without a password RabbitMQ stores a hash nobody knows the password of; fedamq
+    // shows "" (a locked account).
+    step(Admin, "GET", "/api/users/cmp-nopw-{s}", None, 200, Fields(&["name", "hashing_algorithm", "tags", "limits"])),
+    step(Admin, "PUT", "/api/users/cmp-nopw-{s}", Some(r#"{"tags":7}"#), 400, Differs("RabbitMQ 3.10 answers 500")),
+    step(Admin, "DELETE", "/api/users/cmp-nopw-{s}", None, 204, Status),
     // Authentication and tags.
     step(NoCredentials, "GET", "/api/overview", None, 401, Body),
     step(WrongPassword, "GET", "/api/overview", None, 401, Body),
@@ -204,6 +210,9 @@ const STEPS: &[Step] = &[
     step(Admin, "DELETE", "/api/vhosts/cmp-v-{s}", None, 404, Body),
     step(Admin, "GET", "/api/vhosts/cmp-v-{s}", None, 404, Body),
     // The node.
+    step(Admin, "GET", "/api/overview", None, 200, Fields(&["rabbitmq_version", "management_version", "rates_mode", "exchange_types"])),
+    step(Admin, "GET", "/api/whoami", None, 200, Body),
+    step(Admin, "GET", "/api/vhosts/%2F", None, 200, Fields(&["name", "description", "tags", "metadata", "tracing", "default_queue_type"])),
     step(Admin, "GET", "/api/aliveness-test/%2F", None, 200, Body),
     step(Admin, "GET", "/api/aliveness-test/cmp-nope-{s}", None, 404, Body),
     step(Admin, "GET", "/api/health/checks/alarms", None, 200, Body),
