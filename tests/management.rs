@@ -220,6 +220,7 @@ async fn vhosts_users_and_permissions() {
     assert!(b.broker().vhost("v2").is_some());
     let r = api.get("/api/vhosts/v2").await;
     assert_eq!((r.status, r.body["name"].as_str()), (200, Some("v2")));
+    assert_eq!(r.body["message_stats"]["publish"], 0);
     let r = api.put("/api/vhosts/v3", r#"{"description": 5}"#).await;
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -805,7 +806,7 @@ async fn connections_are_listed_and_closed_with_the_given_reason() {
         .await
         .unwrap();
     // Kept: dropping lapin's consumer cancels it.
-    let _consumer = ch
+    let mut consumer = ch
         .basic_consume(
             "cq",
             "ctag",
@@ -842,6 +843,50 @@ async fn connections_are_listed_and_closed_with_the_given_reason() {
         1
     );
     assert_eq!(api.get("/api/queues/%2F/cq").await.body["consumers"], 1);
+    // Deliveries and acks are counted.
+    for _ in 0..2 {
+        let r = api
+            .post(
+                "/api/exchanges/%2F/amq.default/publish",
+                r#"{"routing_key":"cq","payload":"x","payload_encoding":"string","properties":{}}"#,
+            )
+            .await;
+        assert_eq!(r.body["routed"], true);
+    }
+    for _ in 0..2 {
+        let delivery = futures_lite::StreamExt::next(&mut consumer)
+            .await
+            .unwrap()
+            .unwrap();
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    // A synchronous round trip on the channel: the acks before it are handled.
+    ch.queue_declare(
+        "cq",
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let stats = &api.get("/api/queues/%2F/cq").await.body["message_stats"];
+    assert_eq!(
+        (
+            &stats["publish"],
+            &stats["deliver"],
+            &stats["deliver_get"],
+            &stats["ack"]
+        ),
+        (&json!(2), &json!(2), &json!(2), &json!(2)),
+        "{stats:#}"
+    );
+    let overview = api.get("/api/overview").await.body;
+    assert_eq!(overview["message_stats"]["ack"], 2);
     assert_eq!(api.get("/api/channels").await.status, 200);
     // A management user sees only their own connections.
     let other = add_user(&api, "other", "management", Some("/")).await;

@@ -16,7 +16,8 @@ use super::auth::{Caller, Tag};
 use super::body::Fields;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
-use super::{connections, users};
+use super::{connections, stats, users};
+use crate::broker::queue::QueueCounters;
 use crate::broker::vhost::VHost;
 
 pub fn routes() -> Router<Arc<Api>> {
@@ -30,11 +31,16 @@ pub fn routes() -> Router<Arc<Api>> {
 
 fn vhost_json(api: &Api, vhost: &VHost) -> Value {
     let (mut ready, mut unacked) = (0usize, 0usize);
+    let mut counters = QueueCounters::default();
     for q in vhost.queues() {
         let s = q.snapshot();
         ready += s.ready;
         unacked += s.unacked;
+        stats::add(&mut counters, &s.counters);
     }
+    let message_stats = api
+        .rates
+        .message_stats(&format!("vhost {}", vhost.name), &counters);
     let description = if vhost.name == "/" {
         "Default virtual host"
     } else {
@@ -54,6 +60,7 @@ fn vhost_json(api: &Api, vhost: &VHost) -> Value {
         "messages_ready_details": {"rate": 0.0},
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": {"rate": 0.0},
+        "message_stats": message_stats,
     })
 }
 
