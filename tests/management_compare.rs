@@ -190,6 +190,15 @@ const STEPS: &[Step] = &[
     step(Admin, "POST", "/api/queues/%2F/cmp-q-{s}/get", Some(r#"{"count":1}"#), 400, Body),
     step(Admin, "DELETE", "/api/queues/%2F/cmp-q-{s}/contents", None, 204, Status),
     step(Admin, "GET", "/api/queues/%2F?page=1&page_size=1&name=cmp-q-{s}&columns=name", None, 200, Fields(&["filtered_count", "item_count", "items", "page", "page_count", "page_size"])),
+    // The default exchange and the builtins.
+    step(Admin, "PUT", "/api/exchanges/%2F/amq.default", Some(r#"{"type":"direct"}"#), 401, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/amq.direct", Some(r#"{"type":"direct","durable":true}"#), 204, Status),
+    step(Admin, "POST", "/api/bindings/%2F/e/amq.default/q/cmp-q-{s}", Some(r#"{"routing_key":"x"}"#), 401, Body),
+    step(Admin, "DELETE", "/api/bindings/%2F/e/amq.default/q/cmp-q-{s}/cmp-q-{s}", None, 401, Body),
+    step(Admin, "PUT", "/api/queues/%2F/", Some("{}"), 405, Status),
+    step(Admin, "POST", "/api/queues/%2F/cmp-nope-{s}/get", Some(r#"{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}"#), 404, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-unused-{s}", Some("{}"), 201, Status),
+    step(Admin, "DELETE", "/api/exchanges/%2F/cmp-unused-{s}?if-unused=true", None, 204, Status),
     // Deleting bindings by properties_key.
     step(Admin, "DELETE", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}/a.%2523", None, 204, Status),
     step(Admin, "DELETE", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}/a.%2523", None, 404, Body),

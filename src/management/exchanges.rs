@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/exchanges", get(list_all))
         .route("/api/exchanges/{vhost}", get(list_vhost))
+        .route("/api/exchanges/{vhost}/", get(list_vhost))
         .route(
             "/api/exchanges/{vhost}/{name}",
             get(show).put(put).delete(delete),
@@ -126,6 +127,9 @@ async fn put(
         arguments: json_table(&fields.object("arguments")?)?,
     };
     caller.check(&vhost, Permission::Configure, exchange_name(&name))?;
+    if spec.name.is_empty() {
+        return Err(ApiError::not_authorised("Access refused."));
+    }
     let existed = v.exchange(&spec.name).is_some();
     reserved(&name, existed)?;
     match v.apply(TopologyChange::DeclareExchange {

@@ -20,6 +20,7 @@ use super::error::{ApiError, ApiResult};
 use super::format::{json_table, properties_json, short, table_json};
 use super::listing::ListQuery;
 use crate::auth::{Permission, base64};
+use crate::broker::error::AmqpError;
 use crate::broker::owner::Owner;
 use crate::broker::queue::Queue;
 use crate::broker::vhost::{QueueDeclare, VHost};
@@ -28,6 +29,7 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/queues", get(list_all))
         .route("/api/queues/{vhost}", get(list_vhost))
+        .route("/api/queues/{vhost}/", get(list_vhost))
         .route(
             "/api/queues/{vhost}/{name}",
             get(show).put(put).delete(delete),
@@ -282,7 +284,11 @@ async fn get_messages(
         }
     };
     let truncate = fields.integer("truncate")?.map(|t| t as usize);
-    let queue = find(&v, &name)?;
+    // Here RabbitMQ answers as basic.get would, with the AMQP reply text.
+    let queue = v.queue(&short(&name)?).ok_or_else(|| {
+        let e = AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"));
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", e.reply_text())
+    })?;
     caller.check(&vhost, Permission::Read, &name)?;
     v.queue_for(queue.name(), &owner())?;
     let mut taken = Vec::new();
