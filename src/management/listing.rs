@@ -1,6 +1,7 @@
-//! What every list endpoint shares: RabbitMQ's query parameters `name` / `use_regex`
-//! (filter), `sort` / `sort_reverse`, `columns`, and `page` / `page_size` (which
-//! wrap the list in a page object with its counts).
+//! What every list endpoint shares: RabbitMQ's query parameters `sort` /
+//! `sort_reverse`, `columns`, and `page` / `page_size` (which wrap the list in a page
+//! object with its counts) with `name` / `use_regex` (a filter on names, which
+//! RabbitMQ applies only to paged lists).
 
 use std::cmp::Ordering;
 
