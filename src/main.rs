@@ -69,6 +69,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     println!("fedamq listening on {}", broker.local_addr());
+    if let Some(http) = broker.management_addr() {
+        // Not println!: a parent that read only the first line may have closed the
+        // pipe, and a failed write must not stop the broker.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "management API on http://{http}");
+    }
     control.block_on(signal.recv());
     tracing::info!("shutting down");
     broker.close_all();

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::management;
 use crate::transport::Transport;
 
 /// Entry point for running a broker.
@@ -25,6 +26,8 @@ pub struct Server;
 /// A running broker.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    /// Where the management HTTP API listens, if it is on.
+    management: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -41,10 +44,21 @@ impl Server {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
+        let management = match broker.config().management.port {
+            Some(port) => {
+                let at = SocketAddr::new(broker.config().management.bind, port);
+                let started = management::start(broker.clone(), at, addr, shutdown_rx.clone());
+                Some(started.await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("management API on {at}: {e}"))
+                })?)
+            }
+            None => None,
+        };
         let task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
         tracing::info!("fedamq listening on {addr}");
         Ok(BrokerHandle {
             addr,
+            management,
             broker,
             shutdown,
             task,
@@ -75,6 +89,11 @@ impl BrokerHandle {
     /// The address the broker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the management HTTP API listens on (None when it is off).
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management
     }
 
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`-style URL for the default vhost.

@@ -10,6 +10,10 @@ async fn broker() -> BrokerHandle {
     let config = Config {
         bind: "127.0.0.1".parse().unwrap(),
         port: 0,
+        management: fedamq::config::ManagementListener {
+            port: None,
+            ..Default::default()
+        },
         ..Config::default()
     };
     Server::start(config).await.expect("broker starts")

@@ -9,8 +9,8 @@ use super::error::ConfigError;
 use super::memory::MemoryLimit;
 use super::settings::Config;
 use super::values::{
-    check_duration, check_frame_max, check_log_filter, check_max_message_size, parse_duration,
-    parse_limit, parse_memory_limit, parse_size,
+    PortOrOff, check_duration, check_frame_max, check_log_filter, check_max_message_size,
+    parse_duration, parse_limit, parse_management_port, parse_memory_limit, parse_size,
 };
 
 /// fedamq, an AMQP 0-9-1 message broker.
@@ -74,6 +74,15 @@ pub struct Cli {
     #[arg(long, value_name = "N", env = "FEDAMQ_MAX_EXCHANGES", value_parser = parse_limit)]
     pub max_exchanges: Option<usize>,
 
+    /// IP address the management HTTP API listens on [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR", env = "FEDAMQ_MANAGEMENT_BIND")]
+    pub management_bind: Option<IpAddr>,
+
+    /// Port of the management HTTP API; 0 picks a free one, "off" turns the API off
+    /// [default: 15672].
+    #[arg(long, value_name = "PORT|off", env = "FEDAMQ_MANAGEMENT_PORT", value_parser = parse_management_port)]
+    pub management_port: Option<PortOrOff>,
+
     /// Log filter, e.g. info or fedamq=debug,warn; RUST_LOG overrides it [default: info].
     #[arg(long, value_name = "FILTER", env = "FEDAMQ_LOG")]
     pub log: Option<String>,
@@ -125,6 +134,12 @@ pub fn apply_cli(config: &mut Config, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(v) = cli.max_exchanges {
         config.limits.max_exchanges = v;
+    }
+    if let Some(v) = cli.management_bind {
+        config.management.bind = v;
+    }
+    if let Some(v) = cli.management_port {
+        config.management.port = v.0;
     }
     if let Some(v) = &cli.log {
         config.log = check_log_filter(v.clone()).map_err(|m| invalid("--log", m))?;

@@ -12,7 +12,8 @@ use super::memory::MemoryLimit;
 use super::settings::{Config, PermissionConfig, UserConfig};
 use super::values::{
     check_duration, check_frame_max, check_log_filter, check_max_message_size, fraction,
-    parse_duration, parse_ip, parse_limit, parse_memory_limit, parse_size, seconds,
+    parse_duration, parse_ip, parse_limit, parse_management_port, parse_memory_limit, parse_size,
+    seconds,
 };
 use crate::auth::{PasswordHash, compile_pattern};
 
@@ -33,6 +34,7 @@ struct FileConfig {
     load_definitions: Option<Value>,
     vhosts: Option<Value>,
     limits: Option<FileLimits>,
+    management: Option<FileManagement>,
     #[serde(rename = "user", alias = "users")]
     users: Option<Vec<FileUser>>,
     #[serde(rename = "permission", alias = "permissions")]
@@ -45,6 +47,13 @@ struct FileLimits {
     max_connections: Option<Value>,
     max_queues: Option<Value>,
     max_exchanges: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [management] table")]
+struct FileManagement {
+    bind: Option<Value>,
+    port: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +170,21 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
             limits.max_exchanges,
             "limits.max_exchanges",
             limit
+        );
+    }
+
+    if let Some(m) = &file.management {
+        set!(
+            config.management.bind,
+            m.bind,
+            "management.bind",
+            |v: &Value| string(v).and_then(|s| parse_ip(&s))
+        );
+        set!(
+            config.management.port,
+            m.port,
+            "management.port",
+            management_port
         );
     }
 
@@ -441,6 +465,17 @@ fn limit(v: &Value) -> Result<usize, String> {
         Value::String(s) => parse_limit(s),
         other => Err(format!(
             "expected a number or \"unlimited\", got {}",
+            describe(other)
+        )),
+    }
+}
+
+fn management_port(v: &Value) -> Result<Option<u16>, String> {
+    match v {
+        Value::Integer(_) => integer(v, 0, u16::MAX).map(Some),
+        Value::String(s) => parse_management_port(s).map(|p| p.0),
+        other => Err(format!(
+            "expected a port or \"off\", got {}",
             describe(other)
         )),
     }

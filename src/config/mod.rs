@@ -30,6 +30,10 @@
 //! load_definitions = "definitions.json"  # RabbitMQ's JSON, imported at start-up
 //! vhosts = ["/", "staging"]
 //!
+//! [management]                  # the HTTP API (RabbitMQ's paths)
+//! bind = "127.0.0.1"
+//! port = 15672                  # 0 picks any free port; "off" turns the API off
+//!
 //! [limits]                      # each an integer or "unlimited" (the default)
 //! max_connections = 10000
 //! max_queues = "unlimited"      # per vhost
@@ -91,7 +95,7 @@ pub use file::apply_file;
 pub use memory::{
     DEFAULT_MEMORY_FRACTION, FALLBACK_MEMORY_HIGH_WATERMARK, MemoryLimit, total_memory,
 };
-pub use settings::{Config, Limits, PermissionConfig, UserConfig};
+pub use settings::{Config, Limits, ManagementListener, PermissionConfig, UserConfig};
 pub use values::{
     FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_LIMIT, parse_duration, parse_limit, parse_memory_limit,
     parse_size,

@@ -37,6 +37,25 @@ pub struct Config {
     /// A definitions file (RabbitMQ's JSON) imported at start-up, after the users,
     /// vhosts and permissions above; a file that does not import stops start-up.
     pub load_definitions: Option<PathBuf>,
+    /// The management HTTP API's listener (RabbitMQ's 127.0.0.1:15672 by default).
+    pub management: ManagementListener,
+}
+
+/// Where the management HTTP API listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementListener {
+    pub bind: IpAddr,
+    /// `None` turns the API off; 0 picks a free port.
+    pub port: Option<u16>,
+}
+
+impl Default for ManagementListener {
+    fn default() -> Self {
+        ManagementListener {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: Some(15672),
+        }
+    }
 }
 
 /// Caps on what clients may create. `usize::MAX` means unlimited, the default for each
@@ -104,6 +123,7 @@ impl Default for Config {
             permissions: vec![default_permission()],
             log: "info".into(),
             load_definitions: None,
+            management: ManagementListener::default(),
         }
     }
 }

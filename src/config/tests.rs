@@ -546,3 +546,45 @@ fn load_definitions_from_the_file_or_a_flag() {
     let c = load(&cli(&["--load-definitions", "defs.json"])).unwrap();
     assert_eq!(c.load_definitions.as_deref(), Some(Path::new("defs.json")));
 }
+
+#[test]
+fn management_listener_default_file_and_flags() {
+    let d = Config::default();
+    assert_eq!(d.management.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(d.management.port, Some(15672));
+
+    let c = file("[management]\nbind = \"0.0.0.0\"\nport = 0\n").unwrap();
+    assert_eq!(c.management.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(c.management.port, Some(0));
+    assert_eq!(
+        file("[management]\nport = \"off\"\n")
+            .unwrap()
+            .management
+            .port,
+        None
+    );
+    let e = file_err("[management]\nport = 70000\n");
+    assert!(e.contains("management.port"), "{e}");
+    let e = file_err("[management]\nport = true\n");
+    assert!(
+        e.contains("management.port") && e.contains("\"off\""),
+        "{e}"
+    );
+    let e = file_err("[management]\nprot = 1\n");
+    assert!(e.contains("unknown field"), "{e}");
+
+    let mut c = Config::default();
+    apply_cli(
+        &mut c,
+        &cli(&["--management-port", "off", "--management-bind", "::1"]),
+    )
+    .unwrap();
+    assert_eq!(c.management.port, None);
+    assert_eq!(c.management.bind, "::1".parse::<IpAddr>().unwrap());
+    apply_cli(&mut c, &cli(&["--management-port", "15673"])).unwrap();
+    assert_eq!(c.management.port, Some(15673));
+    assert!(
+        Cli::try_parse_from(["fedamq", "--management-port", "maybe"]).is_err(),
+        "a port that is neither a number nor off is refused"
+    );
+}

@@ -163,3 +163,18 @@ pub fn parse_limit(s: &str) -> Result<usize, String> {
             .map_err(|_| format!("expected a number or \"unlimited\", got {s:?}")),
     }
 }
+
+/// A listener's port, or `off` for no listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortOrOff(pub Option<u16>);
+
+/// Parses the management API's port: a number, or `off` for no API.
+pub fn parse_management_port(s: &str) -> Result<PortOrOff, String> {
+    match s.trim() {
+        "off" => Ok(PortOrOff(None)),
+        t => t
+            .parse()
+            .map(|p| PortOrOff(Some(p)))
+            .map_err(|_| format!("expected a port (0-65535) or \"off\", got {s:?}")),
+    }
+}

@@ -1,9 +1,116 @@
-//! Managing the broker from outside: definitions import and export in RabbitMQ's format
-//! (`definitions`), and policies, operator policies and runtime parameters in the
-//! management API's shapes (`policies`). The HTTP API joins them here.
+//! The management HTTP API: RabbitMQ's paths, JSON field names, status codes and error
+//! bodies, so that rabbitmqadmin, monitoring scripts and the like work unchanged.
+//!
+//! A feature above the broker core (DESIGN.md §4.1): it holds an `Arc<Broker>` and uses
+//! only the core's API: snapshots of vhosts, queues, exchanges, users and connections
+//! to answer reads, and `VHost::apply` (the one topology path) for every change, so
+//! binding and topology subscribers see changes made here like any other.
+//!
+//! Definitions import and export in RabbitMQ's format ([`definitions`]) and policies,
+//! operator policies and runtime parameters in the API's shapes ([`policies`]) are
+//! here too.
+//!
+//! One file per group of endpoints; what they share is [`error`] (RabbitMQ's error
+//! bodies), [`auth`] (the caller and the user-tag rules), [`body`] (request fields),
+//! [`listing`] (paging, sorting, columns), [`format`] (AMQP values as JSON) and
+//! [`stats`] (`message_stats` and rates). A new group adds its file and one line in
+//! [`router`].
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+pub mod auth;
+pub mod body;
 pub mod definitions;
+pub mod error;
+pub mod format;
+pub mod listing;
 pub mod policies;
+pub mod stats;
+
+mod bindings;
+mod connections;
+mod exchanges;
+mod overview;
+mod queues;
+mod users;
+mod vhosts;
+
+/// What every handler reaches: the broker and the API's own state.
+#[derive(Debug)]
+pub struct Api {
+    pub broker: Arc<Broker>,
+    /// The AMQP listener's address, for `listeners` and connection names.
+    pub amqp: SocketAddr,
+    /// The management listener's address, for `contexts`.
+    pub http: SocketAddr,
+    pub rates: stats::Rates,
+}
+
+impl Api {
+    /// This node's name, in RabbitMQ's `name@host` form.
+    pub fn node(&self) -> &'static str {
+        "fedamq@localhost"
+    }
+}
+
+/// The largest request body taken (a published message, a user list).
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// Every route of the API.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .merge(overview::routes())
+        .merge(vhosts::routes())
+        .merge(users::routes())
+        .merge(exchanges::routes())
+        .merge(queues::routes())
+        .merge(bindings::routes())
+        .merge(connections::routes())
+        .fallback(|| async { error::ApiError::not_found() })
+        // RabbitMQ's default `management.http_max_body_size`.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .with_state(api)
+}
+
+/// Binds `addr` and serves the API until `shutdown` turns true; returns the bound
+/// address.
+pub async fn start(
+    broker: Arc<Broker>,
+    addr: SocketAddr,
+    amqp: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let http = listener.local_addr()?;
+    let api = Arc::new(Api {
+        broker,
+        amqp,
+        http,
+        rates: stats::Rates::default(),
+    });
+    let app = router(api);
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!("management API stopped: {e}");
+        }
+    });
+    tracing::info!("management API listening on http://{http}");
+    Ok(http)
+}
 
 /// Reads a JSON request body as `T`; the error names the path of the field at fault
 /// (`users[1].tags: invalid type: …`), or is serde's text for malformed JSON.

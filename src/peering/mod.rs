@@ -36,6 +36,7 @@
 //! # async fn main() {
 //! # let mut config = fedamq::config::Config::default();
 //! # config.port = 0;
+//! # config.management.port = None;
 //! # let upstream = fedamq::Server::start(config).await.unwrap();
 //! # let url = upstream.url("guest", "guest");
 //! // A parent object (a federated exchange, say) links to a remote broker:

@@ -14,7 +14,8 @@
 # so the Erlang cookie is its own), its own node name, and its own ports, chosen now on
 # 127.0.0.1: AMQP, Erlang distribution, epmd and the CLI tools' distribution ports.
 #
-# The user is fedamq-test with a random password, with full permissions on vhost "/"
+# The user is fedamq-test with a random password, tagged administrator (for the
+# management API), with full permissions on vhost "/"
 # and on a second vhost, fedamq-test. Progress goes to stderr; stdout is only the
 # export lines:
 #
@@ -22,6 +23,11 @@
 #   export FEDAMQ_TEST_RABBITMQ_PID=<pid of the node's beam.smp>
 #   export FEDAMQ_TEST_RABBITMQ_NODE=fedamq-test-<pid>@localhost
 #   export FEDAMQ_TEST_RABBITMQ_DIR=<its temp dir>
+#   export FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL=http://127.0.0.1:<port>
+#
+# The management plugin (rabbitmq_management, shipped in Debian's package) is enabled
+# on its own port, so the management API tests can compare fedamq's HTTP API with
+# RabbitMQ's; FEDAMQ_TEST_RABBITMQ_MANAGEMENT=0 leaves it off (a faster start).
 #
 # Environment: RABBITMQ_BIN_DIR (default /usr/lib/rabbitmq/bin), TMPDIR,
 # FEDAMQ_TEST_RABBITMQ_START_TIMEOUT (seconds, default 120).
@@ -75,14 +81,16 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 dir=$(mktemp -d "${TMPDIR:-/tmp}/fedamq-test-rabbitmq.XXXXXX")
 node="fedamq-test-$$@localhost"
 mkdir -p "$dir/log" "$dir/mnesia"
-# No plugins, whatever the host enables (management would want port 15672), and an
-# almost empty config so /etc/rabbitmq does not apply (RABBITMQ_ADVANCED_CONFIG_FILE
-# names a file that does not exist: an empty one is an error).
-echo "[]." >"$dir/enabled_plugins"
-cat >"$dir/rabbitmq.conf" <<CONF
-# private test node started by fedamq's tests/rabbitmq/start.sh
-disk_free_limit.absolute = 50MB
-CONF
+# Only the plugins chosen here, whatever the host enables, and an almost empty config
+# so /etc/rabbitmq does not apply (RABBITMQ_ADVANCED_CONFIG_FILE names a file that does
+# not exist: an empty one is an error). rabbitmq.conf is written by each attempt, which
+# picks the management port.
+management=${FEDAMQ_TEST_RABBITMQ_MANAGEMENT:-1}
+if [ "$management" = 0 ]; then
+    echo "[]." >"$dir/enabled_plugins"
+else
+    echo "[rabbitmq_management]." >"$dir/enabled_plugins"
+fi
 : >"$dir/rabbitmq-env.conf"
 # The Erlang cookie: HOME is the node's dir, for the node and for rabbitmqctl alike.
 random_alnum 20 A-Z >"$dir/.erlang.cookie"
@@ -93,12 +101,24 @@ password=$(random_alnum 24)
 # One attempt on a fresh set of ports (another process may take a port between the check
 # and the node's bind; the node then fails to start and the next attempt picks again).
 attempt() {
-    local port dist_port epmd_port ctl_min launcher pid deadline
+    local port dist_port epmd_port ctl_min launcher pid deadline mgmt_port
     # (set -e does not apply inside a function called as an `if` condition.)
     port=$(pick_port 15000 19999) || return 1
     dist_port=$(pick_port 20000 24989) || return 1
     ctl_min=$((dist_port + 10000))
     epmd_port=$(pick_port 25000 29999) || return 1
+    mgmt_port=""
+    cat >"$dir/rabbitmq.conf" <<CONF
+# private test node started by fedamq's tests/rabbitmq/start.sh
+disk_free_limit.absolute = 50MB
+CONF
+    if [ "$management" != 0 ]; then
+        mgmt_port=$(pick_port 30000 32767) || return 1
+        cat >>"$dir/rabbitmq.conf" <<CONF
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $mgmt_port
+CONF
+    fi
     rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
 
     # Everything the node and rabbitmqctl need, also for stop.sh.
@@ -163,6 +183,17 @@ ENV
         return 1
     fi
     echo "$port" >"$dir/port"
+    if [ -n "$mgmt_port" ]; then
+        # The HTTP listener comes up with the plugin, after await_startup; wait for it.
+        until ! port_free "$mgmt_port"; do
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                say "the management plugin did not listen on 127.0.0.1:$mgmt_port"
+                return 1
+            fi
+            sleep 1
+        done
+        echo "$mgmt_port" >"$dir/management_port"
+    fi
 }
 
 # stop.sh knows how to stop whatever an attempt left behind; if this script fails or is
@@ -204,7 +235,8 @@ if ! {
     ctl add_user fedamq-test "$password" &&
         ctl set_permissions -p / fedamq-test '.*' '.*' '.*' &&
         ctl add_vhost fedamq-test &&
-        ctl set_permissions -p fedamq-test fedamq-test '.*' '.*' '.*'
+        ctl set_permissions -p fedamq-test fedamq-test '.*' '.*' '.*' &&
+        ctl set_user_tags fedamq-test administrator
 }; then
     say "setting up user fedamq-test failed; stopping the node"
     exit 1
@@ -219,3 +251,7 @@ printf 'export FEDAMQ_TEST_RABBITMQ_URL=%q\n' "amqp://fedamq-test:$password@127.
 printf 'export FEDAMQ_TEST_RABBITMQ_PID=%q\n' "$pid"
 printf 'export FEDAMQ_TEST_RABBITMQ_NODE=%q\n' "$node"
 printf 'export FEDAMQ_TEST_RABBITMQ_DIR=%q\n' "$dir"
+if [ -f "$dir/management_port" ]; then
+    printf 'export FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL=%q\n' \
+        "http://127.0.0.1:$(cat "$dir/management_port")"
+fi

@@ -14,6 +14,10 @@ pub async fn start() -> BrokerHandle {
 pub async fn start_with(mut config: Config) -> BrokerHandle {
     config.bind = "127.0.0.1".parse().unwrap();
     config.port = 0;
+    // On unless the test turned it off, on a free port like the AMQP listener.
+    if config.management.port.is_some() {
+        config.management.port = Some(0);
+    }
     Server::start(config).await.expect("broker starts")
 }
 

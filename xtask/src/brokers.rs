@@ -194,6 +194,8 @@ impl Broker {
                 "127.0.0.1",
                 "--port",
                 &port.to_string(),
+                "--management-port",
+                "0",
                 "--log",
                 "warn",
             ])

@@ -54,6 +54,28 @@ struct State {
     last_used_ms: u64,
     /// Last time a message went to a consumer: the consumers are taking messages.
     last_hand_out_ms: u64,
+    /// Counted under the lock each of these events already holds, so they cost the
+    /// message path no atomic operation and no extra lock.
+    counters: QueueCounters,
+}
+
+/// What a queue has done since it was declared (the management API's `message_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// Messages it took.
+    pub publish: u64,
+    /// Handed to consumers that acknowledge, and to consumers that do not.
+    pub deliver: u64,
+    pub deliver_no_ack: u64,
+    /// basic.get answered with a message, in ack mode and not.
+    pub get: u64,
+    pub get_no_ack: u64,
+    /// basic.get answered get-empty.
+    pub get_empty: u64,
+    /// Handed out again after a requeue.
+    pub redeliver: u64,
+    /// Acknowledged.
+    pub ack: u64,
 }
 
 /// Publisher flow control. A queue whose consumers are taking messages but fall behind
@@ -109,6 +131,15 @@ const KEPT_SLOTS: usize = 1024;
 /// the queue and consumer it came from.
 const UNACKED_FOOTPRINT: u64 = (size_of::<Entry>() + 3 * size_of::<usize>()) as u64;
 
+/// A queue's state as the management API shows it.
+#[derive(Debug, Clone)]
+pub struct QueueSnapshot {
+    pub ready: usize,
+    pub unacked: usize,
+    pub consumers: Vec<Arc<Consumer>>,
+    pub counters: QueueCounters,
+}
+
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -137,6 +168,7 @@ impl Queue {
                 unacked: 0,
                 last_used_ms: clock::now_ms(),
                 last_hand_out_ms: 0,
+                counters: QueueCounters::default(),
             }),
             deleted: AtomicBool::new(false),
             housekeeping: Arc::new(Notify::new()),
@@ -225,6 +257,17 @@ impl Queue {
         self.dead_letter(dead);
     }
 
+    /// Ready and unacknowledged messages, consumers and counters, read at one instant.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let st = self.lock();
+        QueueSnapshot {
+            ready: st.backlog.len(),
+            unacked: st.unacked,
+            consumers: st.consumers.clone(),
+            counters: st.counters,
+        }
+    }
+
     /// Marks the queue used now (declare, get, consume), pushing back `x-expires`.
     pub fn touch(&self) {
         self.lock().last_used_ms = clock::now_ms();
@@ -242,12 +285,14 @@ impl Queue {
             has_expiry |= st.settings.message_ttl.is_some() && st.backlog.is_empty();
             let accepted = if st.backlog.is_empty() && self.deliver_directly(&mut st, &message, now)
             {
+                st.counters.publish += 1;
                 Accepted::Yes
             } else {
                 let refused = matches!(st.settings.overflow, Overflow::RejectPublishDlx)
                     .then(|| message.clone());
                 match st.backlog.push(message, now) {
                     PushOutcome::Accepted { dropped } => {
+                        st.counters.publish += 1;
                         dead.extend(dropped.into_iter().map(|e| (e, Reason::MaxLen)));
                         self.dispatch_locked(&mut st, now, &mut dead);
                         if Self::falls_behind(&st, FLOW_HIGH, now) {
@@ -322,7 +367,13 @@ impl Queue {
     fn hand_out(self: &Arc<Self>, st: &mut State, index: usize, entry: Entry) {
         let consumer = st.consumers[index].clone();
         consumer.handed_out(&entry);
-        if !consumer.no_ack {
+        if entry.redelivered {
+            st.counters.redeliver += 1;
+        }
+        if consumer.no_ack {
+            st.counters.deliver_no_ack += 1;
+        } else {
+            st.counters.deliver += 1;
             st.unacked += 1;
         }
         let event = ConnectionEvent::Deliver {
@@ -414,8 +465,16 @@ impl Queue {
             let mut st = self.lock();
             st.last_used_ms = now;
             let (entry, expired) = st.backlog.pop(now);
-            if entry.is_some() && !no_ack {
-                st.unacked += 1;
+            match &entry {
+                None => st.counters.get_empty += 1,
+                Some(_) if no_ack => st.counters.get_no_ack += 1,
+                Some(e) => {
+                    st.counters.get += 1;
+                    st.unacked += 1;
+                    if e.redelivered {
+                        st.counters.redeliver += 1;
+                    }
+                }
             }
             let remaining = st.backlog.len() as u32;
             self.account(&mut st);
@@ -430,6 +489,7 @@ impl Queue {
         let mut st = self.lock();
         st.unacked = st.unacked.saturating_sub(n);
         self.account(&mut st);
+        st.counters.ack += n as u64;
     }
 
     /// Takes deliveries back: requeued at their original place (redelivered), or

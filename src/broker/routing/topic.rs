@@ -465,7 +465,11 @@ mod tests {
 
     #[test]
     fn words_split_like_rabbitmq() {
-        let w = |k: &str| words(k.as_bytes()).map(|w| w.to_vec()).collect::<Vec<_>>();
+        let w = |k: &str| {
+            words(k.as_bytes())
+                .map(|w| w.to_vec())
+                .collect::<Vec<Vec<u8>>>()
+        };
         assert!(w("").is_empty());
         assert_eq!(w("a"), [b"a".to_vec()]);
         assert_eq!(w("."), [Vec::<u8>::new(), vec![]]);

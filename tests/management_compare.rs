@@ -1,0 +1,384 @@
+//! The same management API requests against fedamq and the private RabbitMQ 3.10
+//! (`tests/rabbitmq/start.sh`, which enables rabbitmq_management and exports
+//! `FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL`): status codes, error bodies and the key fields
+//! of each answer must agree. Skipped when `FEDAMQ_TEST_RABBITMQ_URL` is not set.
+
+mod support;
+
+use fedamq::auth::PasswordHash;
+use fedamq::config::{Config, PermissionConfig, UserConfig};
+use serde_json::{Value, json};
+use support::management::{Http, Reply};
+use support::{broker, rabbitmq};
+
+/// Who makes a request.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Admin,
+    /// Tagged management, permissions on `/`.
+    Management,
+    /// Tagged monitoring, no permissions.
+    Monitoring,
+    /// No tags.
+    Untagged,
+    NoCredentials,
+    WrongPassword,
+}
+
+/// What of the answer is compared besides the status.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    Status,
+    /// The whole body.
+    Body,
+    /// These fields of the body.
+    Fields(&'static [&'static str]),
+    /// These fields of each item of a list body.
+    Items(&'static [&'static str]),
+    /// The `Location` header.
+    Location,
+    /// fedamq answers better than RabbitMQ here (why): only fedamq's status is checked.
+    Differs(&'static str),
+}
+
+struct Step {
+    who: Who,
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+    check: Check,
+}
+
+const fn step(
+    who: Who,
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+    check: Check,
+) -> Step {
+    Step {
+        who,
+        method,
+        path,
+        body,
+        status,
+        check,
+    }
+}
+
+use Check::*;
+use Who::*;
+
+const BINDING: &[&str] = &[
+    "source",
+    "vhost",
+    "destination",
+    "destination_type",
+    "routing_key",
+    "arguments",
+    "properties_key",
+];
+/// RabbitMQ fills in counts (`messages`, `consumers`, `state`) from statistics it
+/// collects every few seconds, so a queue's counts are not compared.
+const QUEUE: &[&str] = &[
+    "name",
+    "vhost",
+    "durable",
+    "auto_delete",
+    "exclusive",
+    "arguments",
+    "type",
+];
+const EXCHANGE: &[&str] = &[
+    "name",
+    "vhost",
+    "type",
+    "durable",
+    "auto_delete",
+    "internal",
+    "arguments",
+];
+const MESSAGE: &[&str] = &[
+    "payload",
+    "payload_encoding",
+    "payload_bytes",
+    "routing_key",
+    "exchange",
+    "redelivered",
+    "message_count",
+    "properties",
+];
+const FULL: &str = r#"{"configure":".*","write":".*","read":".*"}"#;
+
+/// `{s}` in paths is this run's suffix, so that reruns against one RabbitMQ node do
+/// not collide.
+#[rustfmt::skip]
+const STEPS: &[Step] = &[
+    // Users for the tag checks.
+    step(Admin, "PUT", "/api/users/cmp-mgmt-{s}", Some(r#"{"password":"pw","tags":"management"}"#), 201, Status),
+    step(Admin, "PUT", "/api/permissions/%2F/cmp-mgmt-{s}", Some(FULL), 201, Status),
+    step(Admin, "PUT", "/api/users/cmp-mon-{s}", Some(r#"{"password":"pw","tags":["monitoring"]}"#), 201, Status),
+    step(Admin, "PUT", "/api/users/cmp-none-{s}", Some(r#"{"password":"pw","tags":""}"#), 201, Status),
+    step(Admin, "PUT", "/api/users/cmp-none-{s}", Some(r#"{"password":"pw","tags":""}"#), 204, Status),
+    step(Admin, "GET", "/api/users/cmp-mon-{s}", None, 200, Fields(&["name", "tags", "hashing_algorithm", "limits"])),
+    step(Admin, "PUT", "/api/users/cmp-nopw-{s}", Some(r#"{"tags":"monitoring,management"}"#), 201, Status),
+    // Without a password RabbitMQ stores a hash nobody knows the password of; fedamq
+    // shows "" (a locked account).
+    step(Admin, "GET", "/api/users/cmp-nopw-{s}", None, 200, Fields(&["name", "hashing_algorithm", "tags", "limits"])),
+    step(Admin, "PUT", "/api/users/cmp-nopw-{s}", Some(r#"{"tags":7}"#), 400, Differs("RabbitMQ 3.10 answers 500")),
+    step(Admin, "DELETE", "/api/users/cmp-nopw-{s}", None, 204, Status),
+    // Authentication and tags.
+    step(NoCredentials, "GET", "/api/overview", None, 401, Body),
+    step(WrongPassword, "GET", "/api/overview", None, 401, Body),
+    step(Untagged, "GET", "/api/whoami", None, 401, Body),
+    step(Management, "GET", "/api/users", None, 401, Body),
+    step(Monitoring, "GET", "/api/users", None, 401, Body),
+    step(Management, "GET", "/api/whoami", None, 200, Body),
+    step(Management, "GET", "/api/queues/fedamq-test", None, 401, Body),
+    step(Monitoring, "PUT", "/api/queues/%2F/cmp-mon-{s}", Some("{}"), 401, Body),
+    step(Management, "PUT", "/api/vhosts/cmp-v-{s}", None, 401, Body),
+    step(Management, "GET", "/api/nodes", None, 401, Body),
+    step(Monitoring, "GET", "/api/nodes", None, 200, Status),
+    // Queues.
+    step(Admin, "PUT", "/api/queues/%2F/cmp-q-{s}", Some("{}"), 201, Status),
+    step(Admin, "PUT", "/api/queues/%2F/cmp-q-{s}", Some("{}"), 204, Status),
+    step(Admin, "PUT", "/api/queues/%2F/cmp-q-{s}", Some(r#"{"durable":"x"}"#), 400, Body),
+    step(Admin, "PUT", "/api/queues/%2F/cmp-q-{s}", Some("{bad"), 400, Body),
+    step(Admin, "PUT", "/api/queues/%2F/cmp-q-{s}", Some(r#"{"arguments":{"x-max-length":5}}"#), 400, Fields(&["error"])),
+    step(Admin, "PUT", "/api/queues/cmp-nope-{s}/q", Some("{}"), 404, Body),
+    step(Admin, "GET", "/api/queues/cmp-nope-{s}", None, 404, Body),
+    step(Admin, "GET", "/api/queues/%2F/cmp-nope-{s}", None, 404, Body),
+    step(Admin, "DELETE", "/api/queues/%2F/cmp-nope-{s}", None, 404, Body),
+    step(Admin, "PUT", "/api/queues/%2F/amq.cmp-{s}", Some("{}"), 401, Body),
+    step(Admin, "GET", "/api/queues/%2F/cmp-q-{s}", None, 200, Fields(QUEUE)),
+    step(Management, "GET", "/api/queues/%2F/cmp-q-{s}", None, 200, Fields(QUEUE)),
+    // Exchanges.
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-x-{s}", Some(r#"{"type":"topic"}"#), 201, Status),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-x-{s}", Some(r#"{"type":"topic"}"#), 204, Status),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-x-{s}", Some(r#"{"type":"direct"}"#), 400, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-x2-{s}", Some(r#"{"type":"bogus"}"#), 400, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-x2-{s}", Some(r#"{"internal":"no"}"#), 400, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/amq.cmp-{s}", Some("{}"), 401, Body),
+    step(Admin, "PUT", "/api/exchanges/cmp-nope-{s}/x", Some("{}"), 404, Body),
+    step(Admin, "GET", "/api/exchanges/%2F/cmp-x-{s}", None, 200, Fields(EXCHANGE)),
+    step(Admin, "GET", "/api/exchanges/%2F/amq.default", None, 200, Fields(EXCHANGE)),
+    step(Admin, "GET", "/api/exchanges/%2F/cmp-nope-{s}", None, 404, Body),
+    step(Admin, "GET", "/api/exchanges/%2F?columns=name,type&name=cmp-x-{s}&page=1", None, 200, Fields(&["filtered_count", "item_count", "items", "page", "page_count", "page_size"])),
+    step(Admin, "GET", "/api/exchanges/%2F?columns=name&name=cmp-x-{s}", None, 200, Status),
+    // Bindings; the Location header is relative to the request's path, so `%2f` and
+    // `%2F` give different ones.
+    step(Admin, "POST", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}", Some(r#"{"routing_key":"a.#"}"#), 201, Location),
+    step(Admin, "POST", "/api/bindings/%2f/e/amq.fanout/q/cmp-q-{s}", Some(r#"{"routing_key":""}"#), 201, Location),
+    step(Admin, "POST", "/api/bindings/%2F/e/amq.direct/e/cmp-x-{s}", Some(r#"{"routing_key":"k"}"#), 201, Location),
+    step(Admin, "POST", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-nope-{s}", Some("{}"), 404, Fields(&["error"])),
+    step(Admin, "POST", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}", Some("{bad"), 400, Differs("RabbitMQ 3.10 answers 500 with no body")),
+    step(Admin, "GET", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}", None, 200, Items(BINDING)),
+    step(Admin, "GET", "/api/bindings/%2F/e/amq.direct/e/cmp-x-{s}", None, 200, Items(BINDING)),
+    step(Admin, "GET", "/api/queues/%2F/cmp-q-{s}/bindings", None, 200, Items(BINDING)),
+    step(Admin, "GET", "/api/exchanges/%2F/cmp-x-{s}/bindings/source", None, 200, Items(BINDING)),
+    step(Admin, "GET", "/api/exchanges/%2F/cmp-x-{s}/bindings/destination", None, 200, Items(BINDING)),
+    step(Admin, "GET", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}/a.%2523", None, 200, Fields(BINDING)),
+    // Publish and get.
+    step(Admin, "POST", "/api/exchanges/%2F/cmp-x-{s}/publish", Some(r#"{"routing_key":"a.b","payload":"hello","payload_encoding":"string","properties":{"headers":{"h":1},"content_type":"text/plain"}}"#), 200, Body),
+    step(Admin, "POST", "/api/exchanges/%2F/cmp-x-{s}/publish", Some(r#"{"routing_key":"zz","payload":"hello","payload_encoding":"string","properties":{}}"#), 200, Body),
+    step(Admin, "POST", "/api/exchanges/%2F/amq.default/publish", Some(r#"{"routing_key":"cmp-q-{s}","payload":"aGk=","payload_encoding":"base64","properties":{"delivery_mode":2}}"#), 200, Body),
+    step(Admin, "POST", "/api/exchanges/%2F/cmp-x-{s}/publish", Some(r#"{"routing_key":"a.b"}"#), 400, Body),
+    step(Admin, "POST", "/api/queues/%2F/cmp-q-{s}/get", Some(r#"{"count":5,"ackmode":"ack_requeue_true","encoding":"auto"}"#), 200, Items(MESSAGE)),
+    step(Admin, "POST", "/api/queues/%2F/cmp-q-{s}/get", Some(r#"{"count":1,"ackmode":"ack_requeue_false","encoding":"base64"}"#), 200, Items(MESSAGE)),
+    step(Admin, "POST", "/api/queues/%2F/cmp-q-{s}/get", Some(r#"{"count":1}"#), 400, Body),
+    step(Admin, "DELETE", "/api/queues/%2F/cmp-q-{s}/contents", None, 204, Status),
+    step(Admin, "GET", "/api/queues/%2F?page=1&page_size=1&name=cmp-q-{s}&columns=name", None, 200, Fields(&["filtered_count", "item_count", "items", "page", "page_count", "page_size"])),
+    // The default exchange and the builtins.
+    step(Admin, "PUT", "/api/exchanges/%2F/amq.default", Some(r#"{"type":"direct"}"#), 401, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/amq.direct", Some(r#"{"type":"direct","durable":true}"#), 204, Status),
+    step(Admin, "POST", "/api/bindings/%2F/e/amq.default/q/cmp-q-{s}", Some(r#"{"routing_key":"x"}"#), 401, Body),
+    step(Admin, "DELETE", "/api/bindings/%2F/e/amq.default/q/cmp-q-{s}/cmp-q-{s}", None, 401, Body),
+    step(Admin, "PUT", "/api/queues/%2F/", Some("{}"), 405, Status),
+    step(Admin, "POST", "/api/queues/%2F/cmp-nope-{s}/get", Some(r#"{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}"#), 404, Body),
+    step(Admin, "PUT", "/api/exchanges/%2F/cmp-unused-{s}", Some("{}"), 201, Status),
+    step(Admin, "DELETE", "/api/exchanges/%2F/cmp-unused-{s}?if-unused=true", None, 204, Status),
+    // Deleting bindings by properties_key.
+    step(Admin, "DELETE", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}/a.%2523", None, 204, Status),
+    step(Admin, "DELETE", "/api/bindings/%2F/e/cmp-x-{s}/q/cmp-q-{s}/a.%2523", None, 404, Body),
+    step(Admin, "DELETE", "/api/bindings/%2F/e/amq.fanout/q/cmp-q-{s}/~", None, 204, Status),
+    step(Admin, "DELETE", "/api/bindings/%2F/e/amq.direct/e/cmp-x-{s}/k", None, 204, Status),
+    // Permissions and vhosts.
+    step(Admin, "PUT", "/api/permissions/%2F/cmp-mon-{s}", Some(r#"{"configure":".*"}"#), 400, Body),
+    step(Admin, "PUT", "/api/permissions/%2F/cmp-nobody-{s}", Some(FULL), 400, Body),
+    step(Admin, "PUT", "/api/permissions/cmp-nope-{s}/cmp-mon-{s}", Some(FULL), 400, Body),
+    step(Admin, "GET", "/api/permissions/%2F/cmp-mgmt-{s}", None, 200, Body),
+    step(Admin, "GET", "/api/users/cmp-mgmt-{s}/permissions", None, 200, Body),
+    step(Admin, "DELETE", "/api/permissions/%2F/cmp-mgmt-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/permissions/%2F/cmp-mgmt-{s}", None, 404, Body),
+    step(Admin, "PUT", "/api/vhosts/cmp-v-{s}", None, 201, Status),
+    step(Admin, "PUT", "/api/vhosts/cmp-v-{s}", Some("{}"), 204, Status),
+    step(Admin, "GET", "/api/vhosts/cmp-v-{s}", None, 200, Fields(&["name", "tracing"])),
+    step(Admin, "DELETE", "/api/vhosts/cmp-v-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/vhosts/cmp-v-{s}", None, 404, Body),
+    step(Admin, "GET", "/api/vhosts/cmp-v-{s}", None, 404, Body),
+    // The node.
+    step(Admin, "GET", "/api/overview", None, 200, Fields(&["rabbitmq_version", "management_version", "rates_mode", "exchange_types"])),
+    step(Admin, "GET", "/api/whoami", None, 200, Body),
+    step(Admin, "GET", "/api/vhosts/%2F", None, 200, Fields(&["name", "description", "tags", "metadata", "tracing", "default_queue_type"])),
+    step(Admin, "GET", "/api/aliveness-test/%2F", None, 200, Body),
+    step(Admin, "GET", "/api/aliveness-test/cmp-nope-{s}", None, 404, Body),
+    step(Admin, "GET", "/api/health/checks/alarms", None, 200, Body),
+    step(Admin, "GET", "/api/health/checks/local-alarms", None, 200, Body),
+    step(Admin, "GET", "/api/health/checks/virtual-hosts", None, 200, Body),
+    step(Admin, "GET", "/api/health/checks/protocol-listener/amqp", None, 200, Body),
+    step(Admin, "GET", "/api/health/checks/port-listener/1", None, 503, Fields(&["status", "reason", "missing"])),
+    step(Admin, "GET", "/api/nope", None, 404, Body),
+    step(Admin, "POST", "/api/overview", Some("{}"), 405, Status),
+    step(Admin, "GET", "/api/connections/cmp-nope-{s}", None, 404, Body),
+    // Builtins cannot go.
+    step(Admin, "DELETE", "/api/exchanges/%2F/amq.direct", None, 401, Body),
+    // Clean up.
+    step(Admin, "DELETE", "/api/queues/%2F/cmp-q-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/exchanges/%2F/cmp-x-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/exchanges/%2F/cmp-x-{s}", None, 404, Body),
+    step(Admin, "DELETE", "/api/users/cmp-mgmt-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/users/cmp-mon-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/users/cmp-none-{s}", None, 204, Status),
+    step(Admin, "DELETE", "/api/users/cmp-none-{s}", None, 404, Body),
+];
+
+/// What is compared of one answer.
+fn summary(step: &Step, reply: &Reply) -> Value {
+    let pick = |v: &Value, fields: &[&str]| -> Value {
+        let mut out = serde_json::Map::new();
+        for f in fields {
+            out.insert(f.to_string(), v.get(*f).cloned().unwrap_or(Value::Null));
+        }
+        Value::Object(out)
+    };
+    let detail = match step.check {
+        Status | Differs(_) => Value::Null,
+        Body => reply.body.clone(),
+        Fields(fields) => pick(&reply.body, fields),
+        Items(fields) => Value::Array(
+            reply
+                .body
+                .as_array()
+                .map(|items| items.iter().map(|i| pick(i, fields)).collect())
+                .unwrap_or_default(),
+        ),
+        Location => reply
+            .headers
+            .get("location")
+            .map_or(Value::Null, |l| json!(l.to_str().unwrap_or_default())),
+    };
+    json!({ "status": reply.status, "detail": detail })
+}
+
+fn http_as(base: &Http, who: Who, s: &str) -> Http {
+    let mgmt = format!("cmp-mgmt-{s}");
+    let mon = format!("cmp-mon-{s}");
+    let none = format!("cmp-none-{s}");
+    match who {
+        Admin => base.clone(),
+        Management => base.as_user(Some((&mgmt, "pw"))),
+        Monitoring => base.as_user(Some((&mon, "pw"))),
+        Untagged => base.as_user(Some((&none, "pw"))),
+        NoCredentials => base.as_user(None),
+        WrongPassword => base.as_user(Some((&base.user.as_ref().unwrap().0, "wrong"))),
+    }
+}
+
+async fn run(base: &Http, s: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for step in STEPS {
+        let path = step.path.replace("{s}", s);
+        let body = step.body.map(|b| b.replace("{s}", s));
+        let reply = http_as(base, step.who, s)
+            .call(step.method, &path, body.as_deref())
+            .await;
+        out.push(summary(step, &reply));
+    }
+    out
+}
+
+#[tokio::test]
+async fn fedamq_answers_as_rabbitmq_does() {
+    if std::env::var(rabbitmq::URL_VAR).is_err() {
+        eprintln!(
+            "skipped: {} is not set (tests/run sets it)",
+            rabbitmq::URL_VAR
+        );
+        return;
+    }
+    let management = std::env::var("FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL").expect(
+        "FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL is not set: start RabbitMQ with \
+         tests/rabbitmq/start.sh, which enables the management plugin",
+    );
+    let (user, password) = (rabbitmq::user(), rabbitmq::password());
+    let rabbit = Http::new(&management, &user, &password);
+
+    // fedamq with the same administrator and vhosts as the private RabbitMQ.
+    let mut config = Config::default();
+    config.users.push(UserConfig {
+        name: user.clone(),
+        password_hash: PasswordHash::new(&password),
+        password: Some(password.clone()),
+        tags: vec!["administrator".into()],
+    });
+    config.vhosts.push(rabbitmq::SECOND_VHOST.into());
+    for vhost in ["/", rabbitmq::SECOND_VHOST] {
+        config.permissions.push(PermissionConfig {
+            user: user.clone(),
+            vhost: vhost.into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        });
+    }
+    let b = broker::start_with(config).await;
+    let fedamq = Http::new(
+        &format!("http://{}", b.management_addr().unwrap()),
+        &user,
+        &password,
+    );
+
+    let s = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let ours = run(&fedamq, &s).await;
+    let theirs = run(&rabbit, &s).await;
+    let mut differences = Vec::new();
+    for ((step, ours), theirs) in STEPS.iter().zip(&ours).zip(&theirs) {
+        let expected = json!(step.status);
+        if let Differs(why) = step.check {
+            eprintln!(
+                "known difference, not compared: {} {} ({why})",
+                step.method, step.path
+            );
+            if ours["status"] != expected {
+                differences.push(format!(
+                    "{} {}: fedamq answered {}, expected {}",
+                    step.method, step.path, ours["status"], step.status
+                ));
+            }
+            continue;
+        }
+        if ours != theirs || theirs["status"] != expected {
+            differences.push(format!(
+                "{:?} {} {} (expected {}):\n  fedamq:   {ours}\n  RabbitMQ: {theirs}",
+                step.who, step.method, step.path, step.status
+            ));
+        }
+    }
+    b.shutdown().await;
+    assert!(
+        differences.is_empty(),
+        "{} of {} requests differ:\n{}",
+        differences.len(),
+        STEPS.len(),
+        differences.join("\n")
+    );
+}
