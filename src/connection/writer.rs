@@ -156,3 +156,82 @@ pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
         task,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll};
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::transport::Transport;
+
+    /// A write half that takes everything, or nothing while `full`.
+    #[derive(Default)]
+    struct Recorder {
+        full: AtomicBool,
+        written: Mutex<Vec<u8>>,
+    }
+
+    impl DirectWrite for Recorder {
+        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            if self.full.load(Ordering::Acquire) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_go_behind_queued_ones_even_when_the_socket_has_room_again() {
+        let sink = Arc::new(Recorder::default());
+        let side = WriteSide::<tokio::io::Sink>::Direct(sink.clone());
+        let (handle, task) = spawn(side, || {});
+        assert!(handle.send(Bytes::from_static(b"1")));
+        assert_eq!(*sink.written.lock().unwrap(), b"1", "written directly");
+        sink.full.store(true, Ordering::Release);
+        assert!(handle.send(Bytes::from_static(b"2")));
+        sink.full.store(false, Ordering::Release);
+        // The writer task has not run yet: "2" is still queued.
+        assert!(handle.send(Bytes::from_static(b"3")));
+        drop(handle);
+        task.await.unwrap();
+        assert_eq!(*sink.written.lock().unwrap(), b"123");
+    }
+
+    #[tokio::test]
+    async fn bytes_written_directly_and_queued_arrive_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_read, write) = Transport::into_split(server);
+        let (handle, task) = spawn(<TcpStream as Transport>::write_side(write), || {});
+        // More than the socket buffers hold while the client reads nothing: the first
+        // buffers are written directly, the rest queue behind them.
+        let mut expected = Vec::new();
+        for i in 0..2000u32 {
+            let chunk: Vec<u8> = (0..4099u32).map(|j| (i * 31 + j) as u8).collect();
+            expected.extend_from_slice(&chunk);
+            assert!(handle.send(Bytes::from(chunk)));
+        }
+        assert!(
+            handle.queued.load(Ordering::Acquire) > 0,
+            "the socket should have filled up"
+        );
+        drop(handle);
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        task.await.unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "bytes out of order");
+    }
+}
