@@ -104,7 +104,7 @@ pub async fn serve<T: Transport>(
         mailbox_tx.clone(),
     );
     let drained_tx = mailbox_tx.clone();
-    let (writer, writer_task) = writer::spawn(T::write_side(write), move || {
+    let (writer, writer_task) = writer::spawn(write, move || {
         let _ = drained_tx.send(ConnectionEvent::WriterDrained);
     });
     let vhost = opened.vhost.clone();

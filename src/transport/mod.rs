@@ -6,14 +6,9 @@
 //! (`client::Connection`) and the peering (`peering::link`) take any `Transport`, so
 //! TLS can be added as one more implementation without touching them. TCP is the only
 //! one used today; [`Joined`] makes any other stream one, through `tokio::io::split`.
-//!
-//! A transport whose write half can be written from any task without waiting (TCP)
-//! says so with [`Transport::write_side`]: a connection then writes its frames itself
-//! while the socket takes them, and hands them to its writer task only when it does not.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -25,48 +20,14 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Read: AsyncRead + Unpin + Send + 'static;
     type Write: AsyncWrite + Unpin + Send + 'static;
     fn into_split(self) -> (Self::Read, Self::Write);
-    /// How the write half is written: by one task through `AsyncWrite` unless the
-    /// transport can be written without waiting.
-    fn write_side(write: Self::Write) -> WriteSide<Self::Write> {
-        WriteSide::Task(write)
-    }
 }
 
-/// The write half of a stream, as the connection's writer takes it.
-pub enum WriteSide<W> {
-    /// Written by the writer task alone, through `AsyncWrite`.
-    Task(W),
-    /// Written by whichever task has bytes, without waiting (see [`DirectWrite`]).
-    Direct(Arc<dyn DirectWrite>),
-}
-
-/// A write half any task may write to while the stream takes bytes, and wait on when
-/// it does not. Dropping the last reference shuts the write side down.
-pub trait DirectWrite: Send + Sync + 'static {
-    /// Writes what the stream takes now; `WouldBlock` when it takes nothing.
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-    /// Ready once a write may take bytes again.
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-/// TCP splits without a lock, and its write half is written without waiting.
+/// TCP splits without a lock.
 impl Transport for TcpStream {
     type Read = OwnedReadHalf;
     type Write = OwnedWriteHalf;
     fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         TcpStream::into_split(self)
-    }
-    fn write_side(write: OwnedWriteHalf) -> WriteSide<OwnedWriteHalf> {
-        WriteSide::Direct(Arc::new(write))
-    }
-}
-
-impl DirectWrite for OwnedWriteHalf {
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        OwnedWriteHalf::try_write(self, buf)
-    }
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.as_ref().poll_write_ready(cx)
     }
 }
 
