@@ -1,6 +1,7 @@
 //! The Prometheus endpoint: `/metrics` and `/metrics/per-object` on their own listener,
 //! in rabbitmq_prometheus's names, moving with what clients do, and valid for
-//! `promtool check metrics` (Debian's `prometheus` package) when it is installed.
+//! `promtool check metrics` (Debian's `prometheus` package) when it is installed, and
+//! always under `FEDAMQ_TEST_REQUIRE_PROMTOOL` (CI sets it).
 
 mod support;
 
@@ -47,6 +48,10 @@ fn value(text: &str, series: &str) -> f64 {
 /// printed either way.
 fn promtool_check(text: &str, what: &str) {
     if !std::path::Path::new(PROMTOOL).exists() {
+        assert!(
+            std::env::var_os("FEDAMQ_TEST_REQUIRE_PROMTOOL").is_none(),
+            "FEDAMQ_TEST_REQUIRE_PROMTOOL is set (as in CI) but {PROMTOOL} is missing"
+        );
         eprintln!(
             "skipping promtool check of {what}: {PROMTOOL} not found (Debian's `prometheus` package)"
         );
