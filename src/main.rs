@@ -75,6 +75,13 @@ fn main() -> std::process::ExitCode {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "management API on http://{http}");
     }
+    if let Some(at) = broker.prometheus_addr() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "Prometheus metrics on http://{at}/metrics"
+        );
+    }
     control.block_on(signal.recv());
     tracing::info!("shutting down");
     broker.close_all();

@@ -28,6 +28,8 @@ pub struct BrokerHandle {
     addr: SocketAddr,
     /// Where the management HTTP API listens, if it is on.
     management: Option<SocketAddr>,
+    /// Where the Prometheus endpoint listens, if it is on.
+    prometheus: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -54,11 +56,22 @@ impl Server {
             }
             None => None,
         };
+        let prometheus = match broker.config().prometheus.port {
+            Some(port) => {
+                let at = SocketAddr::new(broker.config().prometheus.bind, port);
+                let started = management::metrics::start(broker.clone(), at, shutdown_rx.clone());
+                Some(started.await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("Prometheus endpoint on {at}: {e}"))
+                })?)
+            }
+            None => None,
+        };
         let task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
         tracing::info!("fedamq listening on {addr}");
         Ok(BrokerHandle {
             addr,
             management,
+            prometheus,
             broker,
             shutdown,
             task,
@@ -94,6 +107,11 @@ impl BrokerHandle {
     /// The address the management HTTP API listens on (None when it is off).
     pub fn management_addr(&self) -> Option<SocketAddr> {
         self.management
+    }
+
+    /// The address the Prometheus endpoint listens on (None when it is off).
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus
     }
 
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`-style URL for the default vhost.

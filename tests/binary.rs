@@ -20,7 +20,14 @@ use tokio::io::AsyncWriteExt;
 /// Starts the binary on port 0; returns it and the address it listens on.
 fn start_binary() -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedamq"))
-        .args(["--port", "0", "--management-port", "0"])
+        .args([
+            "--port",
+            "0",
+            "--management-port",
+            "0",
+            "--prometheus-port",
+            "0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

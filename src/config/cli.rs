@@ -83,6 +83,15 @@ pub struct Cli {
     #[arg(long, value_name = "PORT|off", env = "FEDAMQ_MANAGEMENT_PORT", value_parser = parse_management_port)]
     pub management_port: Option<PortOrOff>,
 
+    /// IP address the Prometheus endpoint (`/metrics`) listens on [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR", env = "FEDAMQ_PROMETHEUS_BIND")]
+    pub prometheus_bind: Option<IpAddr>,
+
+    /// Port of the Prometheus endpoint (`/metrics`); 0 picks a free one, "off" turns it
+    /// off [default: 15692].
+    #[arg(long, value_name = "PORT|off", env = "FEDAMQ_PROMETHEUS_PORT", value_parser = parse_management_port)]
+    pub prometheus_port: Option<PortOrOff>,
+
     /// Log filter, e.g. info or fedamq=debug,warn; RUST_LOG overrides it [default: info].
     #[arg(long, value_name = "FILTER", env = "FEDAMQ_LOG")]
     pub log: Option<String>,
@@ -140,6 +149,12 @@ pub fn apply_cli(config: &mut Config, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(v) = cli.management_port {
         config.management.port = v.0;
+    }
+    if let Some(v) = cli.prometheus_bind {
+        config.prometheus.bind = v;
+    }
+    if let Some(v) = cli.prometheus_port {
+        config.prometheus.port = v.0;
     }
     if let Some(v) = &cli.log {
         config.log = check_log_filter(v.clone()).map_err(|m| invalid("--log", m))?;

@@ -35,6 +35,7 @@ struct FileConfig {
     vhosts: Option<Value>,
     limits: Option<FileLimits>,
     management: Option<FileManagement>,
+    prometheus: Option<FilePrometheus>,
     #[serde(rename = "user", alias = "users")]
     users: Option<Vec<FileUser>>,
     #[serde(rename = "permission", alias = "permissions")]
@@ -52,6 +53,13 @@ struct FileLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [management] table")]
 struct FileManagement {
+    bind: Option<Value>,
+    port: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [prometheus] table")]
+struct FilePrometheus {
     bind: Option<Value>,
     port: Option<Value>,
 }
@@ -184,6 +192,21 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
             config.management.port,
             m.port,
             "management.port",
+            management_port
+        );
+    }
+
+    if let Some(m) = &file.prometheus {
+        set!(
+            config.prometheus.bind,
+            m.bind,
+            "prometheus.bind",
+            |v: &Value| string(v).and_then(|s| parse_ip(&s))
+        );
+        set!(
+            config.prometheus.port,
+            m.port,
+            "prometheus.port",
             management_port
         );
     }

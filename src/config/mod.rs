@@ -34,6 +34,10 @@
 //! bind = "127.0.0.1"
 //! port = 15672                  # 0 picks any free port; "off" turns the API off
 //!
+//! [prometheus]                  # /metrics, as rabbitmq_prometheus names things
+//! bind = "127.0.0.1"
+//! port = 15692                  # 0 picks any free port; "off" turns it off
+//!
 //! [limits]                      # each an integer or "unlimited" (the default)
 //! max_connections = 10000
 //! max_queues = "unlimited"      # per vhost

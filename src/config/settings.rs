@@ -39,9 +39,13 @@ pub struct Config {
     pub load_definitions: Option<PathBuf>,
     /// The management HTTP API's listener (RabbitMQ's 127.0.0.1:15672 by default).
     pub management: ManagementListener,
+    /// The Prometheus endpoint's listener (rabbitmq_prometheus's 127.0.0.1:15692 by
+    /// default).
+    pub prometheus: ManagementListener,
 }
 
-/// Where the management HTTP API listens, if anywhere.
+/// Where a management HTTP listener (the API, or the Prometheus endpoint) listens, if
+/// anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ManagementListener {
     pub bind: IpAddr,
@@ -51,9 +55,16 @@ pub struct ManagementListener {
 
 impl Default for ManagementListener {
     fn default() -> Self {
+        ManagementListener::loopback(15672)
+    }
+}
+
+impl ManagementListener {
+    /// On 127.0.0.1:`port`.
+    pub fn loopback(port: u16) -> Self {
         ManagementListener {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: Some(15672),
+            port: Some(port),
         }
     }
 }
@@ -124,6 +135,7 @@ impl Default for Config {
             log: "info".into(),
             load_definitions: None,
             management: ManagementListener::default(),
+            prometheus: ManagementListener::loopback(15692),
         }
     }
 }

@@ -588,3 +588,37 @@ fn management_listener_default_file_and_flags() {
         "a port that is neither a number nor off is refused"
     );
 }
+
+#[test]
+fn prometheus_listener_default_file_and_flags() {
+    let d = Config::default();
+    assert_eq!(d.prometheus.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(d.prometheus.port, Some(15692));
+
+    let c = file("[prometheus]\nbind = \"0.0.0.0\"\nport = 0\n").unwrap();
+    assert_eq!(c.prometheus.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(c.prometheus.port, Some(0));
+    assert_eq!(c.management.port, Some(15672), "the API keeps its own port");
+    assert_eq!(
+        file("[prometheus]\nport = \"off\"\n")
+            .unwrap()
+            .prometheus
+            .port,
+        None
+    );
+    let e = file_err("[prometheus]\nport = -1\n");
+    assert!(e.contains("prometheus.port"), "{e}");
+    let e = file_err("[prometheus]\npath = \"/m\"\n");
+    assert!(e.contains("unknown field"), "{e}");
+
+    let mut c = Config::default();
+    apply_cli(
+        &mut c,
+        &cli(&["--prometheus-port", "off", "--prometheus-bind", "::1"]),
+    )
+    .unwrap();
+    assert_eq!(c.prometheus.port, None);
+    assert_eq!(c.prometheus.bind, "::1".parse::<IpAddr>().unwrap());
+    apply_cli(&mut c, &cli(&["--prometheus-port", "15693"])).unwrap();
+    assert_eq!(c.prometheus.port, Some(15693));
+}

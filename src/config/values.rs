@@ -168,7 +168,8 @@ pub fn parse_limit(s: &str) -> Result<usize, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortOrOff(pub Option<u16>);
 
-/// Parses the management API's port: a number, or `off` for no API.
+/// Parses a management listener's port (the API's, Prometheus's): a number, or `off`
+/// for no listener.
 pub fn parse_management_port(s: &str) -> Result<PortOrOff, String> {
     match s.trim() {
         "off" => Ok(PortOrOff(None)),

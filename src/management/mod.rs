@@ -31,6 +31,7 @@ pub mod definitions;
 pub mod error;
 pub mod format;
 pub mod listing;
+pub mod metrics;
 pub mod policies;
 pub mod stats;
 
@@ -56,9 +57,12 @@ pub struct Api {
 impl Api {
     /// This node's name, in RabbitMQ's `name@host` form.
     pub fn node(&self) -> &'static str {
-        "fedamq@localhost"
+        NODE
     }
 }
+
+/// This node's name, in RabbitMQ's `name@host` form.
+pub const NODE: &str = "fedamq@localhost";
 
 /// The largest request body taken (a published message, a user list).
 const MAX_BODY: usize = 10 * 1024 * 1024;

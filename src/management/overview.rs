@@ -59,7 +59,7 @@ pub fn routes() -> Router<Arc<Api>> {
 
 /// The broker's version, and the RabbitMQ version whose API this one follows (tools
 /// check it).
-const RABBITMQ_VERSION: &str = "3.10.8";
+pub(crate) const RABBITMQ_VERSION: &str = "3.10.8";
 
 async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> Json<Value> {
     let broker = &api.broker;

@@ -54,7 +54,7 @@ echo "== building fedamq"
 cargo build --release
 log="$suite_root/fedamq.log"
 out="$suite_root/fedamq.out"
-./target/release/fedamq --port 0 --management-port 0 >"$out" 2>"$log" &
+./target/release/fedamq --port 0 --management-port 0 --prometheus-port 0 >"$out" 2>"$log" &
 broker_pid=$!
 cleanup() {
   if kill -0 "$broker_pid" 2>/dev/null; then

@@ -24,7 +24,7 @@ workdir="$repo/target/interop-node"
 mkdir -p "$workdir"
 out="$workdir/fedamq.out"
 log="$workdir/fedamq.log"
-./target/release/fedamq --port 0 --management-port 0 >"$out" 2>"$log" &
+./target/release/fedamq --port 0 --management-port 0 --prometheus-port 0 >"$out" 2>"$log" &
 broker_pid=$!
 cleanup() {
   if kill -0 "$broker_pid" 2>/dev/null; then

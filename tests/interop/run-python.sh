@@ -45,7 +45,7 @@ fi
 
 echo "== start fedamq"
 BROKER_LOG="$OUT/fedamq.log"
-./target/release/fedamq --port 0 --management-port 0 --log warn >"$OUT/fedamq.stdout" 2>"$BROKER_LOG" &
+./target/release/fedamq --port 0 --management-port 0 --prometheus-port 0 --log warn >"$OUT/fedamq.stdout" 2>"$BROKER_LOG" &
 BROKER_PID=$!
 stop_broker() {
     if kill -0 "$BROKER_PID" 2>/dev/null; then

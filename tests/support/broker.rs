@@ -18,6 +18,9 @@ pub async fn start_with(mut config: Config) -> BrokerHandle {
     if config.management.port.is_some() {
         config.management.port = Some(0);
     }
+    if config.prometheus.port.is_some() {
+        config.prometheus.port = Some(0);
+    }
     Server::start(config).await.expect("broker starts")
 }
 

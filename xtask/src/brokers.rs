@@ -196,6 +196,8 @@ impl Broker {
                 &port.to_string(),
                 "--management-port",
                 "0",
+                "--prometheus-port",
+                "0",
                 "--log",
                 "warn",
             ])
