@@ -11,3 +11,4 @@ pub mod fault_proxy;
 pub mod prims;
 pub mod rabbitmq;
 pub mod raw;
+pub mod tls;
