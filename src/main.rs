@@ -1,6 +1,7 @@
 //! The `fedamq` binary: parse the command line, load the configuration, raise the
 //! open-files limit, serve until SIGINT or SIGTERM, then close every connection (320)
-//! and exit within [`SHUTDOWN_GRACE`] however busy the broker is.
+//! and exit within [`SHUTDOWN_GRACE`] however busy the broker is. SIGHUP reloads the TLS
+//! listener's certificate files.
 
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ fn main() -> std::process::ExitCode {
     };
     // Listening for signals before serving: a signal that comes early still stops the
     // broker cleanly.
-    let signal = match control.block_on(async { Signals::listen() }) {
+    let mut signal = match control.block_on(async { Signals::listen() }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fedamq: cannot listen for signals: {e}");
@@ -82,7 +83,10 @@ fn main() -> std::process::ExitCode {
             "Prometheus metrics on http://{at}/metrics"
         );
     }
-    control.block_on(signal.recv());
+    while let Received::Reload = control.block_on(signal.recv()) {
+        // A bad file is logged and the old certificates stay in use.
+        let _ = broker.reload_tls();
+    }
     tracing::info!("shutting down");
     broker.close_all();
     let closed = runtime.spawn(broker.shutdown());
@@ -111,12 +115,20 @@ fn raise_open_files_limit() {
     }
 }
 
-/// SIGINT and SIGTERM, registered when created.
+/// SIGINT, SIGTERM and SIGHUP, registered when created.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Received {
+    Stop,
+    Reload,
 }
 
 impl Signals {
@@ -128,20 +140,25 @@ impl Signals {
             Ok(Signals {
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
         Ok(Signals {})
     }
 
-    /// Waits for either signal.
-    async fn recv(mut self) {
+    /// Waits for the next signal.
+    async fn recv(&mut self) -> Received {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Received::Stop,
+            _ = self.terminate.recv() => Received::Stop,
+            _ = self.hangup.recv() => Received::Reload,
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Received::Stop
+        }
     }
 }

@@ -18,7 +18,8 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
 use crate::management;
-use crate::transport::Transport;
+use crate::transport::tls::{TlsError, TlsServer, certificate_user};
+use crate::transport::{Joined, Transport};
 
 /// Entry point for running a broker.
 pub struct Server;
@@ -30,6 +31,8 @@ pub struct BrokerHandle {
     management: Option<SocketAddr>,
     /// Where the Prometheus endpoint listens, if it is on.
     prometheus: Option<SocketAddr>,
+    /// The `amqps` listener's address and TLS configuration, when it runs.
+    tls: Option<(SocketAddr, Arc<TlsServer>)>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -40,6 +43,15 @@ impl Server {
     pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
         let listener = TcpListener::bind((config.bind, config.port)).await?;
         let addr = listener.local_addr()?;
+        let tls = if config.tls_enabled() {
+            let server = TlsServer::new(config.ssl_options.clone())
+                .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
+            let listener = TcpListener::bind((config.bind, config.ssl_port)).await?;
+            let tls_addr = listener.local_addr()?;
+            Some((listener, tls_addr, Arc::new(server)))
+        } else {
+            None
+        };
         let broker = Broker::new(config);
         if let Some(path) = broker.config().load_definitions.clone() {
             load_definitions(&broker, &path)?;
@@ -66,12 +78,39 @@ impl Server {
             }
             None => None,
         };
-        let task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
+        // One count of open connections for both listeners: `max_connections` is the
+        // broker's.
+        let open = Arc::new(AtomicUsize::new(0));
+        let plain = accept_loop(
+            listener,
+            None,
+            broker.clone(),
+            shutdown_rx.clone(),
+            open.clone(),
+        );
         tracing::info!("fedamq listening on {addr}");
+        let (task, tls) = match tls {
+            None => (tokio::spawn(plain), None),
+            Some((listener, tls_addr, server)) => {
+                let secure = accept_loop(
+                    listener,
+                    Some(server.clone()),
+                    broker.clone(),
+                    shutdown_rx,
+                    open,
+                );
+                tracing::info!("fedamq listening for TLS on {tls_addr}");
+                let both = async move {
+                    tokio::join!(plain, secure);
+                };
+                (tokio::spawn(both), Some((tls_addr, server)))
+            }
+        };
         Ok(BrokerHandle {
             addr,
             management,
             prometheus,
+            tls,
             broker,
             shutdown,
             task,
@@ -114,6 +153,37 @@ impl BrokerHandle {
         self.prometheus
     }
 
+    /// The `amqps` listener's address, when it runs.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The `amqps` listener's TLS configuration, when it runs: for reloading it from
+    /// elsewhere (the management API), and for its settings.
+    pub fn tls(&self) -> Option<&Arc<TlsServer>> {
+        self.tls.as_ref().map(|(_, server)| server)
+    }
+
+    /// Reads the `amqps` listener's certificate, key and CA files again (SIGHUP).
+    /// New connections use them; open ones keep the session they have. On an error
+    /// (logged and returned) the files in use stay in use. Without a TLS listener there
+    /// is nothing to do.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let Some(server) = self.tls() else {
+            return Ok(());
+        };
+        match server.reload() {
+            Ok(()) => {
+                tracing::info!("TLS certificates reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("TLS certificates not reloaded (the old ones stay in use): {e}");
+                Err(e)
+            }
+        }
+    }
+
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`-style URL for the default vhost.
     pub fn url(&self, user: &str, password: &str) -> String {
         format!("amqp://{user}:{password}@{}/%2f", self.addr)
@@ -138,6 +208,7 @@ impl BrokerHandle {
         tokio::spawn(connection::serve(
             stream,
             None,
+            None,
             self.broker.clone(),
             id,
             shutdown,
@@ -155,6 +226,32 @@ impl BrokerHandle {
         self.close_all();
         let _ = self.task.await;
     }
+}
+
+/// The TLS handshake (under its own time limit, or until shutdown), then the AMQP
+/// connection over it. A failed handshake is logged with its reason and the socket
+/// closed.
+async fn serve_tls(
+    tls: &TlsServer,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    id: crate::broker::owner::ConnectionId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let accepted = tokio::select! {
+        r = tls.accept(stream) => r,
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+    };
+    let stream = match accepted {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(connection = id, "TLS connection from {peer} closed: {e}");
+            return;
+        }
+    };
+    let user = certificate_user(&stream, broker.config().ssl_cert_login_from);
+    connection::serve(Joined(stream), Some(peer), user, broker, id, shutdown).await;
 }
 
 /// Raises the memory alarm while message data exceeds the watermark: publishing
@@ -185,8 +282,14 @@ async fn watch_memory(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    let open = Arc::new(AtomicUsize::new(0));
+/// Accepts on one listener, plain or TLS (`tls`), until shutdown.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsServer>>,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
@@ -213,8 +316,12 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                 tracing::debug!(connection = id, "accepted {peer}");
                 let _ = stream.set_nodelay(true);
                 let (broker, shutdown, open) = (broker.clone(), shutdown.clone(), open.clone());
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    connection::serve(stream, Some(peer), broker, id, shutdown).await;
+                    match tls {
+                        None => connection::serve(stream, Some(peer), None, broker, id, shutdown).await,
+                        Some(tls) => serve_tls(&tls, stream, peer, broker, id, shutdown).await,
+                    }
                     open.fetch_sub(1, Ordering::AcqRel);
                 });
             }

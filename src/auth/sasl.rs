@@ -11,6 +11,12 @@
 //!   long strings (`S`). If a key repeats, the first one counts (RabbitMQ uses
 //!   `lists:keysearch`).
 //!
+//! - `EXTERNAL` (RFC 4422 appendix A): offered only on a TLS connection whose client
+//!   sent a certificate the listener verified. The user is the one the certificate
+//!   names (its subject CN by default; see `ssl_cert_login_from`), and must exist; there
+//!   is no password. The response (an authorization identity) is ignored, as RabbitMQ's
+//!   rabbitmq_auth_mechanism_ssl does.
+//!
 //! How RabbitMQ reports failures (`rabbit_reader`), which [`AuthError::reply_code`] and
 //! [`AuthError::reply_text`] mirror:
 //!
@@ -32,6 +38,9 @@ use crate::protocol::wire::Decoder;
 /// default `auth_mechanisms`).
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
+/// The mechanisms offered on a TLS connection with a verified client certificate.
+pub const MECHANISMS_WITH_EXTERNAL: &str = "PLAIN AMQPLAIN EXTERNAL";
+
 /// Why a login failed. `Display` is the detailed reason, for the log only; tell the
 /// client [`reply_text`](Self::reply_text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +54,8 @@ pub enum AuthError {
     },
     #[error("{mechanism} login refused: user '{user}' - invalid credentials")]
     InvalidCredentials { mechanism: String, user: String },
+    #[error("EXTERNAL login refused: user '{0}' (named by the client certificate) does not exist")]
+    NoCertificateUser(String),
     #[error(
         "{mechanism} login refused: user '{user}' attempted to log in with a blank password, \
          which is prohibited"
@@ -61,7 +72,9 @@ impl AuthError {
         match self {
             AuthError::UnknownMechanism(_) => 503,
             AuthError::BadResponse { .. } => 502,
-            AuthError::InvalidCredentials { .. } | AuthError::BlankPassword { .. } => 403,
+            AuthError::InvalidCredentials { .. }
+            | AuthError::BlankPassword { .. }
+            | AuthError::NoCertificateUser(_) => 403,
         }
     }
 
@@ -77,6 +90,7 @@ impl AuthError {
                     "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
                 )
             }
+            AuthError::NoCertificateUser(_) => "Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile.".into(),
         }
     }
 }

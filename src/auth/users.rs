@@ -303,6 +303,16 @@ impl Users {
         }
     }
 
+    /// An EXTERNAL login as `name`, taken from a verified client certificate: the user
+    /// must exist; there is no password to check.
+    pub fn authenticate_external(&self, name: &str) -> Result<String, AuthError> {
+        if self.read().contains_key(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(AuthError::NoCertificateUser(name.to_owned()))
+        }
+    }
+
     /// Whether `user` may open `vhost`: they have a permission entry on it (whatever the
     /// patterns). The caller checks that the vhost exists.
     pub fn may_access_vhost(&self, user: &str, vhost: &str) -> bool {

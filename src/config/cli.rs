@@ -12,6 +12,7 @@ use super::values::{
     PortOrOff, check_duration, check_frame_max, check_log_filter, check_max_message_size,
     parse_duration, parse_limit, parse_management_port, parse_memory_limit, parse_size,
 };
+use crate::transport::tls::{CertLoginFrom, TlsVersion, Verify, check_ciphers};
 
 /// fedamq, an AMQP 0-9-1 message broker.
 ///
@@ -100,6 +101,60 @@ pub struct Cli {
     /// to import at start-up; start-up fails if it does not import.
     #[arg(long, value_name = "PATH", env = "FEDAMQ_LOAD_DEFINITIONS")]
     pub load_definitions: Option<PathBuf>,
+
+    /// Port of the amqps (TLS) listener, which runs when --ssl-certfile is given; 0 picks
+    /// a free one [default: 5671].
+    #[arg(long, value_name = "PORT", env = "FEDAMQ_SSL_PORT")]
+    pub ssl_port: Option<u16>,
+
+    /// The TLS listener's certificate chain, PEM (ssl_options.certfile).
+    #[arg(long, value_name = "PATH", env = "FEDAMQ_SSL_CERTFILE")]
+    pub ssl_certfile: Option<PathBuf>,
+
+    /// The TLS listener's private key, PEM (ssl_options.keyfile).
+    #[arg(long, value_name = "PATH", env = "FEDAMQ_SSL_KEYFILE")]
+    pub ssl_keyfile: Option<PathBuf>,
+
+    /// CA certificates client certificates are checked against, PEM
+    /// (ssl_options.cacertfile).
+    #[arg(long, value_name = "PATH", env = "FEDAMQ_SSL_CACERTFILE")]
+    pub ssl_cacertfile: Option<PathBuf>,
+
+    /// verify_peer asks clients for a certificate and checks it [default: verify_none].
+    #[arg(long, value_name = "MODE", env = "FEDAMQ_SSL_VERIFY")]
+    pub ssl_verify: Option<Verify>,
+
+    /// With verify_peer, refuse clients that send no certificate [default: false].
+    #[arg(long, value_name = "BOOL", env = "FEDAMQ_SSL_FAIL_IF_NO_PEER_CERT")]
+    pub ssl_fail_if_no_peer_cert: Option<bool>,
+
+    /// TLS versions, comma-separated: tlsv1.2,tlsv1.3 [default: both].
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "FEDAMQ_SSL_VERSIONS",
+        value_delimiter = ','
+    )]
+    pub ssl_versions: Option<Vec<TlsVersion>>,
+
+    /// Cipher suites, comma-separated, by OpenSSL or IANA name [default: all supported].
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "FEDAMQ_SSL_CIPHERS",
+        value_delimiter = ','
+    )]
+    pub ssl_ciphers: Option<Vec<String>>,
+
+    /// Time a client has for the TLS handshake, before the AMQP one: seconds, or e.g.
+    /// 500ms [default: 5].
+    #[arg(long, value_name = "DURATION", env = "FEDAMQ_SSL_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub ssl_handshake_timeout: Option<Duration>,
+
+    /// Where an EXTERNAL login takes the user name from in the client certificate:
+    /// common_name, distinguished_name or subject_alternative_name [default: common_name].
+    #[arg(long, value_name = "FIELD", env = "FEDAMQ_SSL_CERT_LOGIN_FROM")]
+    pub ssl_cert_login_from: Option<CertLoginFrom>,
 }
 
 /// Applies the flags in `cli` (not `--config`, which [`load`](super::load) reads first).
@@ -161,6 +216,39 @@ pub fn apply_cli(config: &mut Config, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(v) = &cli.load_definitions {
         config.load_definitions = Some(v.clone());
+    }
+    if let Some(v) = cli.ssl_port {
+        config.ssl_port = v;
+    }
+    let tls = &mut config.ssl_options;
+    if let Some(v) = &cli.ssl_certfile {
+        tls.certfile = Some(v.clone());
+    }
+    if let Some(v) = &cli.ssl_keyfile {
+        tls.keyfile = Some(v.clone());
+    }
+    if let Some(v) = &cli.ssl_cacertfile {
+        tls.cacertfile = Some(v.clone());
+    }
+    if let Some(v) = cli.ssl_verify {
+        tls.verify = v;
+    }
+    if let Some(v) = cli.ssl_fail_if_no_peer_cert {
+        tls.fail_if_no_peer_cert = v;
+    }
+    if let Some(v) = &cli.ssl_versions {
+        tls.versions = v.clone();
+    }
+    if let Some(v) = &cli.ssl_ciphers {
+        check_ciphers(v).map_err(|m| invalid("--ssl-ciphers", m))?;
+        tls.ciphers = v.clone();
+    }
+    if let Some(v) = cli.ssl_handshake_timeout {
+        tls.handshake_timeout =
+            check_duration(v).map_err(|m| invalid("--ssl-handshake-timeout", m))?;
+    }
+    if let Some(v) = cli.ssl_cert_login_from {
+        config.ssl_cert_login_from = v;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! naming the file, line or key.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use super::values::{
     seconds,
 };
 use crate::auth::{PasswordHash, compile_pattern};
+use crate::transport::tls::{TlsVersion, check_ciphers};
 
 type Value = toml::Value;
 
@@ -40,6 +41,22 @@ struct FileConfig {
     users: Option<Vec<FileUser>>,
     #[serde(rename = "permission", alias = "permissions")]
     permissions: Option<Vec<FilePermission>>,
+    ssl_port: Option<Value>,
+    ssl_handshake_timeout: Option<Value>,
+    ssl_cert_login_from: Option<Value>,
+    ssl_options: Option<FileSslOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [ssl_options] table")]
+struct FileSslOptions {
+    certfile: Option<Value>,
+    keyfile: Option<Value>,
+    cacertfile: Option<Value>,
+    verify: Option<Value>,
+    fail_if_no_peer_cert: Option<Value>,
+    versions: Option<Value>,
+    ciphers: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +225,64 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
             m.port,
             "prometheus.port",
             management_port
+        );
+    }
+
+    set!(config.ssl_port, file.ssl_port, "ssl_port", |v: &Value| {
+        integer(v, 0, u16::MAX)
+    });
+    set!(
+        config.ssl_options.handshake_timeout,
+        file.ssl_handshake_timeout,
+        "ssl_handshake_timeout",
+        duration
+    );
+    set!(
+        config.ssl_cert_login_from,
+        file.ssl_cert_login_from,
+        "ssl_cert_login_from",
+        |v: &Value| string(v).and_then(|s| s.parse())
+    );
+    if let Some(ssl) = &file.ssl_options {
+        let tls = &mut config.ssl_options;
+        let path = |v: &Value| string(v).map(|s| Some(PathBuf::from(s)));
+        set!(tls.certfile, ssl.certfile, "ssl_options.certfile", path);
+        set!(tls.keyfile, ssl.keyfile, "ssl_options.keyfile", path);
+        set!(
+            tls.cacertfile,
+            ssl.cacertfile,
+            "ssl_options.cacertfile",
+            path
+        );
+        set!(tls.verify, ssl.verify, "ssl_options.verify", |v: &Value| {
+            string(v).and_then(|s| s.parse())
+        });
+        set!(
+            tls.fail_if_no_peer_cert,
+            ssl.fail_if_no_peer_cert,
+            "ssl_options.fail_if_no_peer_cert",
+            boolean
+        );
+        set!(
+            tls.versions,
+            ssl.versions,
+            "ssl_options.versions",
+            |v: &Value| {
+                string_list(v)?
+                    .iter()
+                    .map(|s| s.parse())
+                    .collect::<Result<Vec<TlsVersion>, String>>()
+            }
+        );
+        set!(
+            tls.ciphers,
+            ssl.ciphers,
+            "ssl_options.ciphers",
+            |v: &Value| {
+                let list = string_list(v)?;
+                check_ciphers(&list)?;
+                Ok::<_, String>(list)
+            }
         );
     }
 
@@ -408,6 +483,13 @@ fn required(
     match v {
         Some(v) => string(v).map_err(|m| invalid(key, m)),
         None => Err(invalid(key, "missing".into())),
+    }
+}
+
+fn boolean(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Boolean(b) => Ok(*b),
+        other => Err(format!("expected true or false, got {}", describe(other))),
     }
 }
 

@@ -30,6 +30,11 @@
 //! load_definitions = "definitions.json"  # RabbitMQ's JSON, imported at start-up
 //! vhosts = ["/", "staging"]
 //!
+//! ssl_port = 5671              # the amqps listener; it runs when ssl_options.certfile is set
+//! ssl_handshake_timeout = 5     # seconds for the TLS handshake (before handshake_timeout)
+//! ssl_cert_login_from = "common_name"  # EXTERNAL's user: or distinguished_name,
+//!                               # subject_alternative_name (the first DNS name)
+//!
 //! [management]                  # the HTTP API (RabbitMQ's paths)
 //! bind = "127.0.0.1"
 //! port = 15672                  # 0 picks any free port; "off" turns the API off
@@ -37,6 +42,15 @@
 //! [prometheus]                  # /metrics, as rabbitmq_prometheus names things
 //! bind = "127.0.0.1"
 //! port = 15692                  # 0 picks any free port; "off" turns it off
+//!
+//! [ssl_options]                 # RabbitMQ's names; PEM files
+//! certfile = "/etc/fedamq/server.pem"  # the chain, leaf first
+//! keyfile = "/etc/fedamq/server.key"
+//! cacertfile = "/etc/fedamq/ca.pem"    # CA for client certificates
+//! verify = "verify_peer"        # or "verify_none" (the default): ask for client certs
+//! fail_if_no_peer_cert = true   # with verify_peer: refuse clients without one
+//! versions = ["tlsv1.3", "tlsv1.2"]    # the default: both
+//! ciphers = ["TLS_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"]  # default: all
 //!
 //! [limits]                      # each an integer or "unlimited" (the default)
 //! max_connections = 10000
@@ -105,6 +119,30 @@ pub use values::{
     parse_size,
 };
 
+/// The TLS settings that only make sense together, checked once every layer is read
+/// (the files themselves are read when the listener starts).
+fn check_tls(config: &Config) -> Result<(), ConfigError> {
+    use crate::transport::tls::Verify;
+    let tls = &config.ssl_options;
+    let invalid = |key: &str, message: &str| ConfigError::Invalid {
+        origin: "configuration".into(),
+        key: key.into(),
+        message: message.into(),
+    };
+    match (&tls.certfile, &tls.keyfile) {
+        (Some(_), None) => return Err(invalid("ssl_options.keyfile", "missing: certfile is set")),
+        (None, Some(_)) => return Err(invalid("ssl_options.certfile", "missing: keyfile is set")),
+        _ => {}
+    }
+    if tls.certfile.is_some() && tls.verify == Verify::VerifyPeer && tls.cacertfile.is_none() {
+        return Err(invalid(
+            "ssl_options.cacertfile",
+            "missing: verify_peer checks client certificates against it",
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the configuration: defaults, then the file named by `cli.config`, then the
 /// flags in `cli`.
 pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
@@ -117,5 +155,6 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         apply_file(&mut config, path, &text)?;
     }
     apply_cli(&mut config, cli)?;
+    check_tls(&config)?;
     Ok(config)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::memory::default_memory_high_watermark;
 use super::values::MIB;
 use crate::auth::{PasswordHash, Users};
+use crate::transport::tls::{CertLoginFrom, TlsServerSettings};
 
 /// The settings the broker runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,15 @@ pub struct Config {
     pub permissions: Vec<PermissionConfig>,
     /// A `tracing` filter (`info`, `fedamq=debug,warn`, …). `RUST_LOG` overrides it.
     pub log: String,
+    /// The `amqps` listener's port (on `bind`); 0 = any free port. Used only when
+    /// `ssl_options.certfile` is set.
+    pub ssl_port: u16,
+    /// The `amqps` listener's certificate, key, client verification, versions and
+    /// ciphers (RabbitMQ's `ssl_options`), and `ssl_handshake_timeout`. No TLS listener
+    /// without a `certfile`.
+    pub ssl_options: TlsServerSettings,
+    /// Where EXTERNAL logins take the user name from in a client certificate.
+    pub ssl_cert_login_from: CertLoginFrom,
     /// A definitions file (RabbitMQ's JSON) imported at start-up, after the users,
     /// vhosts and permissions above; a file that does not import stops start-up.
     pub load_definitions: Option<PathBuf>,
@@ -136,11 +146,19 @@ impl Default for Config {
             load_definitions: None,
             management: ManagementListener::default(),
             prometheus: ManagementListener::loopback(15692),
+            ssl_port: 5671,
+            ssl_options: TlsServerSettings::default(),
+            ssl_cert_login_from: CertLoginFrom::default(),
         }
     }
 }
 
 impl Config {
+    /// Whether the `amqps` listener runs.
+    pub fn tls_enabled(&self) -> bool {
+        self.ssl_options.certfile.is_some()
+    }
+
     /// The user table this configuration describes. [`load`](super::load) has already rejected
     /// permissions naming unknown users or vhosts and patterns that do not compile; for
     /// a hand-built `Config`, such entries are skipped (logged), never a panic.

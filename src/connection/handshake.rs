@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::auth::sasl::{MECHANISMS, MECHANISMS_WITH_EXTERNAL};
 use crate::broker::Broker;
 use crate::broker::error::AmqpError;
 use crate::broker::vhost::VHost;
@@ -43,8 +44,11 @@ pub struct Capabilities {
 #[derive(Debug)]
 pub enum HandshakeError {
     Io(std::io::Error),
-    /// Not AMQP 0-9-1: our header was sent back and the socket is to be closed.
-    BadHeader,
+    /// Not AMQP 0-9-1: our header was sent back and the socket is to be closed. `tls`:
+    /// it was a TLS handshake (a TLS client on a plain port).
+    BadHeader {
+        tls: bool,
+    },
     /// The client went away or timed out.
     Closed,
     /// Refused with connection.close (already sent).
@@ -173,10 +177,12 @@ fn capabilities(client_properties: &FieldTable) -> Capabilities {
     }
 }
 
-/// Runs the handshake on a fresh socket.
+/// Runs the handshake on a fresh socket. `certificate_user`: the user a verified TLS
+/// client certificate names, who may log in with EXTERNAL.
 pub async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
+    certificate_user: Option<&str>,
 ) -> Result<Opened, HandshakeError> {
     let mut header = [0u8; 8];
     let mut seen = 0;
@@ -191,7 +197,10 @@ pub async fn handshake(
             HeaderCheck::NeedMore => {}
             HeaderCheck::Mismatch => {
                 stream.write_all(&PROTOCOL_HEADER).await?;
-                return Err(HandshakeError::BadHeader);
+                // A TLS connection opens with a handshake record: content type 22.
+                return Err(HandshakeError::BadHeader {
+                    tls: header[0] == 0x16,
+                });
             }
         }
     }
@@ -200,7 +209,10 @@ pub async fn handshake(
         version_major: 0,
         version_minor: 9,
         server_properties: server_properties(broker),
-        mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+        mechanisms: Bytes::from_static(match certificate_user {
+            Some(_) => MECHANISMS_WITH_EXTERNAL.as_bytes(),
+            None => MECHANISMS.as_bytes(),
+        }),
         locales: Bytes::from_static(b"en_US"),
     };
     send(stream, |b| start.encode(b)).await?;
@@ -218,17 +230,18 @@ pub async fn handshake(
             return Err(refuse(&mut reader, e, 10, 11).await);
         }
     };
-    let user = match broker
-        .users()
-        .authenticate(start_ok.mechanism.as_bytes(), &start_ok.response)
-    {
+    let login = match (start_ok.mechanism.as_bytes(), certificate_user) {
+        (b"EXTERNAL", Some(user)) => broker.users().authenticate_external(user),
+        (mechanism, _) => broker.users().authenticate(mechanism, &start_ok.response),
+    };
+    let user = match login {
         Ok(user) => user,
-        Err(_) => {
+        Err(e) => {
+            tracing::info!("{e}");
             let mech = String::from_utf8_lossy(start_ok.mechanism.as_bytes()).into_owned();
             let e = AmqpError::access_refused(format!(
                 "Login was refused using authentication mechanism {mech}. For details see the broker logfile."
             ));
-            tracing::info!("login refused (mechanism {mech})");
             return Err(refuse(&mut reader, e, 10, 11).await);
         }
     };

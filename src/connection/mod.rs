@@ -63,15 +63,18 @@ pub struct Content {
 }
 
 /// Serves one accepted stream (any [`Transport`]) from `peer` until it closes.
+/// `certificate_user` is the user a verified TLS client certificate names: the EXTERNAL
+/// mechanism is offered only with one.
 pub async fn serve<T: Transport>(
     mut stream: T,
     peer: Option<SocketAddr>,
+    certificate_user: Option<String>,
     broker: Arc<Broker>,
     id: ConnectionId,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let opened = tokio::select! {
-        r = tokio::time::timeout(broker.config().handshake_timeout, handshake::handshake(&mut stream, &broker)) => r,
+        r = tokio::time::timeout(broker.config().handshake_timeout, handshake::handshake(&mut stream, &broker, certificate_user.as_deref())) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
     };
     let opened = match opened {
@@ -81,7 +84,16 @@ pub async fn serve<T: Transport>(
             closing::close(stream, &mut shutdown).await;
             return;
         }
-        Ok(Err(HandshakeError::BadHeader)) => {
+        Ok(Err(HandshakeError::BadHeader { tls: true })) => {
+            let from = peer.map(|p| format!(" from {p}")).unwrap_or_default();
+            tracing::info!(
+                connection = id,
+                "TLS handshake{from} on a plain AMQP port: sent our protocol header and closed"
+            );
+            closing::close(stream, &mut shutdown).await;
+            return;
+        }
+        Ok(Err(HandshakeError::BadHeader { tls: false })) => {
             tracing::debug!(connection = id, "not AMQP 0-9-1: sent our protocol header");
             closing::close(stream, &mut shutdown).await;
             return;

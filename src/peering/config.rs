@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::protocol::{FieldTable, FieldValue, ShortString};
+use crate::transport::tls::TlsClientSettings;
 
 /// Where the remote server is and who to log in as.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Remote {
     pub vhost: String,
     pub user: String,
     pub password: String,
+    /// `amqps://`: how to do TLS. `None`: plain TCP.
+    pub tls: Option<TlsClientSettings>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -25,8 +28,10 @@ impl std::fmt::Debug for Remote {
 /// Why a remote address could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
-    #[error("not an amqp:// URI (amqps:// is not supported): {0}")]
+    #[error("not an amqp:// or amqps:// URI: {0}")]
     Scheme(String),
+    #[error("bad query parameter in {uri}: {message}")]
+    Query { uri: String, message: String },
     #[error("bad port in {0}")]
     Port(String),
     #[error("bad percent-encoding in {0}")]
@@ -38,11 +43,30 @@ pub enum RemoteError {
 impl Remote {
     /// Parses `amqp://user:pass@host:port/vhost` (RabbitMQ's URI spec: user, password and
     /// vhost percent-encoded; port 5672, user and password `guest`, vhost `/` by
-    /// default; an empty path is vhost `/`, `/%2f` is `/` too).
+    /// default; an empty path is vhost `/`, `/%2f` is `/` too), or `amqps://…` (port
+    /// 5671) with RabbitMQ's TLS query parameters: `cacertfile`, `certfile`, `keyfile`,
+    /// `verify` (`verify_peer`, the default, or `verify_none`) and
+    /// `server_name_indication` (a name, or `disable`). Other query parameters are
+    /// ignored.
     pub fn from_uri(uri: &str) -> Result<Remote, RemoteError> {
-        let rest = uri
-            .strip_prefix("amqp://")
-            .ok_or_else(|| RemoteError::Scheme(uri.to_owned()))?;
+        let (mut tls, rest) = if let Some(rest) = uri.strip_prefix("amqps://") {
+            (Some(TlsClientSettings::default()), rest)
+        } else if let Some(rest) = uri.strip_prefix("amqp://") {
+            (None, rest)
+        } else {
+            return Err(RemoteError::Scheme(uri.to_owned()));
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        if let (Some(tls), Some(query)) = (&mut tls, query) {
+            read_tls_query(tls, query).map_err(|message| RemoteError::Query {
+                uri: uri.to_owned(),
+                message,
+            })?;
+        }
+        let default_port = if tls.is_some() { 5671 } else { 5672 };
         let (authority, path) = match rest.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (rest, None),
@@ -66,14 +90,14 @@ impl Remote {
                 let (h, after) = v6.split_once(']').ok_or_else(bad_port)?;
                 let port = match after.strip_prefix(':') {
                     Some(p) => p.parse().map_err(|_| bad_port())?,
-                    None if after.is_empty() => 5672,
+                    None if after.is_empty() => default_port,
                     None => return Err(bad_port()),
                 };
                 (h, port)
             }
             None => match hostport.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse().map_err(|_| bad_port())?),
-                None => (hostport, 5672),
+                None => (hostport, default_port),
             },
         };
         let vhost = match path {
@@ -86,6 +110,7 @@ impl Remote {
             vhost,
             user,
             password,
+            tls,
         })
     }
 
@@ -107,19 +132,39 @@ impl Remote {
             vhost: vhost.into(),
             user: login.into(),
             password,
+            tls: None,
         })
     }
 
-    /// `amqp://user@host:port/vhost`, without the password.
+    /// `amqp://user@host:port/vhost` (or `amqps://`), without the password.
     pub fn display(&self) -> String {
         format!(
-            "amqp://{}@{}:{}/{}",
+            "{}://{}@{}:{}/{}",
+            if self.tls.is_some() { "amqps" } else { "amqp" },
             self.user,
             self.host,
             self.port,
             percent_encode_vhost(&self.vhost)
         )
     }
+}
+
+/// Reads RabbitMQ's TLS query parameters (`a=1&b=2`, values percent-encoded).
+fn read_tls_query(tls: &mut TlsClientSettings, query: &str) -> Result<(), String> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value =
+            percent_decode(value).ok_or_else(|| format!("bad percent-encoding in {key}"))?;
+        match key {
+            "cacertfile" => tls.cacertfile = Some(value.into()),
+            "certfile" => tls.certfile = Some(value.into()),
+            "keyfile" => tls.keyfile = Some(value.into()),
+            "verify" => tls.verify = value.parse()?,
+            "server_name_indication" => tls.server_name_indication = Some(value),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -301,6 +346,39 @@ mod tests {
             Remote::from_uri("amqp://h/%zz"),
             Err(RemoteError::Encoding(_))
         ));
+    }
+
+    #[test]
+    fn amqps_uris() {
+        use crate::transport::tls::Verify;
+        let r = Remote::from_uri("amqps://h").unwrap();
+        assert_eq!(r.port, 5671);
+        assert_eq!(r.tls, Some(TlsClientSettings::default()));
+        assert_eq!(r.display(), "amqps://guest@h:5671/%2f");
+        let r = Remote::from_uri(
+            "amqps://u:p@h:1/v?cacertfile=/c/ca.pem&certfile=%2Fc%2Fme.pem&keyfile=/c/key.pem\
+             &verify=verify_none&server_name_indication=broker.example&heartbeat=5",
+        )
+        .unwrap();
+        let tls = r.tls.unwrap();
+        assert_eq!(r.vhost, "v");
+        assert_eq!(tls.cacertfile.unwrap().to_str(), Some("/c/ca.pem"));
+        assert_eq!(tls.certfile.unwrap().to_str(), Some("/c/me.pem"));
+        assert_eq!(tls.keyfile.unwrap().to_str(), Some("/c/key.pem"));
+        assert_eq!(tls.verify, Verify::VerifyNone);
+        assert_eq!(
+            tls.server_name_indication.as_deref(),
+            Some("broker.example")
+        );
+        assert!(matches!(
+            Remote::from_uri("amqps://h?verify=maybe"),
+            Err(RemoteError::Query { .. })
+        ));
+        // A plain URI's query is not part of the vhost.
+        assert_eq!(
+            Remote::from_uri("amqp://h/v?heartbeat=5").unwrap().vhost,
+            "v"
+        );
     }
 
     #[test]

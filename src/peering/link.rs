@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use super::config::PeeringConfig;
 use crate::client::{self, ConnectOptions, Connection, Heartbeat};
 use crate::protocol::frame::FrameDecoder;
-use crate::transport::{self, Transport};
+use crate::transport::tls::connect_tls;
+use crate::transport::{self, Joined, Transport};
 
 /// Channels we ask for: the peering uses one, reopened after a channel error.
 const CHANNEL_MAX: u16 = 8;
@@ -37,6 +38,10 @@ pub(crate) enum ConnectError {
     SelfPeering(String),
     #[error("protocol error from the remote: {0}")]
     Protocol(String),
+    /// The TLS settings or handshake failed: a file, or a certificate refused (by us:
+    /// expired, unknown issuer, wrong name; or by the remote).
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl From<std::io::Error> for ConnectError {
@@ -78,12 +83,20 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// Connects over TCP and logs in; `Ok` once connection.open-ok has arrived.
+/// Connects over TCP (and TLS for `amqps://`) and logs in; `Ok` once connection.open-ok has arrived.
 pub(crate) async fn connect(config: &PeeringConfig) -> Result<Link, ConnectError> {
     let remote = &config.remote;
     let attempt = async {
         let stream = transport::connect_tcp(&remote.host, remote.port).await?;
-        Link::open(stream, config).await
+        match &remote.tls {
+            None => Link::open(stream, config).await,
+            Some(tls) => {
+                let stream = connect_tls(stream, &remote.host, tls)
+                    .await
+                    .map_err(|e| ConnectError::Tls(e.to_string()))?;
+                Link::open(Joined(stream), config).await
+            }
+        }
     };
     tokio::time::timeout(config.connect_timeout, attempt)
         .await

@@ -29,6 +29,15 @@
 # on its own port, so the management API tests can compare fedamq's HTTP API with
 # RabbitMQ's; FEDAMQ_TEST_RABBITMQ_MANAGEMENT=0 leaves it off (a faster start).
 #
+#   export FEDAMQ_TEST_RABBITMQ_AMQPS_URL=amqps://fedamq-test:<pw>@127.0.0.1:<tls port>/%2f
+#   export FEDAMQ_TEST_RABBITMQ_CACERT=<its dir>/tls/ca.pem
+#
+# The node also listens for TLS (amqps) when `openssl` is on PATH, with a CA and a server
+# certificate for 127.0.0.1 and localhost made now in <its dir>/tls (ca.pem,
+# server.pem, server.key; client.pem and client.key, CN fedamq-test, for mutual TLS,
+# which the node accepts but does not require). Without openssl the two AMQPS lines
+# are left out.
+#
 # Environment: RABBITMQ_BIN_DIR (default /usr/lib/rabbitmq/bin), TMPDIR,
 # FEDAMQ_TEST_RABBITMQ_START_TIMEOUT (seconds, default 120).
 set -euo pipefail
@@ -98,6 +107,32 @@ chmod 400 "$dir/.erlang.cookie"
 
 password=$(random_alnum 24)
 
+# Certificates for the amqps listener (CA, server for 127.0.0.1/localhost, a client).
+tls=""
+if command -v openssl >/dev/null 2>&1; then
+    t="$dir/tls"
+    mkdir -p "$t"
+    if {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=fedamq test CA" \
+            -keyout "$t/ca.key" -out "$t/ca.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$t/server.key" -out "$t/server.csr" &&
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$t/server.ext" &&
+            openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+                -CAcreateserial -days 30 -extfile "$t/server.ext" -out "$t/server.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=fedamq-test" \
+                -keyout "$t/client.key" -out "$t/client.csr" &&
+            printf 'extendedKeyUsage=clientAuth\n' >"$t/client.ext" &&
+            openssl x509 -req -in "$t/client.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+                -CAcreateserial -days 30 -extfile "$t/client.ext" -out "$t/client.pem"
+    } >"$t/openssl.log" 2>&1; then
+        chmod 644 "$t"/*.key
+        tls=1
+    else
+        say "making test certificates failed (see $t/openssl.log); no TLS listener"
+    fi
+fi
+
 # One attempt on a fresh set of ports (another process may take a port between the check
 # and the node's bind; the node then fails to start and the next attempt picks again).
 attempt() {
@@ -117,6 +152,20 @@ CONF
         cat >>"$dir/rabbitmq.conf" <<CONF
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $mgmt_port
+CONF
+    fi
+    ssl_port=""
+    if [ -n "$tls" ]; then
+        ssl_port=$(pick_port 30000 32767) || return 1
+        cat >>"$dir/rabbitmq.conf" <<CONF
+listeners.ssl.default = $ssl_port
+ssl_options.cacertfile = $dir/tls/ca.pem
+ssl_options.certfile = $dir/tls/server.pem
+ssl_options.keyfile = $dir/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
 CONF
     fi
     rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
@@ -194,6 +243,7 @@ ENV
         done
         echo "$mgmt_port" >"$dir/management_port"
     fi
+    echo "$ssl_port" >"$dir/ssl_port"
 }
 
 # stop.sh knows how to stop whatever an attempt left behind; if this script fails or is
@@ -254,4 +304,9 @@ printf 'export FEDAMQ_TEST_RABBITMQ_DIR=%q\n' "$dir"
 if [ -f "$dir/management_port" ]; then
     printf 'export FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL=%q\n' \
         "http://127.0.0.1:$(cat "$dir/management_port")"
+fi
+ssl_port=$(cat "$dir/ssl_port")
+if [ -n "$ssl_port" ]; then
+    printf 'export FEDAMQ_TEST_RABBITMQ_AMQPS_URL=%q\n' "amqps://fedamq-test:$password@127.0.0.1:$ssl_port/%2f"
+    printf 'export FEDAMQ_TEST_RABBITMQ_CACERT=%q\n' "$dir/tls/ca.pem"
 fi

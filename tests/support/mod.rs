@@ -12,3 +12,4 @@ pub mod management;
 pub mod prims;
 pub mod rabbitmq;
 pub mod raw;
+pub mod tls;

@@ -160,3 +160,24 @@ pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
         Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+/// `amqps://fedamq-test:<password>@127.0.0.1:<tls port>/%2f`: start.sh's TLS listener.
+pub fn amqps_url() -> String {
+    std::env::var("FEDAMQ_TEST_RABBITMQ_AMQPS_URL").unwrap_or_else(|_| {
+        panic!(
+            "FEDAMQ_TEST_RABBITMQ_AMQPS_URL is not set: run tests/run or tests/rabbitmq/start.sh \
+             (which needs openssl on PATH for the TLS listener)"
+        )
+    })
+}
+
+/// The CA that signed the TLS listener's certificate (start.sh's `tls/ca.pem`); its
+/// directory also holds `client.pem`/`client.key` (CN fedamq-test).
+pub fn tls_dir() -> std::path::PathBuf {
+    let ca = std::env::var("FEDAMQ_TEST_RABBITMQ_CACERT")
+        .expect("FEDAMQ_TEST_RABBITMQ_CACERT is not set: see amqps_url()");
+    std::path::PathBuf::from(ca)
+        .parent()
+        .expect("a directory")
+        .to_path_buf()
+}
