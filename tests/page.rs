@@ -38,7 +38,8 @@ const PATIENCE: Duration = Duration::from_secs(90);
 struct Driver {
     child: Child,
     url: String,
-    _profile: tempfile::TempDir,
+    /// Chromium's profile directory, removed when the test ends.
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -85,7 +86,7 @@ async fn start_driver() -> Driver {
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
-        _profile: tempfile::tempdir().expect("a profile directory"),
+        profile: tempfile::tempdir().expect("a profile directory"),
     };
     let status = format!("{}/status", driver.url);
     eventually("chromedriver answers /status", || async {
@@ -99,7 +100,7 @@ async fn start_driver() -> Driver {
 
 /// A headless Chromium session through `driver`.
 async fn open_browser(driver: &Driver) -> Client {
-    let profile = driver._profile.path().display();
+    let profile = driver.profile.path().display();
     let caps = json!({
         "goog:chromeOptions": {
             "binary": CHROMIUM,
