@@ -39,6 +39,7 @@ mod bindings;
 mod connections;
 mod exchanges;
 mod overview;
+mod page;
 mod queues;
 mod users;
 mod vhosts;
@@ -77,6 +78,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(queues::routes())
         .merge(bindings::routes())
         .merge(connections::routes())
+        .merge(page::routes())
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
