@@ -57,7 +57,7 @@ pub fn exchange_json(vhost: &VHost, ex: &Exchange) -> Value {
         "auto_delete": ex.spec.auto_delete,
         "internal": ex.spec.internal,
         "arguments": table_json(&ex.spec.arguments),
-        "policy": null,
+        "policy": vhost.exchange_policy(ex.name()).policy_name(),
     })
 }
 

@@ -1,0 +1,113 @@
+//! `GET/POST /api/definitions[/{vhost}]`: export and import over HTTP, for
+//! administrators only (as RabbitMQ 3.10). An import answers 204 once everything is
+//! applied, or the [`DefinitionsError`]'s status with nothing changed.
+//!
+//! The body is the JSON file itself (what rabbitmqadmin's `import` sends); RabbitMQ's
+//! web form upload (multipart) is not taken. `?download=name` on a GET asks for the
+//! file as an attachment, as RabbitMQ's web page does.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::{DefinitionsError, export, export_vhost, import, import_vhost, parse};
+use crate::management::Api;
+use crate::management::auth::{Caller, Tag};
+use crate::management::error::{ApiError, ApiResult};
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/api/definitions", get(get_all).post(post_all))
+        .route("/api/definitions/{vhost}", get(get_vhost).post(post_vhost))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Download {
+    download: Option<String>,
+}
+
+/// The JSON, as an attachment named `download` if asked.
+fn file(json: impl serde::Serialize, download: Download) -> Response {
+    let mut r = Json(json).into_response();
+    if let Some(name) = download.download {
+        let value = format!(
+            "attachment; filename={}",
+            name.replace(['"', '\r', '\n'], "")
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    r
+}
+
+/// The error's status and body (a function here rather than a `From` in `error`, which
+/// the definitions module sits above).
+fn refused(e: DefinitionsError) -> ApiError {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, e.error(), e.reason())
+}
+
+/// The body as definitions; a body that is not JSON at all gets RabbitMQ's
+/// `failed_to_parse_json`, a field of the wrong type the path of that field.
+fn read(body: &Bytes) -> ApiResult<super::Definitions> {
+    if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+        return Err(ApiError::bad_request("failed_to_parse_json"));
+    }
+    parse(body).map_err(refused)
+}
+
+async fn get_all(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(download): Query<Download>,
+) -> ApiResult<Response> {
+    caller.require(Tag::Administrator)?;
+    Ok(file(export(&api.broker), download))
+}
+
+async fn get_vhost(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    Query(download): Query<Download>,
+) -> ApiResult<Response> {
+    caller.require(Tag::Administrator)?;
+    // RabbitMQ 3.10 answers a GET for a missing vhost with 400, not 404.
+    let defs = export_vhost(&api.broker, &vhost)
+        .ok_or_else(|| ApiError::bad_request("vhost_not_found"))?;
+    Ok(file(defs, download))
+}
+
+async fn post_all(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    caller.require(Tag::Administrator)?;
+    import(&api.broker, &read(&body)?).map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn post_vhost(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    caller.require(Tag::Administrator)?;
+    api.broker
+        .vhost(&vhost)
+        .ok_or_else(ApiError::vhost_not_found)?;
+    import_vhost(&api.broker, &vhost, &read(&body)?).map_err(|e| match e {
+        DefinitionsError::NotFound(_) => ApiError::vhost_not_found(),
+        other => refused(other),
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
