@@ -342,6 +342,30 @@ async fn definitions_export_and_import_over_http() {
         "attachment; filename=defs.json"
     );
 
+    // RabbitMQ's web page uploads the file as a multipart form.
+    let form = |field: &str, content: &str| {
+        format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"defs.json\"\r\n\
+             Content-Type: application/json\r\n\r\n{content}\r\n--XyZ--\r\n"
+        )
+    };
+    let multipart = [("content-type", "multipart/form-data; boundary=XyZ")];
+    let upload = form("file", r#"{"vhosts": [{"name": "from-form"}]}"#);
+    let r = api
+        .call_with("POST", "/api/definitions", Some(&upload), &multipart)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert!(b.broker().vhost("from-form").is_some());
+    let r = api
+        .call_with(
+            "POST",
+            "/api/definitions",
+            Some(&form("other", "{}")),
+            &multipart,
+        )
+        .await;
+    assert_eq!(error(&r), (400, "bad_request", "failed_to_parse_json"));
+
     // The per-vhost file imports into another vhost.
     let r = api.post("/api/definitions/v2", &one.body.to_string()).await;
     assert_eq!(r.status, 204, "{:?}", r.body);

@@ -2,13 +2,14 @@
 //! administrators only (as RabbitMQ 3.10). An import answers 204 once everything is
 //! applied, or the [`DefinitionsError`]'s status with nothing changed.
 //!
-//! The body is the JSON file itself (what rabbitmqadmin's `import` sends); RabbitMQ's
-//! web form upload (multipart) is not taken. `?download=name` on a GET asks for the
-//! file as an attachment, as RabbitMQ's web page does.
+//! The body is the JSON file itself (what rabbitmqadmin's `import` sends) or a
+//! multipart form with the file in its `file` field (RabbitMQ's web page upload; a form
+//! without one is `failed_to_parse_json`, as RabbitMQ answers). `?download=name` on a
+//! GET asks for the file as an attachment, as RabbitMQ's web page does.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,6 +55,42 @@ fn refused(e: DefinitionsError) -> ApiError {
     ApiError::new(status, e.error(), e.reason())
 }
 
+/// The definitions file: the body, or the `file` field of a multipart form.
+async fn file_body(req: Request) -> ApiResult<Bytes> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    if !multipart {
+        // As the `Bytes` extractor of other routes, under the router's body limit.
+        return Bytes::from_request(req, &()).await.map_err(|e| {
+            let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "bad_request"
+            };
+            ApiError::new(e.status(), error, e.body_text())
+        });
+    }
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        if field.name() == Some("file") {
+            return field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()));
+        }
+    }
+    Ok(Bytes::new())
+}
+
 /// The body as definitions; a body that is not JSON at all gets RabbitMQ's
 /// `failed_to_parse_json`, a field of the wrong type the path of that field.
 fn read(body: &Bytes) -> ApiResult<super::Definitions> {
@@ -88,9 +125,10 @@ async fn get_vhost(
 async fn post_all(
     State(api): State<Arc<Api>>,
     caller: Caller,
-    body: Bytes,
+    req: Request,
 ) -> ApiResult<StatusCode> {
     caller.require(Tag::Administrator)?;
+    let body = file_body(req).await?;
     import(&api.broker, &read(&body)?).map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -99,9 +137,10 @@ async fn post_vhost(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(vhost): Path<String>,
-    body: Bytes,
+    req: Request,
 ) -> ApiResult<StatusCode> {
     caller.require(Tag::Administrator)?;
+    let body = file_body(req).await?;
     api.broker
         .vhost(&vhost)
         .ok_or_else(ApiError::vhost_not_found)?;
