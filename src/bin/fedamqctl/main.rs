@@ -101,55 +101,72 @@ pub struct Cli {
     verb: Verb,
 }
 
-/// The columns a list verb shows (its defaults when none are named).
+/// A list verb's arguments.
 #[derive(Debug, Args)]
 pub struct Columns {
+    /// The columns to show (rabbitmqctl's defaults when none are named).
     columns: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 #[command(rename_all = "snake_case")]
 pub enum Verb {
+    /// Queues of a vhost (default columns: name messages).
     ListQueues(Columns),
+    /// Exchanges of a vhost (name type).
     ListExchanges(Columns),
+    /// Bindings of a vhost.
     ListBindings(Columns),
+    /// Client connections (user peer_host peer_port state).
     ListConnections(Columns),
+    /// Channels.
     ListChannels(Columns),
+    /// Consumers of a vhost.
     ListConsumers(Columns),
+    /// Users and their tags.
     ListUsers(Columns),
+    /// Virtual hosts.
     ListVhosts(Columns),
+    /// Users' permissions in a vhost.
     ListPermissions(Columns),
+    /// Policies of a vhost.
     ListPolicies(Columns),
+    /// Runtime parameters of a vhost.
     ListParameters(Columns),
     // Positional names differ from the global options' (`password`, `vhost`): clap
     // keeps one value per name.
+    /// Adds a user (no tags, no permissions).
     AddUser {
         user: String,
         #[arg(value_name = "PASSWORD")]
         new_password: String,
     },
-    DeleteUser {
-        user: String,
-    },
+    /// Deletes a user.
+    DeleteUser { user: String },
+    /// Changes a user's password.
     ChangePassword {
         user: String,
         #[arg(value_name = "PASSWORD")]
         new_password: String,
     },
+    /// Sets a user's configure, write and read patterns in a vhost (-p).
     SetPermissions {
         user: String,
         configure: String,
         write: String,
         read: String,
     },
+    /// Adds a vhost.
     AddVhost {
         #[arg(value_name = "VHOST")]
         name: String,
     },
+    /// Deletes a vhost and everything in it.
     DeleteVhost {
         #[arg(value_name = "VHOST")]
         name: String,
     },
+    /// Sets a policy in a vhost (-p).
     SetPolicy {
         name: String,
         pattern: String,
@@ -160,31 +177,24 @@ pub enum Verb {
         #[arg(long = "apply-to", default_value = "all")]
         apply_to: String,
     },
-    ClearPolicy {
-        name: String,
-    },
+    /// Clears a policy.
+    ClearPolicy { name: String },
+    /// Sets a runtime parameter in a vhost (-p).
     SetParameter {
         component: String,
         name: String,
         /// The value, JSON.
         value: String,
     },
-    ClearParameter {
-        component: String,
-        name: String,
-    },
+    /// Clears a runtime parameter.
+    ClearParameter { component: String, name: String },
     /// Writes the definitions to a file (`-` for stdout).
-    ExportDefinitions {
-        file: String,
-    },
+    ExportDefinitions { file: String },
     /// Reads definitions from a file (`-` for stdin) and imports them.
-    ImportDefinitions {
-        file: String,
-    },
-    CloseConnection {
-        name: String,
-        explanation: String,
-    },
+    ImportDefinitions { file: String },
+    /// Closes a connection (by name, as list_connections name shows it) with a reason.
+    CloseConnection { name: String, explanation: String },
+    /// The node: versions, listeners, object totals.
     Status,
     /// The federation links (empty until federation exists).
     FederationStatus(Columns),
