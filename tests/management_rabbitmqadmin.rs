@@ -1,6 +1,6 @@
 //! Debian's `rabbitmqadmin` (shipped in the rabbitmq-server package, or named by
 //! `FEDAMQ_RABBITMQADMIN`) against fedamq's management API: declare, list, publish,
-//! get, close and delete, as a user of RabbitMQ would run them. CI installs
+//! get, close and delete, policies, export and import, as a user of RabbitMQ would run them. CI installs
 //! rabbitmq-server (tests/rabbitmq/install.sh), so this runs there with `cargo test`.
 
 mod support;
@@ -188,5 +188,77 @@ async fn rabbitmqadmin_declares_lists_publishes_gets_and_deletes() {
     assert!(!ok && out.contains("Not found"), "{out}");
     let out = admin.run(&["show", "overview"]).await;
     assert!(out.contains("3.10.8"), "{out}");
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn rabbitmqadmin_declares_policies_and_exports_and_imports_definitions() {
+    let b = broker::start().await;
+    let admin = Admin {
+        port: b.management_addr().unwrap().port(),
+    };
+    admin
+        .run(&[
+            "declare",
+            "policy",
+            "name=lim",
+            "pattern=^lim",
+            r#"definition={"max-length":2}"#,
+            "apply-to=queues",
+            "priority=3",
+        ])
+        .await;
+    admin
+        .run(&[
+            "declare",
+            "operator_policy",
+            "name=cap",
+            "pattern=.*",
+            r#"definition={"max-length-bytes":1000}"#,
+        ])
+        .await;
+    let policies = admin.list("policies").await;
+    assert_eq!(names(&policies), ["lim"]);
+    assert_eq!(policies[0]["priority"], 3);
+    assert_eq!(names(&admin.list("operator_policies").await), ["cap"]);
+    admin.run(&["declare", "queue", "name=lim-q"]).await;
+    admin
+        .run(&["declare", "exchange", "name=ex", "type=fanout"])
+        .await;
+    admin
+        .run(&["declare", "binding", "source=ex", "destination=lim-q"])
+        .await;
+    let queue = admin.list("queues").await;
+    assert_eq!(queue[0]["policy"], "lim");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("defs.json");
+    let file = file.to_str().unwrap();
+    let out = admin.run(&["export", file]).await;
+    assert!(out.contains("Exported definitions"), "{out}");
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(names(exported["policies"].as_array().unwrap()), ["lim"]);
+
+    // Into a fresh broker.
+    let other = broker::start().await;
+    let admin2 = Admin {
+        port: other.management_addr().unwrap().port(),
+    };
+    let out = admin2.run(&["import", file]).await;
+    assert!(out.contains("Uploaded definitions"), "{out}");
+    assert_eq!(names(&admin2.list("policies").await), ["lim"]);
+    assert!(names(&admin2.list("queues").await).contains(&"lim-q"));
+    assert!(
+        admin2
+            .list("bindings")
+            .await
+            .iter()
+            .any(|b| b["source"] == "ex" && b["destination"] == "lim-q")
+    );
+    admin2.run(&["delete", "policy", "name=lim"]).await;
+    assert!(admin2.list("policies").await.is_empty());
+    let (ok, out) = admin2.try_run(&["delete", "policy", "name=lim"]).await;
+    assert!(!ok && out.contains("Not found"), "{out}");
+    other.shutdown().await;
     b.shutdown().await;
 }

@@ -2,10 +2,11 @@
 //! rules for what each user tag may see and do.
 //!
 //! - `management`: the objects of the vhosts the user has permissions on;
-//! - `policymaker`: as management, plus policies and parameters of those vhosts;
+//! - `policymaker`: as management, plus policies and parameters of those vhosts (and
+//!   global parameters); operator policies are for administrators only;
 //! - `monitoring`: as management, plus reading every vhost's objects, connections and
 //!   channels, and the node;
-//! - `administrator`: everything.
+//! - `administrator`: everything, and alone definitions.
 //!
 //! A user with none of these tags may not use the API at all. Paths naming a vhost
 //! need the user to have permissions on it, whatever the tags (as RabbitMQ 3.10).
@@ -125,6 +126,26 @@ impl Caller {
                 e
             }
         })
+    }
+
+    /// Policies and parameters: administrators change them anywhere, policymakers in the
+    /// vhosts they have permissions on (`None`: not naming a vhost).
+    pub fn policymaker_for(&self, vhost: Option<&str>) -> ApiResult<()> {
+        let allowed = self.has(Tag::Administrator)
+            || (self.has(Tag::Policymaker) && vhost.is_none_or(|v| self.may_access(v)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised(
+                "User not authorised to access object",
+            ))
+        }
+    }
+
+    /// Whether a list of policies or parameters shows `vhost`'s: administrators see
+    /// every vhost's, others those they have permissions on.
+    pub fn lists_policies_of(&self, vhost: &str) -> bool {
+        self.has(Tag::Administrator) || self.may_access(vhost)
     }
 
     /// The AMQP permission `op` on the exchange or queue `name` (`""` is the default

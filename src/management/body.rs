@@ -1,6 +1,8 @@
 //! Request bodies: JSON objects read field by field, so that each mistake gets
 //! RabbitMQ's answer (`not_json` for a body that is not JSON, `["not_boolean","x"]` for
-//! a field of the wrong type, `[{key_missing,…}]` for missing required fields).
+//! a field of the wrong type, `[{key_missing,…}]` for missing required fields), or whole
+//! as a serde type ([`read_json`], for definitions files and policy bodies) with the
+//! path of the field at fault.
 
 use axum::body::Bytes;
 use serde_json::{Map, Value};
@@ -80,4 +82,19 @@ impl Fields {
             Some(other) => Err(ApiError::wrong_type("not_object", other)),
         }
     }
+}
+
+/// Reads a JSON request body as `T`; the error names the path of the field at fault
+/// (`users[1].tags: invalid type: …`), or is serde's text for malformed JSON.
+pub fn read_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::auth::UserTableError;
 use crate::broker::error::AmqpError;
+use crate::broker::policy::PolicyError;
 use crate::protocol::ReplyCode;
 
 /// An error answer; `reason` is usually a string, sometimes a term RabbitMQ shows as a
@@ -135,6 +136,13 @@ impl From<UserTableError> for ApiError {
             UserTableError::NoSuchUser(_) => ApiError::not_found(),
             other => ApiError::bad_request(other.to_string()),
         }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> ApiError {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, e.error(), e.reason())
     }
 }
 

@@ -57,7 +57,7 @@ pub fn exchange_json(vhost: &VHost, ex: &Exchange) -> Value {
         "auto_delete": ex.spec.auto_delete,
         "internal": ex.spec.internal,
         "arguments": table_json(&ex.spec.arguments),
-        "policy": null,
+        "policy": vhost.exchange_policy(ex.name()).policy_name(),
     })
 }
 
@@ -117,7 +117,7 @@ async fn put(
     let fields = Fields::parse(&body)?;
     let kind_name = fields.string("type")?.unwrap_or_else(|| "direct".into());
     let kind = ExchangeKind::from_name(kind_name.as_bytes())
-        .ok_or_else(|| ApiError::bad_request(format!("unknown exchange type '{kind_name}'")))?;
+        .ok_or_else(|| ApiError::bad_request(format!("invalid exchange type '{kind_name}'")))?;
     let spec = ExchangeSpec {
         name: short(exchange_name(&name))?,
         kind,

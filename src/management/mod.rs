@@ -6,12 +6,13 @@
 //! to answer reads, and `VHost::apply` (the one topology path) for every change, so
 //! binding and topology subscribers see changes made here like any other.
 //!
-//! Definitions import and export in RabbitMQ's format ([`definitions`]) and policies,
-//! operator policies and runtime parameters in the API's shapes ([`policies`]) are
-//! here too.
+//! Definitions import and export in RabbitMQ's format ([`definitions`], routed in
+//! `definitions::routes`) and policies, operator policies and runtime parameters in the
+//! API's shapes ([`policies`]) are here too; `/api/federation-links` answers `[]` until
+//! federation exists.
 //!
 //! One file per group of endpoints; what they share is [`error`] (RabbitMQ's error
-//! bodies), [`auth`] (the caller and the user-tag rules), [`body`] (request fields),
+//! bodies), [`auth`] (the caller and the user-tag rules), [`body`] (request bodies, field by field or as a serde type),
 //! [`listing`] (paging, sorting, columns), [`format`] (AMQP values as JSON) and
 //! [`stats`] (`message_stats` and rates). A new group adds its file and one line in
 //! [`router`].
@@ -38,6 +39,7 @@ pub mod stats;
 mod bindings;
 mod connections;
 mod exchanges;
+mod federation_links;
 mod overview;
 mod page;
 mod queues;
@@ -79,6 +81,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(bindings::routes())
         .merge(connections::routes())
         .merge(page::routes())
+        .merge(policies::routes())
+        .merge(definitions::routes::routes())
+        .merge(federation_links::routes())
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -116,19 +121,4 @@ pub async fn start(
     });
     tracing::info!("management API listening on http://{http}");
     Ok(http)
-}
-
-/// Reads a JSON request body as `T`; the error names the path of the field at fault
-/// (`users[1].tags: invalid type: …`), or is serde's text for malformed JSON.
-pub fn read_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
 }

@@ -9,9 +9,28 @@
 //! - put: the body checked, then [`Put::Created`] (201) or [`Put::Updated`] (204); a
 //!   body that is not JSON, lacks a field or fails validation is 400;
 //! - delete: 204, or 404 if there was nothing.
+//!
+//! [`routes`] puts them on HTTP with RabbitMQ 3.10's rules: anyone may list policies
+//! and operator policies of the vhosts they have permissions on; changing or reading one
+//! policy, and all of parameters and global parameters, needs `policymaker` (in a vhost
+//! the user has permissions on) or `administrator`; one operator policy needs
+//! `administrator`.
 
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::Api;
+use super::auth::{Caller, Tag};
+use super::body::Fields;
+use super::error::{ApiError, ApiResult};
+use super::listing::ListQuery;
 
 use crate::broker::Broker;
 use crate::broker::policy::{ApplyTo, Parameter, Policy, PolicyError, PolicyKind};
@@ -54,7 +73,7 @@ fn vhosts(broker: &Broker, only: Option<&str>) -> Result<Vec<std::sync::Arc<VHos
 }
 
 fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, PolicyError> {
-    super::read_json(bytes).map_err(PolicyError::validation)
+    super::body::read_json(bytes).map_err(PolicyError::validation)
 }
 
 /// A policy as the API shows it.
@@ -241,6 +260,268 @@ pub fn delete_global_parameter(broker: &Broker, name: &str) -> Result<(), Policy
             "no global parameter '{name}'"
         )))
     }
+}
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .merge(policy_routes("/api/policies", PolicyKind::User))
+        .merge(policy_routes(
+            "/api/operator-policies",
+            PolicyKind::Operator,
+        ))
+        .route("/api/parameters", get(parameters_all))
+        .route("/api/parameters/{component}", get(parameters_of_component))
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(parameters_in_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameter_show)
+                .put(parameter_put)
+                .delete(parameter_delete),
+        )
+        .route("/api/global-parameters", get(global_list))
+        .route(
+            "/api/global-parameters/{name}",
+            get(global_show).put(global_put).delete(global_delete),
+        )
+}
+
+/// The same four routes for policies and operator policies.
+fn policy_routes(prefix: &str, kind: PolicyKind) -> Router<Arc<Api>> {
+    Router::new()
+        .route(
+            prefix,
+            get(move |api, caller, q| policy_list(api, caller, q, kind, None)),
+        )
+        .route(
+            &format!("{prefix}/{{vhost}}"),
+            get(move |api, caller, q, Path(vhost): Path<String>| {
+                policy_list(api, caller, q, kind, Some(vhost))
+            }),
+        )
+        .route(
+            &format!("{prefix}/{{vhost}}/{{name}}"),
+            get(move |api, caller, path| policy_show(api, caller, path, kind))
+                .put(move |api, caller, path, body| policy_put(api, caller, path, body, kind))
+                .delete(move |api, caller, path| policy_delete(api, caller, path, kind)),
+        )
+}
+
+/// The caller may read or change one policy of `kind` in `vhost`.
+fn may_manage(caller: &Caller, kind: PolicyKind, vhost: &str) -> ApiResult<()> {
+    match kind {
+        PolicyKind::User => caller.policymaker_for(Some(vhost)),
+        PolicyKind::Operator => caller.require(Tag::Administrator),
+    }
+}
+
+/// A PUT's answer: 201 or 204.
+fn put_status(put: Put) -> StatusCode {
+    StatusCode::from_u16(put.status()).unwrap_or(StatusCode::NO_CONTENT)
+}
+
+/// Keeps the entries of `list` (objects with a `vhost` field) the caller may see.
+fn visible(caller: &Caller, list: Value, q: &ListQuery) -> ApiResult<Json<Value>> {
+    let items = match list {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    q.apply(
+        items
+            .into_iter()
+            .filter(|item| {
+                item["vhost"]
+                    .as_str()
+                    .is_some_and(|v| caller.lists_policies_of(v))
+            })
+            .collect(),
+    )
+}
+
+async fn policy_list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+    kind: PolicyKind,
+    vhost: Option<String>,
+) -> ApiResult<Json<Value>> {
+    if let Some(v) = &vhost {
+        caller.vhost(v)?;
+    }
+    visible(
+        &caller,
+        list_policies(&api.broker, kind, vhost.as_deref())?,
+        &q,
+    )
+}
+
+async fn policy_show(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    kind: PolicyKind,
+) -> ApiResult<Json<Value>> {
+    may_manage(&caller, kind, &vhost)?;
+    Ok(Json(get_policy(&api.broker, kind, &vhost, &name)?))
+}
+
+async fn policy_put(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+    kind: PolicyKind,
+) -> ApiResult<StatusCode> {
+    may_manage(&caller, kind, &vhost)?;
+    api.broker
+        .vhost(&vhost)
+        .ok_or_else(ApiError::vhost_not_found)?;
+    // RabbitMQ's answers for a body that is not JSON or lacks a field, before the
+    // policy's own checks.
+    Fields::parse(&body)?.require(&["pattern", "definition"])?;
+    Ok(put_status(put_policy(
+        &api.broker,
+        kind,
+        &vhost,
+        &name,
+        &body,
+    )?))
+}
+
+async fn policy_delete(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    kind: PolicyKind,
+) -> ApiResult<StatusCode> {
+    may_manage(&caller, kind, &vhost)?;
+    delete_policy(&api.broker, kind, &vhost, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn parameters_all(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(None)?;
+    visible(&caller, list_parameters(&api.broker, None, None)?, &q)
+}
+
+async fn parameters_of_component(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+    Path(component): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(None)?;
+    visible(
+        &caller,
+        list_parameters(&api.broker, Some(&component), None)?,
+        &q,
+    )
+}
+
+async fn parameters_in_vhost(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+    Path((component, vhost)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(Some(&vhost))?;
+    visible(
+        &caller,
+        list_parameters(&api.broker, Some(&component), Some(&vhost))?,
+        &q,
+    )
+}
+
+async fn parameter_show(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((component, vhost, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(Some(&vhost))?;
+    Ok(Json(get_parameter(&api.broker, &component, &vhost, &name)?))
+}
+
+async fn parameter_put(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((component, vhost, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    caller.policymaker_for(Some(&vhost))?;
+    api.broker
+        .vhost(&vhost)
+        .ok_or_else(ApiError::vhost_not_found)?;
+    Fields::parse(&body)?.require(&["value"])?;
+    Ok(put_status(put_parameter(
+        &api.broker,
+        &component,
+        &vhost,
+        &name,
+        &body,
+    )?))
+}
+
+async fn parameter_delete(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((component, vhost, name)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.policymaker_for(Some(&vhost))?;
+    delete_parameter(&api.broker, &component, &vhost, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn global_list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(None)?;
+    match list_global_parameters(&api.broker) {
+        Value::Array(items) => q.apply(items),
+        other => Ok(Json(other)),
+    }
+}
+
+async fn global_show(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.policymaker_for(None)?;
+    api.broker
+        .global_parameters()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(name, value)| Json(json!({"name": name, "value": value})))
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn global_put(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    caller.policymaker_for(None)?;
+    Fields::parse(&body)?.require(&["value"])?;
+    Ok(put_status(put_global_parameter(&api.broker, &name, &body)?))
+}
+
+async fn global_delete(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.policymaker_for(None)?;
+    delete_global_parameter(&api.broker, &name)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

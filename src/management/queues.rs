@@ -56,6 +56,7 @@ fn queue_json(api: &Api, vhost: &VHost, q: &Queue, details: bool) -> Value {
     let s = q.snapshot();
     let key = rates_key(vhost, q);
     let messages = s.ready + s.unacked;
+    let policy = q.policy();
     let mut item = json!({
         "name": q.name().to_string(),
         "vhost": vhost.name,
@@ -66,8 +67,9 @@ fn queue_json(api: &Api, vhost: &VHost, q: &Queue, details: bool) -> Value {
         "node": api.node(),
         "state": "running",
         "type": "classic",
-        "policy": null,
-        "operator_policy": null,
+        "policy": policy.policy_name(),
+        "operator_policy": policy.operator_policy_name(),
+        "effective_policy_definition": policy.definition(),
         "exclusive_consumer_tag": null,
         "single_active_consumer_tag": null,
         "consumers": s.consumers.len(),

@@ -61,9 +61,14 @@ impl Http {
             req = req.basic_auth(u, Some(p));
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            // JSON unless the caller names another content type.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b.to_string());
         }
         for (k, v) in headers {
             req = req.header(*k, *v);

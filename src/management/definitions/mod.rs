@@ -7,7 +7,8 @@
 //! - `format`: the serde types, RabbitMQ's field names;
 //! - `args`: arguments between JSON and field tables;
 //! - `export`: the broker, or one vhost, as definitions;
-//! - `import`: all or nothing: everything is checked before anything changes.
+//! - `import`: all or nothing: everything is checked before anything changes;
+//! - `routes`: `GET/POST /api/definitions[/{vhost}]`.
 //!
 //! The management API calls [`parse`] on a request body, then [`import`] or
 //! [`import_vhost`]; [`DefinitionsError`] has the status and body it answers with.
@@ -16,6 +17,7 @@ pub mod args;
 pub mod export;
 pub mod format;
 pub mod import;
+pub mod routes;
 
 pub use export::{export, export_vhost};
 pub use format::{Definitions, VHostDefinitions};
@@ -78,5 +80,5 @@ impl DefinitionsError {
 
 /// Reads a definitions file; a type error names the field's path.
 pub fn parse(json: &[u8]) -> Result<Definitions, DefinitionsError> {
-    super::read_json(json).map_err(DefinitionsError::Malformed)
+    super::body::read_json(json).map_err(DefinitionsError::Malformed)
 }
