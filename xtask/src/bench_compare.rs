@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bench_env::{Revision, machine, release_binaries, revision, thousands};
+use crate::bench_env::{Revision, machine, release_binaries, revision, task_main, thousands};
 use crate::brokers::{
     Broker, RssSampler, Which, clock_ticks_per_second, cpu_ticks, ensure_rabbitmq, reset_peak,
     vm_kib, wait_exit,
@@ -98,29 +98,17 @@ fn parse(args: &[&str]) -> Result<Options, String> {
 }
 
 pub fn main(root: &Path, args: &[&str]) -> ExitCode {
-    if args.iter().any(|a| *a == "--help" || *a == "-h") {
-        println!(
-            "{USAGE}\n\nRuns the scenarios (default: all; --seconds per throughput run, default 10; \
-             --rounds, default 1; S7's --backlog, default 1000000; S6's --connections, default \
-             1000) against a release fedamq and a private RabbitMQ, and writes \
-             bench/results/<date>-<commit>.md (unless --no-write)."
-        );
-        return ExitCode::SUCCESS;
-    }
-    let opts = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench-compare: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(root, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-compare: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    task_main(
+        "bench-compare",
+        USAGE,
+        "Runs the scenarios (default: all; --seconds per throughput run, default 10; \
+         --rounds, default 1; S7's --backlog, default 1000000; S6's --connections, default \
+         1000) against a release fedamq and a private RabbitMQ, and writes \
+         bench/results/<date>-<commit>.md (unless --no-write).",
+        args,
+        parse,
+        |o| run(root, o),
+    )
 }
 
 // ---------------------------------------------------------------------------------------

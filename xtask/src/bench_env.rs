@@ -2,7 +2,7 @@
 //! the machine, and the commit the figures belong to.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 /// Builds (unless `build` is false) and finds the release `fedamq` and `fedamq-perf`.
 pub(crate) fn release_binaries(
@@ -145,4 +145,34 @@ pub(crate) fn thousands(v: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A benchmark task's command line: `--help` prints `usage` and `help`; a parse error
+/// exits 2 with the usage; a failed run exits 1. Every line is prefixed with `task`.
+pub(crate) fn task_main<O>(
+    task: &str,
+    usage: &str,
+    help: &str,
+    args: &[&str],
+    parse: impl FnOnce(&[&str]) -> Result<O, String>,
+    run: impl FnOnce(&O) -> Result<(), String>,
+) -> ExitCode {
+    if args.iter().any(|a| *a == "--help" || *a == "-h") {
+        println!("{usage}\n\n{help}");
+        return ExitCode::SUCCESS;
+    }
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{task}: {e}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::bench_env::{Revision, machine, release_binaries, revision, thousands};
+use crate::bench_env::{Revision, machine, release_binaries, revision, task_main, thousands};
 use crate::brokers::{Broker, RssSampler, Which, ensure_rabbitmq, vm_kib, wait_exit};
 
 const USAGE: &str = "usage: cargo xtask bench-memory [--limit-mib N] [--seconds N] \
@@ -156,28 +156,16 @@ fn parse(args: &[&str]) -> Result<Options, String> {
 }
 
 pub fn main(root: &Path, args: &[&str]) -> ExitCode {
-    if args.iter().any(|a| *a == "--help" || *a == "-h") {
-        println!(
-            "{USAGE}\n\nRuns each load (default: all) for --seconds (default 10) against a \
-             release fedamq and a private RabbitMQ, both limited to --limit-mib (default 256), \
-             and writes bench/results/<date>-<commit>-memory.md (unless --no-write)."
-        );
-        return ExitCode::SUCCESS;
-    }
-    let opts = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench-memory: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(root, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-memory: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    task_main(
+        "bench-memory",
+        USAGE,
+        "Runs each load (default: all) for --seconds (default 10) against a release fedamq \
+         and a private RabbitMQ, both limited to --limit-mib (default 256), and writes \
+         bench/results/<date>-<commit>-memory.md (unless --no-write).",
+        args,
+        parse,
+        |o| run(root, o),
+    )
 }
 
 /// What one load did to one broker.
