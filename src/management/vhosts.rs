@@ -41,11 +41,7 @@ fn vhost_json(api: &Api, vhost: &VHost) -> Value {
     let message_stats = api
         .rates
         .message_stats(&format!("vhost {}", vhost.name), &counters);
-    let description = if vhost.name == "/" {
-        "Default virtual host"
-    } else {
-        ""
-    };
+    let description = description(&vhost.name);
     json!({
         "name": vhost.name,
         "description": description,
@@ -158,4 +154,15 @@ async fn vhost_connections(
 async fn vhost_channels(caller: Caller, Path(vhost): Path<String>) -> ApiResult<Json<Value>> {
     caller.vhost(&vhost)?;
     Ok(Json(json!([])))
+}
+
+/// A vhost's description: fedamq keeps none, so RabbitMQ's default for `/` and nothing
+/// for the others. The definitions export uses it too, so importing it into RabbitMQ
+/// leaves `/` as RabbitMQ describes it.
+pub(crate) fn description(vhost: &str) -> &'static str {
+    if vhost == "/" {
+        "Default virtual host"
+    } else {
+        ""
+    }
 }

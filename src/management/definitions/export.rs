@@ -64,7 +64,7 @@ pub fn export(broker: &Broker) -> Definitions {
         out.vhosts.push(VHostDef {
             name: name.clone(),
             limits: json!([]),
-            metadata: json!({"description": "", "tags": []}),
+            metadata: json!({"description": crate::management::vhosts::description(&name), "tags": []}),
         });
         let Some(vhost) = broker.vhost(&name) else {
             continue;
