@@ -513,6 +513,8 @@ async fn load_definitions_imports_at_start_up_and_a_bad_file_stops_it() {
         ..Config::default()
     };
     config.port = 0;
+    config.management.port = Some(0);
+    config.prometheus.port = Some(0);
     let e = match fedamq::Server::start(config).await {
         Ok(_) => panic!("a bad definitions file must stop start-up"),
         Err(e) => e.to_string(),

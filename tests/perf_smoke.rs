@@ -14,6 +14,10 @@ async fn broker() -> BrokerHandle {
             port: None,
             ..Default::default()
         },
+        prometheus: fedamq::config::ManagementListener {
+            port: None,
+            ..Default::default()
+        },
         ..Config::default()
     };
     Server::start(config).await.expect("broker starts")
