@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bench_env::{Revision, machine, release_binaries, revision, task_main, thousands};
+use crate::bench_env::{release_binaries, revision, task_main, thousands};
 use crate::brokers::{
     Broker, RssSampler, Which, clock_ticks_per_second, cpu_ticks, ensure_rabbitmq, reset_peak,
     vm_kib, wait_exit,
@@ -537,12 +537,8 @@ fn table(o: &Options, names: (&str, &str), fed: &Figures, rab: &Figures) -> Stri
 
 fn run(root: &Path, o: &Options) -> Result<(), String> {
     // Read when the binaries are built: the tree may move on while the run goes.
-    let Revision {
-        commit,
-        dirty,
-        date,
-        when,
-    } = revision(root);
+    let revision = revision(root);
+    let (commit, date) = (revision.commit.clone(), revision.date.clone());
     let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-compare")?;
     ensure_rabbitmq()?;
 
@@ -596,17 +592,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
 
     let mut md = String::new();
     let _ = writeln!(md, "# fedamq vs RabbitMQ, {date}\n");
-    let _ = writeln!(md, "- date: {when}");
-    let _ = writeln!(md, "- machine: {}", machine());
-    let _ = writeln!(
-        md,
-        "- commit: {commit}{}",
-        if dirty {
-            " (working tree had uncommitted changes)"
-        } else {
-            ""
-        }
-    );
+    md.push_str(&revision.lines());
     let _ = writeln!(
         md,
         "- brokers: {} (release build) and {}{} (Debian package, no plugins, default configuration)",

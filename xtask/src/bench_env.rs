@@ -60,6 +60,23 @@ pub(crate) struct Revision {
     pub(crate) when: String,
 }
 
+impl Revision {
+    /// The report's first lines: when, on what machine, at which commit.
+    pub(crate) fn lines(&self) -> String {
+        format!(
+            "- date: {}\n- machine: {}\n- commit: {}{}\n",
+            self.when,
+            machine(),
+            self.commit,
+            if self.dirty {
+                " (working tree had uncommitted changes)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 pub(crate) fn revision(root: &Path) -> Revision {
     let commit = command_text(
         "git",
@@ -102,7 +119,7 @@ pub(crate) fn command_text(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) fn machine() -> String {
+fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

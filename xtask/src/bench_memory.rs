@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::bench_env::{Revision, machine, release_binaries, revision, task_main, thousands};
+use crate::bench_env::{release_binaries, revision, task_main, thousands};
 use crate::brokers::{Broker, RssSampler, Which, ensure_rabbitmq, vm_kib, wait_exit};
 
 const USAGE: &str = "usage: cargo xtask bench-memory [--limit-mib N] [--seconds N] \
@@ -232,12 +232,8 @@ fn run_load(perf: &Path, broker: &Broker, load: &Load, seconds: f64) -> Result<O
 
 fn run(root: &Path, o: &Options) -> Result<(), String> {
     // Read when the binaries are built: the tree may move on while the run goes.
-    let Revision {
-        commit,
-        dirty,
-        date,
-        when,
-    } = revision(root);
+    let revision = revision(root);
+    let (commit, date) = (revision.commit.clone(), revision.date.clone());
     let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-memory")?;
     ensure_rabbitmq()?;
     let limit = format!("{}MiB", o.limit_mib);
@@ -300,17 +296,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
         md,
         "# Memory under hostile loads, fedamq vs RabbitMQ, {date}\n"
     );
-    let _ = writeln!(md, "- date: {when}");
-    let _ = writeln!(md, "- machine: {}", machine());
-    let _ = writeln!(
-        md,
-        "- commit: {commit}{}",
-        if dirty {
-            " (working tree had uncommitted changes)"
-        } else {
-            ""
-        }
-    );
+    md.push_str(&revision.lines());
     let _ = writeln!(
         md,
         "- run: `cargo xtask bench-memory --limit-mib {} --seconds {} --loads {}`",
