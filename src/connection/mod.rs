@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::channel::{Channel, ChannelState};
@@ -35,8 +35,8 @@ use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
 use crate::broker::publish::Publisher;
 use crate::broker::queue::Queue;
-use crate::broker::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
-use crate::broker::queue::event_batch;
+use crate::broker::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox, MailboxReceiver};
+use crate::broker::queue::mailbox;
 use crate::broker::topology::Removal;
 use crate::broker::unacked::{self, Unacked};
 use crate::broker::vhost::VHost;
@@ -108,7 +108,7 @@ pub async fn serve<T: Transport>(
         }
     };
     let (mut read, write) = stream.into_split();
-    let (mailbox_tx, mailbox_rx) = mpsc::unbounded_channel();
+    let (mailbox_tx, mailbox_rx) = mailbox::mailbox();
     let pending = Arc::new(PendingBytes::charging(broker.memory()));
     let _registration = broker.connections().register(ConnectionInfo {
         id,
@@ -215,7 +215,7 @@ impl Connection {
         &mut self,
         read: &mut (impl AsyncRead + Unpin),
         mut inbuf: BytesMut,
-        mut mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
+        mut mailbox: MailboxReceiver,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut frames = FrameDecoder::new(self.frame_max);
@@ -268,8 +268,8 @@ impl Connection {
                     // Drain what else is ready so frames go out in one write.
                     for _ in 0..256 {
                         match mailbox.try_recv() {
-                            Ok(ev) => self.handle_event(ev),
-                            Err(_) => break,
+                            Some(ev) => self.handle_event(ev),
+                            None => break,
                         }
                     }
                 }
@@ -331,9 +331,8 @@ impl Connection {
 
     /// Decodes and handles every whole frame in `inbuf`.
     fn process_input(&mut self, frames: &mut FrameDecoder, inbuf: &mut BytesMut) {
-        // What this read makes other connections do (deliveries) goes out at the end,
-        // one wake-up per connection.
-        let _holding = event_batch::hold();
+        // The connections this read sends deliveries to are woken at its end, once each.
+        let _holding = mailbox::hold();
         let _now = clock::pin();
         while !self.done {
             let frame = match frames.peek(inbuf) {
@@ -580,11 +579,6 @@ impl Connection {
                 self.close_connection(AmqpError::new(code, text), 0, 0);
             }
             ConnectionEvent::WriterDrained => self.resume_consumers(),
-            ConnectionEvent::Batch(events) => {
-                for e in events {
-                    self.handle_event(e);
-                }
-            }
         }
     }
 

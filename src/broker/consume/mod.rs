@@ -11,14 +11,12 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use tokio::sync::mpsc;
-
 use super::credit::{Credit, PendingBytes};
 use super::error::{AmqpError, AmqpResult};
 use super::message::MessageRef;
 use super::owner::Owner;
 use super::queue::Queue;
-use super::queue::consumer::{ConnectionEvent, Consumer};
+use super::queue::consumer::{ConnectionEvent, Consumer, MailboxReceiver, mailbox};
 use super::topology::Removal;
 use super::unacked::{self, Outstanding, Unacked};
 use super::vhost::VHost;
@@ -51,7 +49,7 @@ pub struct InternalConsumer {
     vhost: Arc<VHost>,
     queue: Arc<Queue>,
     consumer: Arc<Consumer>,
-    mailbox: mpsc::UnboundedReceiver<ConnectionEvent>,
+    mailbox: MailboxReceiver,
     outstanding: Outstanding,
     /// The queue went away: nothing more will come.
     cancelled: bool,
@@ -66,7 +64,7 @@ impl InternalConsumer {
         options: ConsumeOptions,
     ) -> AmqpResult<InternalConsumer> {
         let q = vhost.queue_for(queue, owner)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mailbox();
         let consumer = Arc::new(Consumer {
             tag: options.tag,
             channel: 0,
@@ -101,27 +99,19 @@ impl InternalConsumer {
 
     /// The next delivery; `None` once the queue is gone (the consumer was cancelled).
     pub async fn recv(&mut self) -> Option<Delivery> {
-        let mut batch = Vec::new();
         loop {
-            if let Some(event) = batch.pop() {
-                if let Some(d) = self.take(event, &mut batch) {
-                    return Some(d);
-                }
-                continue;
-            }
             if self.cancelled {
                 return None;
             }
-            batch.push(self.mailbox.recv().await?);
+            let event = self.mailbox.recv().await?;
+            if let Some(d) = self.take(event) {
+                return Some(d);
+            }
         }
     }
 
-    /// Handles one mailbox event; a batch is unpacked into `rest` (in order).
-    fn take(
-        &mut self,
-        event: ConnectionEvent,
-        rest: &mut Vec<ConnectionEvent>,
-    ) -> Option<Delivery> {
+    /// Handles one mailbox event.
+    fn take(&mut self, event: ConnectionEvent) -> Option<Delivery> {
         match event {
             ConnectionEvent::Deliver {
                 consumer,
@@ -150,10 +140,6 @@ impl InternalConsumer {
             }
             ConnectionEvent::Cancelled { .. } => {
                 self.cancelled = true;
-                None
-            }
-            ConnectionEvent::Batch(events) => {
-                rest.extend(events.into_iter().rev());
                 None
             }
             ConnectionEvent::WriterDrained | ConnectionEvent::Close { .. } => None,
@@ -190,9 +176,6 @@ impl Drop for InternalConsumer {
         let last = self.queue.remove_consumer(&self.consumer);
         // Deliveries still in the mailbox go back, then those handed out.
         self.mailbox.close();
-        while let Ok(event) = self.mailbox.try_recv() {
-            super::queue::event_batch::take_back(event);
-        }
         unacked::give_back(self.outstanding.take_all(), true);
         if last {
             self.vhost.remove_queue(&self.queue, Removal::AutoDelete);

@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::mpsc;
-
 use super::Queue;
 use crate::broker::backlog::Entry;
 use crate::broker::credit::{self, Credit, PendingBytes};
@@ -40,11 +38,9 @@ pub enum ConnectionEvent {
         code: crate::protocol::ReplyCode,
         text: String,
     },
-    /// Several of the above, in order (see `event_batch`).
-    Batch(Vec<ConnectionEvent>),
 }
 
-pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
+pub use super::mailbox::{Mailbox, MailboxReceiver, mailbox};
 
 /// One `basic.consume` subscription.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
 
 pub mod consumer;
-pub mod event_batch;
+pub mod mailbox;
 
 use self::consumer::{ConnectionEvent, Consumer};
 use crate::broker::backlog::{Backlog, Entry, PushOutcome};
@@ -382,7 +382,7 @@ impl Queue {
             queue: self.clone(),
             entry,
         };
-        if let Err(event) = event_batch::send(&consumer.mailbox, event) {
+        if let Err(event) = consumer.mailbox.send(event) {
             // The connection is gone: take the message back, drop the consumer.
             if let ConnectionEvent::Deliver { entry, .. } = event {
                 if !consumer.no_ack {
@@ -581,13 +581,10 @@ impl Queue {
             (count, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
-            let _ = event_batch::send(
-                &c.mailbox,
-                ConnectionEvent::Cancelled {
-                    channel: c.channel,
-                    consumer_tag: c.tag.clone(),
-                },
-            );
+            let _ = c.mailbox.send(ConnectionEvent::Cancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
         }
         count
     }
