@@ -721,3 +721,175 @@ async fn peering_over_tls_to_rabbitmq() {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------------
+// The management API over HTTPS
+
+/// GET `path` over HTTPS (hyper over our TLS client) as guest; the status and body, or
+/// the TLS error.
+async fn https_get(
+    at: std::net::SocketAddr,
+    settings: &TlsClientSettings,
+    path: &str,
+    password: &str,
+) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    let tcp = TcpStream::connect(at).await.unwrap();
+    let tls = connect_tls(tcp, "127.0.0.1", settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let auth = {
+        use base64::Engine;
+        let user = base64::engine::general_purpose::STANDARD.encode(format!("guest:{password}"));
+        format!("Basic {user}")
+    };
+    let req = hyper::Request::get(path)
+        .header("host", at.to_string())
+        .header("authorization", auth)
+        .body(Empty::new())
+        .unwrap();
+    // With TLS 1.3 a refused client certificate shows on the first read.
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A broker whose management API serves HTTPS with `pki`'s server certificate, copied
+/// to files in `dir` (so a test can overwrite them and reload).
+async fn https_broker(
+    pki: &Pki,
+    dir: &std::path::Path,
+    verify_peer: bool,
+) -> (BrokerHandle, std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("https.pem"), dir.join("https.key"));
+    let server = pki.server();
+    std::fs::copy(&server.cert, &cert).unwrap();
+    std::fs::copy(&server.key, &key).unwrap();
+    let mut config = fedamq::config::Config::default();
+    config.management_ssl.options = fedamq::transport::tls::TlsServerSettings {
+        certfile: Some(cert.clone()),
+        keyfile: Some(key.clone()),
+        cacertfile: Some(pki.ca.clone()),
+        verify: if verify_peer {
+            Verify::VerifyPeer
+        } else {
+            Verify::VerifyNone
+        },
+        fail_if_no_peer_cert: verify_peer,
+        handshake_timeout: support::tls::TEST_HANDSHAKE_TIMEOUT,
+        ..Default::default()
+    };
+    (broker::start_with(config).await, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_api_over_https_with_basic_auth_and_reload() {
+    capture_logs();
+    let pki = Pki::new("management CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cert, key) = https_broker(&pki, dir.path(), false).await;
+    let at = b.management_https_addr().expect("the API serves HTTPS");
+    assert!(
+        b.tls_local_addr().is_none(),
+        "no amqps listener was asked for"
+    );
+
+    // Trusting the CA: the overview, as guest.
+    let trusting = client_settings(&pki, None);
+    let (status, body) = https_get(at, &trusting, "/api/overview", "guest")
+        .await
+        .expect("HTTPS");
+    assert_eq!(status, 200, "{body}");
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["product_name"], "fedamq", "{body}");
+    // Basic auth is checked over HTTPS as over HTTP.
+    let (status, _) = https_get(at, &trusting, "/api/overview", "wrong")
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    // Not trusting it: the client refuses the server.
+    let other = Pki::new("not the management CA");
+    let e = https_get(at, &client_settings(&other, None), "/api/overview", "guest")
+        .await
+        .unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // Plain HTTP on the HTTPS port: logged and closed.
+    let mut plain = TcpStream::connect(at).await.unwrap();
+    let port = plain.local_addr().unwrap().port();
+    plain
+        .write_all(b"GET /api/overview HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    wait_closed(&mut plain).await;
+    logged(
+        &format!("management API: TLS connection from 127.0.0.1:{port} closed"),
+        "not TLS",
+    )
+    .await;
+    // The plain HTTP listener serves beside it.
+    let reply = support::management::Http::of(&b)
+        .call("GET", "/api/overview", None)
+        .await;
+    assert_eq!(reply.status, 200);
+
+    // New certificates from a new CA, then the reload (what SIGHUP does).
+    let new = Pki::new("new management CA");
+    let second = new.server();
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    b.reload_tls().expect("reload");
+    let (status, _) = https_get(at, &client_settings(&new, None), "/api/overview", "guest")
+        .await
+        .expect("the new certificate");
+    assert_eq!(status, 200);
+    let e = https_get(at, &trusting, "/api/overview", "guest")
+        .await
+        .unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // A file that is not a key: the reload fails and the new certificate stays.
+    std::fs::write(&key, "not a key").unwrap();
+    assert!(b.reload_tls().is_err());
+    let (status, _) = https_get(at, &client_settings(&new, None), "/api/overview", "guest")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_api_over_https_can_require_client_certificates() {
+    let pki = Pki::new("management mutual CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _, _) = https_broker(&pki, dir.path(), true).await;
+    let at = b.management_https_addr().unwrap();
+    let me = pki.client("operator");
+    let (status, _) = https_get(
+        at,
+        &client_settings(&pki, Some(&me)),
+        "/api/overview",
+        "guest",
+    )
+    .await
+    .expect("with a client certificate");
+    assert_eq!(status, 200);
+    // No certificate, or one from another CA: refused.
+    let stranger = Pki::new("a stranger's CA").client("operator");
+    for identity in [None, Some(&stranger)] {
+        let got = https_get(
+            at,
+            &client_settings(&pki, identity),
+            "/api/overview",
+            "guest",
+        )
+        .await;
+        assert!(got.is_err(), "{got:?}");
+    }
+    b.shutdown().await;
+}
