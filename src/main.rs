@@ -76,6 +76,10 @@ fn main() -> std::process::ExitCode {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "management API on http://{http}");
     }
+    if let Some(tls) = broker.tls_local_addr() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "fedamq listening for TLS on {tls}");
+    }
     if let Some(https) = broker.management_https_addr() {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "management API on https://{https}");
