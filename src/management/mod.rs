@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::transport::tls::{TlsListener, TlsServer};
 
 pub mod auth;
 pub mod body;
@@ -40,6 +41,7 @@ mod bindings;
 mod connections;
 mod exchanges;
 mod federation_links;
+mod https;
 mod overview;
 mod page;
 mod queues;
@@ -97,10 +99,46 @@ pub async fn start(
     broker: Arc<Broker>,
     addr: SocketAddr,
     amqp: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let http = listener.local_addr()?;
+    serve(listener, broker, amqp, http, shutdown);
+    tracing::info!("management API listening on http://{http}");
+    Ok(http)
+}
+
+/// As [`start`], over HTTPS with `tls`'s certificate (reloaded through `tls`).
+pub async fn start_https(
+    broker: Arc<Broker>,
+    addr: SocketAddr,
+    amqp: SocketAddr,
+    tls: Arc<TlsServer>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let listener = https::Https(TlsListener::start(
+        listener,
+        tls,
+        "management API",
+        shutdown.clone(),
+    )?);
+    let at = listener.0.local_addr();
+    serve(listener, broker, amqp, at, shutdown);
+    tracing::info!("management API listening on https://{at}");
+    Ok(at)
+}
+
+/// Serves the API on `listener` (bound to `http`) until `shutdown` turns true.
+fn serve<L>(
+    listener: L,
+    broker: Arc<Broker>,
+    amqp: SocketAddr,
+    http: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let api = Arc::new(Api {
         broker,
         amqp,
@@ -119,6 +157,4 @@ pub async fn start(
             tracing::warn!("management API stopped: {e}");
         }
     });
-    tracing::info!("management API listening on http://{http}");
-    Ok(http)
 }
