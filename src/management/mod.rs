@@ -50,6 +50,8 @@ mod vhosts;
 #[derive(Debug)]
 pub struct Api {
     pub broker: Arc<Broker>,
+    /// The federation links, for `/api/federation-links`.
+    pub federation: Arc<crate::federation::Federation>,
     /// The AMQP listener's address, for `listeners` and connection names.
     pub amqp: SocketAddr,
     /// The management listener's address, for `contexts`.
@@ -95,6 +97,7 @@ pub fn router(api: Arc<Api>) -> Router {
 /// address.
 pub async fn start(
     broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
     addr: SocketAddr,
     amqp: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
@@ -103,6 +106,7 @@ pub async fn start(
     let http = listener.local_addr()?;
     let api = Arc::new(Api {
         broker,
+        federation,
         amqp,
         http,
         rates: stats::Rates::default(),
