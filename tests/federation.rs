@@ -26,6 +26,7 @@ use lapin::{BasicProperties, Channel, ExchangeKind};
 use serde_json::json;
 use support::broker::{channel, start_with};
 use support::fault_proxy::FaultProxy;
+use support::management::Http;
 
 /// Long enough for any step on a loaded machine; a condition that never holds fails
 /// the test when it runs out.
@@ -217,6 +218,25 @@ async fn messages_and_bindings_flow_through_a_link() {
 
     let l = &links(&down)[0];
     assert_eq!((l.exchange.as_str(), l.upstream.as_str()), ("fed", "up"));
+    // RabbitMQ's fields in the API, and the counters.
+    let api = Http::of(&down).get("/api/federation-links/%2f").await;
+    assert_eq!(api.status, 200);
+    let item = &api.body[0];
+    for (field, value) in [
+        ("type", json!("exchange")),
+        ("exchange", json!("fed")),
+        ("upstream_exchange", json!("fed")),
+        ("upstream", json!("up")),
+        ("vhost", json!("/")),
+        ("status", json!("running")),
+        ("messages_received", json!(2)),
+        ("bindings", json!(0)),
+    ] {
+        assert_eq!(item[field], value, "{field} in {item}");
+    }
+    for field in ["node", "id", "uri", "timestamp", "local_connection"] {
+        assert!(item[field].is_string(), "{field} in {item}");
+    }
     assert_eq!(l.counters.received, 2);
     assert_eq!(l.counters.acked, 2);
 
@@ -395,4 +415,91 @@ fn rand_suffix() -> String {
             .unwrap()
             .subsec_nanos()
     )
+}
+
+/// RabbitMQ downstream of fedamq, with its own federation plugin: fedamq takes its
+/// upstream queue, its `x-federation-upstream` exchange and its exchange-to-exchange
+/// bindings, and what is published on fedamq reaches the queue bound on RabbitMQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_downstream_of_fedamq() {
+    if !support::rabbitmq::available("rabbitmq_downstream_of_fedamq") {
+        return;
+    }
+    let mgmt = match std::env::var("FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL") {
+        Ok(u) => u,
+        Err(_) => return eprintln!("rabbitmq_downstream_of_fedamq: no management URL"),
+    };
+    let up = node("fedamq-up").await;
+    let exchange = format!("fed-down-{}", rand_suffix());
+    let rmq = Http::new(
+        &mgmt,
+        &support::rabbitmq::user(),
+        &support::rabbitmq::password(),
+    );
+    let vhost = support::rabbitmq::vhost().replace('/', "%2f");
+    let name = format!("fedamq-{}", rand_suffix());
+    let r = rmq
+        .put(
+            &format!("/api/parameters/federation-upstream/{vhost}/{name}"),
+            &json!({"value": {"uri": up.url("guest", "guest"), "reconnect-delay": 1}}).to_string(),
+        )
+        .await;
+    if r.status == 400 {
+        // The node runs without rabbitmq_federation (FEDAMQ_TEST_RABBITMQ_FEDERATION=0).
+        return eprintln!("rabbitmq_downstream_of_fedamq: {}", r.body);
+    }
+    assert!(r.status < 300, "{r:?}");
+    let r = rmq
+        .put(
+            &format!("/api/policies/{vhost}/{name}"),
+            &json!({"pattern": format!("^{exchange}$"), "apply-to": "exchanges",
+                    "definition": {"federation-upstream": name}})
+            .to_string(),
+        )
+        .await;
+    assert!(r.status < 300, "{r:?}");
+    let conn = lapin::Connection::connect(&support::rabbitmq::url(), Default::default())
+        .await
+        .unwrap();
+    let rch = conn.create_channel().await.unwrap();
+    declare_topic(&rch, &exchange).await;
+    let queue = format!("{exchange}-q");
+    bound_queue(&rch, &queue, &exchange, "a.#").await;
+    // RabbitMQ's link declared the exchange here and mirrored its binding.
+    eventually("RabbitMQ's binding reaches fedamq", || {
+        bindings_of(&up, &exchange) == 1
+    })
+    .await;
+    let internal = root(&up)
+        .exchanges()
+        .into_iter()
+        .find(|x| x.spec.kind == fedamq::broker::routing::ExchangeKind::FederationUpstream);
+    assert!(internal.is_some(), "no x-federation-upstream exchange");
+    let (_uc, uch) = channel(&up).await;
+    uch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for key in ["a.1", "b.1", "a.2"] {
+        publish_confirmed(&uch, &exchange, key, key.as_bytes()).await;
+    }
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    let mut seen = HashMap::new();
+    while seen.len() < 2 {
+        assert!(tokio::time::Instant::now() < give_up, "got only {seen:?}");
+        let (more, headers) = drain(&rch, &queue).await;
+        if let Some(h) = headers {
+            assert!(h.inner().contains_key("x-received-from"), "{h:?}");
+        }
+        seen.extend(more);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(!seen.contains_key(&b"b.1"[..]));
+    rmq.delete(&format!("/api/policies/{vhost}/{name}")).await;
+    rmq.delete(&format!(
+        "/api/parameters/federation-upstream/{vhost}/{name}"
+    ))
+    .await;
+    let _ = rch.queue_delete(&queue, Default::default()).await;
+    let _ = rch.exchange_delete(&exchange, Default::default()).await;
 }
