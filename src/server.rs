@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::federation::Federation;
 use crate::management;
 use crate::transport::tls::{TlsError, TlsServer, certificate_user};
 use crate::transport::{Joined, Transport};
@@ -36,6 +37,7 @@ pub struct BrokerHandle {
     /// The `amqps` listener's address and TLS configuration, when it runs.
     tls: Option<(SocketAddr, Arc<TlsServer>)>,
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -58,12 +60,19 @@ impl Server {
         if let Some(path) = broker.config().load_definitions.clone() {
             load_definitions(&broker, &path)?;
         }
+        let federation = Federation::start(&broker);
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
         let management = match broker.config().management.port {
             Some(port) => {
                 let at = SocketAddr::new(broker.config().management.bind, port);
-                let started = management::start(broker.clone(), at, addr, shutdown_rx.clone());
+                let started = management::start(
+                    broker.clone(),
+                    federation.clone(),
+                    at,
+                    addr,
+                    shutdown_rx.clone(),
+                );
                 Some(started.await.map_err(|e| {
                     std::io::Error::new(e.kind(), format!("management API on {at}: {e}"))
                 })?)
@@ -130,6 +139,7 @@ impl Server {
             management_https,
             tls,
             broker,
+            federation,
             shutdown,
             task,
         })
@@ -223,6 +233,11 @@ impl BrokerHandle {
     /// The random identifier this broker advertises in its server properties.
     pub fn identifier(&self) -> &str {
         self.broker.identifier()
+    }
+
+    /// The federation's links (federated exchanges), for their status.
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.federation
     }
 
     /// The broker core, for broker objects and tests.

@@ -11,9 +11,9 @@ use super::error::ConfigError;
 use super::memory::MemoryLimit;
 use super::settings::{Config, PermissionConfig, UserConfig};
 use super::values::{
-    check_duration, check_frame_max, check_log_filter, check_max_message_size, fraction,
-    parse_duration, parse_ip, parse_limit, parse_management_port, parse_memory_limit, parse_size,
-    seconds,
+    check_cluster_name, check_duration, check_frame_max, check_log_filter, check_max_message_size,
+    fraction, parse_duration, parse_ip, parse_limit, parse_management_port, parse_memory_limit,
+    parse_size, seconds,
 };
 use crate::auth::{PasswordHash, compile_pattern};
 use crate::transport::tls::{TlsServerSettings, TlsVersion, check_ciphers};
@@ -33,6 +33,7 @@ struct FileConfig {
     memory_high_watermark: Option<Value>,
     log: Option<Value>,
     load_definitions: Option<Value>,
+    cluster_name: Option<Value>,
     vhosts: Option<Value>,
     limits: Option<FileLimits>,
     management: Option<FileManagement>,
@@ -180,6 +181,12 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         file.load_definitions,
         "load_definitions",
         |v: &Value| string(v).and_then(definitions_path).map(Some)
+    );
+    set!(
+        config.cluster_name,
+        file.cluster_name,
+        "cluster_name",
+        |v: &Value| string(v).and_then(check_cluster_name).map(Some)
     );
     if let Some(limits) = &file.limits {
         set!(

@@ -47,6 +47,11 @@ pub struct Config {
     /// A definitions file (RabbitMQ's JSON) imported at start-up, after the users,
     /// vhosts and permissions above; a file that does not import stops start-up.
     pub load_definitions: Option<PathBuf>,
+    /// This node's name in a federation graph (RabbitMQ's cluster name): what
+    /// `x-received-from` entries and upstream queue names call it, so it must differ
+    /// between linked brokers. `None`: `fedamq@<host name>`. The global parameter
+    /// `cluster_name`, when set, takes precedence (see `Broker::cluster_name`).
+    pub cluster_name: Option<String>,
     /// The management HTTP API's listener (RabbitMQ's 127.0.0.1:15672 by default).
     pub management: ManagementListener,
     /// The Prometheus endpoint's listener (rabbitmq_prometheus's 127.0.0.1:15692 by
@@ -175,6 +180,7 @@ impl Default for Config {
             permissions: vec![default_permission()],
             log: "info".into(),
             load_definitions: None,
+            cluster_name: None,
             management: ManagementListener::default(),
             prometheus: ManagementListener::loopback(15692),
             management_ssl: ManagementTls::default(),

@@ -52,6 +52,8 @@ mod vhosts;
 #[derive(Debug)]
 pub struct Api {
     pub broker: Arc<Broker>,
+    /// The federation links, for `/api/federation-links`.
+    pub federation: Arc<crate::federation::Federation>,
     /// The AMQP listener's address, for `listeners` and connection names.
     pub amqp: SocketAddr,
     /// The management listener's address, for `contexts`.
@@ -97,6 +99,7 @@ pub fn router(api: Arc<Api>) -> Router {
 /// address.
 pub async fn start(
     broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
     addr: SocketAddr,
     amqp: SocketAddr,
     shutdown: watch::Receiver<bool>,
@@ -141,6 +144,7 @@ fn serve<L>(
 {
     let api = Arc::new(Api {
         broker,
+        federation,
         amqp,
         http,
         rates: stats::Rates::default(),
