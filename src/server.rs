@@ -85,8 +85,14 @@ impl Server {
             let tls = TlsServer::new(config.options.clone())
                 .map(Arc::new)
                 .map_err(|e| std::io::Error::other(format!("management API TLS: {e}")))?;
-            let started =
-                management::start_https(broker.clone(), at, addr, tls.clone(), shutdown_rx.clone());
+            let started = management::start_https(
+                broker.clone(),
+                federation.clone(),
+                at,
+                addr,
+                tls.clone(),
+                shutdown_rx.clone(),
+            );
             let bound = started.await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("management API (HTTPS) on {at}: {e}"))
             })?;

@@ -106,7 +106,7 @@ pub async fn start(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let http = listener.local_addr()?;
-    serve(listener, broker, amqp, http, shutdown);
+    serve(listener, broker, federation, amqp, http, shutdown);
     tracing::info!("management API listening on http://{http}");
     Ok(http)
 }
@@ -114,6 +114,7 @@ pub async fn start(
 /// As [`start`], over HTTPS with `tls`'s certificate (reloaded through `tls`).
 pub async fn start_https(
     broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
     addr: SocketAddr,
     amqp: SocketAddr,
     tls: Arc<TlsServer>,
@@ -127,7 +128,7 @@ pub async fn start_https(
         shutdown.clone(),
     )?);
     let at = listener.0.local_addr();
-    serve(listener, broker, amqp, at, shutdown);
+    serve(listener, broker, federation, amqp, at, shutdown);
     tracing::info!("management API listening on https://{at}");
     Ok(at)
 }
@@ -136,6 +137,7 @@ pub async fn start_https(
 fn serve<L>(
     listener: L,
     broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
     amqp: SocketAddr,
     http: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
