@@ -112,7 +112,8 @@ impl Mailbox {
         self.shared.inbox().closed
     }
 
-    fn same_mailbox(&self, other: &Mailbox) -> bool {
+    /// Whether both send to the same receiver.
+    pub fn same_mailbox(&self, other: &Mailbox) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
