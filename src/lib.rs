@@ -7,6 +7,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod federation;
 pub mod management;
 pub mod peering;
 pub mod protocol;

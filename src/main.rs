@@ -1,7 +1,7 @@
 //! The `fedamq` binary: parse the command line, load the configuration, raise the
 //! open-files limit, serve until SIGINT or SIGTERM, then close every connection (320)
 //! and exit within [`SHUTDOWN_GRACE`] however busy the broker is. SIGHUP reloads the TLS
-//! listener's certificate files.
+//! listeners' certificate files (amqps, and the management API's HTTPS).
 
 use std::time::Duration;
 
@@ -75,6 +75,14 @@ fn main() -> std::process::ExitCode {
         // pipe, and a failed write must not stop the broker.
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "management API on http://{http}");
+    }
+    if let Some(tls) = broker.tls_local_addr() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "fedamq listening for TLS on {tls}");
+    }
+    if let Some(https) = broker.management_https_addr() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "management API on https://{https}");
     }
     if let Some(at) = broker.prometheus_addr() {
         use std::io::Write;

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::federation::Federation;
 use crate::management;
 use crate::transport::tls::{TlsError, TlsServer, certificate_user};
 use crate::transport::{Joined, Transport};
@@ -31,9 +32,12 @@ pub struct BrokerHandle {
     management: Option<SocketAddr>,
     /// Where the Prometheus endpoint listens, if it is on.
     prometheus: Option<SocketAddr>,
+    /// The management API's HTTPS address and TLS configuration, when it runs.
+    management_https: Option<(SocketAddr, Arc<TlsServer>)>,
     /// The `amqps` listener's address and TLS configuration, when it runs.
     tls: Option<(SocketAddr, Arc<TlsServer>)>,
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -56,17 +60,45 @@ impl Server {
         if let Some(path) = broker.config().load_definitions.clone() {
             load_definitions(&broker, &path)?;
         }
+        let federation = Federation::start(&broker);
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
         let management = match broker.config().management.port {
             Some(port) => {
                 let at = SocketAddr::new(broker.config().management.bind, port);
-                let started = management::start(broker.clone(), at, addr, shutdown_rx.clone());
+                let started = management::start(
+                    broker.clone(),
+                    federation.clone(),
+                    at,
+                    addr,
+                    shutdown_rx.clone(),
+                );
                 Some(started.await.map_err(|e| {
                     std::io::Error::new(e.kind(), format!("management API on {at}: {e}"))
                 })?)
             }
             None => None,
+        };
+        let management_https = if broker.config().management_ssl.enabled() {
+            let config = &broker.config().management_ssl;
+            let at = SocketAddr::new(broker.config().management.bind, config.port);
+            let tls = TlsServer::new(config.options.clone())
+                .map(Arc::new)
+                .map_err(|e| std::io::Error::other(format!("management API TLS: {e}")))?;
+            let started = management::start_https(
+                broker.clone(),
+                federation.clone(),
+                at,
+                addr,
+                tls.clone(),
+                shutdown_rx.clone(),
+            );
+            let bound = started.await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("management API (HTTPS) on {at}: {e}"))
+            })?;
+            Some((bound, tls))
+        } else {
+            None
         };
         let prometheus = match broker.config().prometheus.port {
             Some(port) => {
@@ -110,8 +142,10 @@ impl Server {
             addr,
             management,
             prometheus,
+            management_https,
             tls,
             broker,
+            federation,
             shutdown,
             task,
         })
@@ -148,6 +182,11 @@ impl BrokerHandle {
         self.management
     }
 
+    /// The address the management API serves HTTPS on (None when it does not).
+    pub fn management_https_addr(&self) -> Option<SocketAddr> {
+        self.management_https.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// The address the Prometheus endpoint listens on (None when it is off).
     pub fn prometheus_addr(&self) -> Option<SocketAddr> {
         self.prometheus
@@ -164,24 +203,32 @@ impl BrokerHandle {
         self.tls.as_ref().map(|(_, server)| server)
     }
 
-    /// Reads the `amqps` listener's certificate, key and CA files again (SIGHUP).
-    /// New connections use them; open ones keep the session they have. On an error
-    /// (logged and returned) the files in use stay in use. Without a TLS listener there
-    /// is nothing to do.
+    /// Reads the certificate, key and CA files of the `amqps` listener and of the
+    /// management API's HTTPS again (SIGHUP). New connections use them; open ones keep
+    /// the session they have. A listener whose files fail (logged; the first error is
+    /// returned) keeps the ones in use; the other is reloaded all the same. Without a
+    /// TLS listener there is nothing to do.
     pub fn reload_tls(&self) -> Result<(), TlsError> {
-        let Some(server) = self.tls() else {
-            return Ok(());
-        };
-        match server.reload() {
-            Ok(()) => {
-                tracing::info!("TLS certificates reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!("TLS certificates not reloaded (the old ones stay in use): {e}");
-                Err(e)
+        let listeners = [
+            ("amqps", &self.tls),
+            ("management API", &self.management_https),
+        ];
+        let mut first_error = None;
+        for (what, listener) in listeners {
+            let Some((_, server)) = listener else {
+                continue;
+            };
+            match server.reload() {
+                Ok(()) => tracing::info!("{what}: TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::warn!(
+                        "{what}: TLS certificates not reloaded (the old ones stay in use): {e}"
+                    );
+                    first_error.get_or_insert(e);
+                }
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`-style URL for the default vhost.
@@ -192,6 +239,11 @@ impl BrokerHandle {
     /// The random identifier this broker advertises in its server properties.
     pub fn identifier(&self) -> &str {
         self.broker.identifier()
+    }
+
+    /// The federation's links (federated exchanges), for their status.
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.federation
     }
 
     /// The broker core, for broker objects and tests.

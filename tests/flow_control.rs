@@ -241,9 +241,15 @@ async fn a_publisher_faster_than_its_consumer_is_held_back() {
     let high = fedamq::broker::queue::FLOW_HIGH as u32;
     eprintln!("deepest backlog {deepest}");
     assert!(deepest > 0, "the queue did fill");
+    // Held back, the backlog stays near FLOW_HIGH; not held back, it reaches nearly all
+    // of N (about 94 % when flow control is switched off). The bound sits between, well
+    // above FLOW_HIGH: beside other tests on 2 cores the consumer can stall longer than
+    // FLOW_STALL_MS, and a stalled consumer lets its publishers go by design (the backlog
+    // then reached up to 58 k on a loaded machine, before and after the mailbox change).
+    let bound = (N as u32) * 2 / 3;
     assert!(
-        deepest < 2 * high,
-        "backlog reached {deepest}, held back above {high}"
+        deepest < bound,
+        "backlog reached {deepest} of {N}: not held back near {high}"
     );
     b.shutdown().await;
 }

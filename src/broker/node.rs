@@ -149,6 +149,20 @@ impl Broker {
         Ok(vhost)
     }
 
+    /// This node's name in a federation graph: the global parameter `cluster_name` (a
+    /// JSON string, as RabbitMQ's `set_cluster_name` stores it), else the configured
+    /// `cluster_name`, else `fedamq@<host name>`.
+    pub fn cluster_name(&self) -> String {
+        let set = self
+            .global_parameters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("cluster_name")
+            .and_then(|v| v.as_str().map(str::to_owned));
+        set.or_else(|| self.config.cluster_name.clone())
+            .unwrap_or_else(|| format!("fedamq@{}", host_name()))
+    }
+
     /// Sets a global runtime parameter (`rabbitmqctl set_global_parameter`): broker-wide
     /// settings kept for definitions and the management API, with no behaviour here.
     pub fn set_global_parameter(&self, name: &str, value: serde_json::Value) {
@@ -197,4 +211,18 @@ impl Broker {
         self.users.clear_vhost(name);
         true
     }
+}
+
+/// The machine's host name, as the kernel has it (`localhost` where it cannot be read),
+/// read once.
+fn host_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
 }

@@ -18,7 +18,7 @@ use super::message::MessageRef;
 use super::owner::Owner;
 use super::policy::VHostPolicies;
 use super::queue::{Accepted, Queue};
-use super::routing::{Binding, Destination, ExchangeKind};
+use super::routing::{Binding, Destination, ExchangeKind, upstream};
 use crate::protocol::{FieldTable, ShortString};
 
 /// Per-vhost limits on how many objects clients may create.
@@ -343,7 +343,9 @@ impl VHost {
             if let Some(q) = self.queue(key) {
                 push_unique(&mut s.queues, q);
             }
-        } else {
+        } else if exchange.spec.kind != ExchangeKind::FederationUpstream
+            || upstream::forwards(&exchange.spec.arguments, headers)
+        {
             s.destinations.clear();
             exchange
                 .table()

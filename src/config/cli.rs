@@ -9,8 +9,9 @@ use super::error::ConfigError;
 use super::memory::MemoryLimit;
 use super::settings::Config;
 use super::values::{
-    PortOrOff, check_duration, check_frame_max, check_log_filter, check_max_message_size,
-    parse_duration, parse_limit, parse_management_port, parse_memory_limit, parse_size,
+    PortOrOff, check_cluster_name, check_duration, check_frame_max, check_log_filter,
+    check_max_message_size, parse_duration, parse_limit, parse_management_port, parse_memory_limit,
+    parse_size,
 };
 use crate::transport::tls::{CertLoginFrom, TlsVersion, Verify, check_ciphers};
 
@@ -101,6 +102,11 @@ pub struct Cli {
     /// to import at start-up; start-up fails if it does not import.
     #[arg(long, value_name = "PATH", env = "FEDAMQ_LOAD_DEFINITIONS")]
     pub load_definitions: Option<PathBuf>,
+
+    /// This node's name in a federation graph (RabbitMQ's cluster name) [default:
+    /// fedamq@<host name>].
+    #[arg(long, value_name = "NAME", env = "FEDAMQ_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
 
     /// Port of the amqps (TLS) listener, which runs when --ssl-certfile is given; 0 picks
     /// a free one [default: 5671].
@@ -216,6 +222,10 @@ pub fn apply_cli(config: &mut Config, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(v) = &cli.load_definitions {
         config.load_definitions = Some(v.clone());
+    }
+    if let Some(v) = &cli.cluster_name {
+        config.cluster_name =
+            Some(check_cluster_name(v.clone()).map_err(|m| invalid("--cluster-name", m))?);
     }
     if let Some(v) = cli.ssl_port {
         config.ssl_port = v;

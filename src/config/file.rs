@@ -11,12 +11,12 @@ use super::error::ConfigError;
 use super::memory::MemoryLimit;
 use super::settings::{Config, PermissionConfig, UserConfig};
 use super::values::{
-    check_duration, check_frame_max, check_log_filter, check_max_message_size, fraction,
-    parse_duration, parse_ip, parse_limit, parse_management_port, parse_memory_limit, parse_size,
-    seconds,
+    check_cluster_name, check_duration, check_frame_max, check_log_filter, check_max_message_size,
+    fraction, parse_duration, parse_ip, parse_limit, parse_management_port, parse_memory_limit,
+    parse_size, seconds,
 };
 use crate::auth::{PasswordHash, compile_pattern};
-use crate::transport::tls::{TlsVersion, check_ciphers};
+use crate::transport::tls::{TlsServerSettings, TlsVersion, check_ciphers};
 
 type Value = toml::Value;
 
@@ -33,6 +33,7 @@ struct FileConfig {
     memory_high_watermark: Option<Value>,
     log: Option<Value>,
     load_definitions: Option<Value>,
+    cluster_name: Option<Value>,
     vhosts: Option<Value>,
     limits: Option<FileLimits>,
     management: Option<FileManagement>,
@@ -47,9 +48,12 @@ struct FileConfig {
     ssl_options: Option<FileSslOptions>,
 }
 
+/// `[ssl_options]` and `[management.ssl]`; `port` is a key of the second only (the
+/// `amqps` listener's port is `ssl_port`, as in RabbitMQ).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an [ssl_options] table")]
+#[serde(deny_unknown_fields, expecting = "a table of TLS settings")]
 struct FileSslOptions {
+    port: Option<Value>,
     certfile: Option<Value>,
     keyfile: Option<Value>,
     cacertfile: Option<Value>,
@@ -72,6 +76,7 @@ struct FileLimits {
 struct FileManagement {
     bind: Option<Value>,
     port: Option<Value>,
+    ssl: Option<FileSslOptions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +182,12 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         "load_definitions",
         |v: &Value| string(v).and_then(definitions_path).map(Some)
     );
+    set!(
+        config.cluster_name,
+        file.cluster_name,
+        "cluster_name",
+        |v: &Value| string(v).and_then(check_cluster_name).map(Some)
+    );
     if let Some(limits) = &file.limits {
         set!(
             config.limits.max_connections,
@@ -211,6 +222,20 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
             "management.port",
             management_port
         );
+        if let Some(ssl) = &m.ssl {
+            set!(
+                config.management_ssl.port,
+                ssl.port,
+                "management.ssl.port",
+                |v: &Value| integer(v, 0, u16::MAX)
+            );
+            read_tls_options(
+                ssl,
+                "management.ssl",
+                &mut config.management_ssl.options,
+                &invalid,
+            )?;
+        }
     }
 
     if let Some(m) = &file.prometheus {
@@ -244,46 +269,13 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         |v: &Value| string(v).and_then(|s| s.parse())
     );
     if let Some(ssl) = &file.ssl_options {
-        let tls = &mut config.ssl_options;
-        let path = |v: &Value| string(v).map(|s| Some(PathBuf::from(s)));
-        set!(tls.certfile, ssl.certfile, "ssl_options.certfile", path);
-        set!(tls.keyfile, ssl.keyfile, "ssl_options.keyfile", path);
-        set!(
-            tls.cacertfile,
-            ssl.cacertfile,
-            "ssl_options.cacertfile",
-            path
-        );
-        set!(tls.verify, ssl.verify, "ssl_options.verify", |v: &Value| {
-            string(v).and_then(|s| s.parse())
-        });
-        set!(
-            tls.fail_if_no_peer_cert,
-            ssl.fail_if_no_peer_cert,
-            "ssl_options.fail_if_no_peer_cert",
-            boolean
-        );
-        set!(
-            tls.versions,
-            ssl.versions,
-            "ssl_options.versions",
-            |v: &Value| {
-                string_list(v)?
-                    .iter()
-                    .map(|s| s.parse())
-                    .collect::<Result<Vec<TlsVersion>, String>>()
-            }
-        );
-        set!(
-            tls.ciphers,
-            ssl.ciphers,
-            "ssl_options.ciphers",
-            |v: &Value| {
-                let list = string_list(v)?;
-                check_ciphers(&list)?;
-                Ok::<_, String>(list)
-            }
-        );
+        if ssl.port.is_some() {
+            return Err(invalid(
+                "ssl_options.port",
+                "not a key of [ssl_options]: the amqps listener's port is ssl_port".into(),
+            ));
+        }
+        read_tls_options(ssl, "ssl_options", &mut config.ssl_options, &invalid)?;
     }
 
     if let Some(v) = &file.vhosts {
@@ -316,6 +308,89 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         config.permissions.clear();
     }
     check_permission_references(config, &invalid)
+}
+
+/// One listener's TLS settings (`[ssl_options]`, `[management.ssl]`) onto `tls`;
+/// `section` names the keys in errors.
+fn read_tls_options(
+    ssl: &FileSslOptions,
+    section: &str,
+    tls: &mut TlsServerSettings,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    // Converts `value` if present, naming `section.key` in the error.
+    fn set<T>(
+        field: &mut T,
+        value: &Option<Value>,
+        key: String,
+        convert: impl Fn(&Value) -> Result<T, String>,
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = value {
+            *field = convert(v).map_err(|m| invalid(&key, m))?;
+        }
+        Ok(())
+    }
+    let key = |k: &str| format!("{section}.{k}");
+    let path = |v: &Value| string(v).map(|s| Some(PathBuf::from(s)));
+    set(
+        &mut tls.certfile,
+        &ssl.certfile,
+        key("certfile"),
+        path,
+        invalid,
+    )?;
+    set(
+        &mut tls.keyfile,
+        &ssl.keyfile,
+        key("keyfile"),
+        path,
+        invalid,
+    )?;
+    set(
+        &mut tls.cacertfile,
+        &ssl.cacertfile,
+        key("cacertfile"),
+        path,
+        invalid,
+    )?;
+    set(
+        &mut tls.verify,
+        &ssl.verify,
+        key("verify"),
+        |v| string(v).and_then(|s| s.parse()),
+        invalid,
+    )?;
+    set(
+        &mut tls.fail_if_no_peer_cert,
+        &ssl.fail_if_no_peer_cert,
+        key("fail_if_no_peer_cert"),
+        boolean,
+        invalid,
+    )?;
+    set(
+        &mut tls.versions,
+        &ssl.versions,
+        key("versions"),
+        |v| {
+            string_list(v)?
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<Vec<TlsVersion>, String>>()
+        },
+        invalid,
+    )?;
+    set(
+        &mut tls.ciphers,
+        &ssl.ciphers,
+        key("ciphers"),
+        |v| {
+            let list = string_list(v)?;
+            check_ciphers(&list)?;
+            Ok(list)
+        },
+        invalid,
+    )
 }
 
 /// A definitions file's path, as written (relative paths are from the working

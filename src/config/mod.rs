@@ -39,6 +39,12 @@
 //! bind = "127.0.0.1"
 //! port = 15672                  # 0 picks any free port; "off" turns the API off
 //!
+//! [management.ssl]              # the API over HTTPS too (RabbitMQ's management.ssl.*)
+//! port = 15671                  # 0 picks any free port; it runs when certfile is set
+//! certfile = "/etc/fedamq/server.pem"  # and keyfile, cacertfile, verify,
+//! keyfile = "/etc/fedamq/server.key"   # fail_if_no_peer_cert, versions, ciphers
+//!                               # as in [ssl_options] below
+//!
 //! [prometheus]                  # /metrics, as rabbitmq_prometheus names things
 //! bind = "127.0.0.1"
 //! port = 15692                  # 0 picks any free port; "off" turns it off
@@ -113,30 +119,41 @@ pub use file::apply_file;
 pub use memory::{
     DEFAULT_MEMORY_FRACTION, FALLBACK_MEMORY_HIGH_WATERMARK, MemoryLimit, total_memory,
 };
-pub use settings::{Config, Limits, ManagementListener, PermissionConfig, UserConfig};
+pub use settings::{
+    Config, Limits, ManagementListener, ManagementTls, PermissionConfig, UserConfig,
+};
 pub use values::{
     FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_LIMIT, parse_duration, parse_limit, parse_memory_limit,
     parse_size,
 };
 
 /// The TLS settings that only make sense together, checked once every layer is read
-/// (the files themselves are read when the listener starts).
+/// (the files themselves are read when the listener starts): the `amqps` listener's
+/// and the management API's.
 fn check_tls(config: &Config) -> Result<(), ConfigError> {
+    check_tls_options(&config.ssl_options, "ssl_options")?;
+    check_tls_options(&config.management_ssl.options, "management.ssl")
+}
+
+/// One listener's TLS settings, `section` naming them in errors.
+fn check_tls_options(
+    tls: &crate::transport::tls::TlsServerSettings,
+    section: &str,
+) -> Result<(), ConfigError> {
     use crate::transport::tls::Verify;
-    let tls = &config.ssl_options;
     let invalid = |key: &str, message: &str| ConfigError::Invalid {
         origin: "configuration".into(),
-        key: key.into(),
+        key: format!("{section}.{key}"),
         message: message.into(),
     };
     match (&tls.certfile, &tls.keyfile) {
-        (Some(_), None) => return Err(invalid("ssl_options.keyfile", "missing: certfile is set")),
-        (None, Some(_)) => return Err(invalid("ssl_options.certfile", "missing: keyfile is set")),
+        (Some(_), None) => return Err(invalid("keyfile", "missing: certfile is set")),
+        (None, Some(_)) => return Err(invalid("certfile", "missing: keyfile is set")),
         _ => {}
     }
     if tls.certfile.is_some() && tls.verify == Verify::VerifyPeer && tls.cacertfile.is_none() {
         return Err(invalid(
-            "ssl_options.cacertfile",
+            "cacertfile",
             "missing: verify_peer checks client certificates against it",
         ));
     }

@@ -47,11 +47,47 @@ pub struct Config {
     /// A definitions file (RabbitMQ's JSON) imported at start-up, after the users,
     /// vhosts and permissions above; a file that does not import stops start-up.
     pub load_definitions: Option<PathBuf>,
+    /// This node's name in a federation graph (RabbitMQ's cluster name): what
+    /// `x-received-from` entries and upstream queue names call it, so it must differ
+    /// between linked brokers. `None`: `fedamq@<host name>`. The global parameter
+    /// `cluster_name`, when set, takes precedence (see `Broker::cluster_name`).
+    pub cluster_name: Option<String>,
     /// The management HTTP API's listener (RabbitMQ's 127.0.0.1:15672 by default).
     pub management: ManagementListener,
     /// The Prometheus endpoint's listener (rabbitmq_prometheus's 127.0.0.1:15692 by
     /// default).
     pub prometheus: ManagementListener,
+    /// The management API's HTTPS listener (RabbitMQ's `management.ssl.*`), on
+    /// `management.bind`.
+    pub management_ssl: ManagementTls,
+}
+
+/// The management API over HTTPS. It runs when `options.certfile` is set, beside the
+/// plain HTTP listener (or alone, with `management.port = "off"`), as RabbitMQ's
+/// `management.ssl.port` runs beside `management.tcp.port`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagementTls {
+    /// 0 picks a free port (RabbitMQ's default is 15671).
+    pub port: u16,
+    /// Certificate, key, client verification, versions and ciphers, by the same names
+    /// as the `amqps` listener's `ssl_options`.
+    pub options: TlsServerSettings,
+}
+
+impl Default for ManagementTls {
+    fn default() -> Self {
+        ManagementTls {
+            port: 15671,
+            options: TlsServerSettings::default(),
+        }
+    }
+}
+
+impl ManagementTls {
+    /// Whether the HTTPS listener runs.
+    pub fn enabled(&self) -> bool {
+        self.options.certfile.is_some()
+    }
 }
 
 /// Where a management HTTP listener (the API, or the Prometheus endpoint) listens, if
@@ -144,8 +180,10 @@ impl Default for Config {
             permissions: vec![default_permission()],
             log: "info".into(),
             load_definitions: None,
+            cluster_name: None,
             management: ManagementListener::default(),
             prometheus: ManagementListener::loopback(15692),
+            management_ssl: ManagementTls::default(),
             ssl_port: 5671,
             ssl_options: TlsServerSettings::default(),
             ssl_cert_login_from: CertLoginFrom::default(),

@@ -622,3 +622,50 @@ fn prometheus_listener_default_file_and_flags() {
     apply_cli(&mut c, &cli(&["--prometheus-port", "15693"])).unwrap();
     assert_eq!(c.prometheus.port, Some(15693));
 }
+
+#[test]
+fn tls_settings_for_amqps_and_for_the_management_api() {
+    use crate::transport::tls::{TlsVersion, Verify};
+    let c = file(
+        "ssl_port = 5671\n\
+         [ssl_options]\ncertfile = \"a.pem\"\nkeyfile = \"a.key\"\n\
+         [management.ssl]\nport = 0\ncertfile = \"m.pem\"\nkeyfile = \"m.key\"\n\
+         cacertfile = \"ca.pem\"\nverify = \"verify_peer\"\nfail_if_no_peer_cert = true\n\
+         versions = [\"tlsv1.3\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.ssl_options.certfile, Some("a.pem".into()));
+    assert!(c.management_ssl.enabled());
+    assert_eq!(c.management_ssl.port, 0);
+    let m = &c.management_ssl.options;
+    assert_eq!(m.certfile, Some("m.pem".into()));
+    assert_eq!(m.keyfile, Some("m.key".into()));
+    assert_eq!(m.cacertfile, Some("ca.pem".into()));
+    assert_eq!(m.verify, Verify::VerifyPeer);
+    assert!(m.fail_if_no_peer_cert);
+    assert_eq!(m.versions, vec![TlsVersion::Tls13]);
+    assert!(super::check_tls(&c).is_ok());
+    // Off unless a certificate is given; RabbitMQ's port by default.
+    assert!(!Config::default().management_ssl.enabled());
+    assert_eq!(Config::default().management_ssl.port, 15671);
+
+    // Errors name the section.
+    let e = file_err("[management.ssl]\nverify = \"peer\"\n");
+    assert!(e.contains("management.ssl.verify"), "{e}");
+    let e = file_err("[management.ssl]\nciphers = [\"RC4-MD5\"]\n");
+    assert!(e.contains("management.ssl.ciphers"), "{e}");
+    let e = file_err("[ssl_options]\nport = 5671\n");
+    assert!(
+        e.contains("ssl_options.port") && e.contains("ssl_port"),
+        "{e}"
+    );
+    let half = file("[management.ssl]\ncertfile = \"m.pem\"\n").unwrap();
+    let e = super::check_tls(&half).unwrap_err().to_string();
+    assert!(e.contains("management.ssl.keyfile"), "{e}");
+    let no_ca = file(
+        "[management.ssl]\ncertfile = \"m.pem\"\nkeyfile = \"m.key\"\nverify = \"verify_peer\"\n",
+    )
+    .unwrap();
+    let e = super::check_tls(&no_ca).unwrap_err().to_string();
+    assert!(e.contains("management.ssl.cacertfile"), "{e}");
+}

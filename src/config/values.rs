@@ -60,6 +60,14 @@ pub(super) fn check_log_filter(s: String) -> Result<String, String> {
     Ok(s)
 }
 
+/// A cluster name goes into queue names and headers: not empty, at most 255 bytes.
+pub(super) fn check_cluster_name(s: String) -> Result<String, String> {
+    if s.is_empty() || s.len() > 255 {
+        return Err(format!("cluster name must be 1 to 255 bytes, got {s:?}"));
+    }
+    Ok(s)
+}
+
 fn show_size(v: u64) -> String {
     for (unit, n) in [
         ("TiB", 1024 * GIB),

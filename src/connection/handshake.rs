@@ -159,6 +159,11 @@ fn server_properties(broker: &Broker) -> FieldTable {
         ShortString::from_static("identifier"),
         s(broker.identifier()),
     );
+    // RabbitMQ's federation links read the upstream's name from it (loop detection).
+    props.insert(
+        ShortString::from_static("cluster_name"),
+        s(&broker.cluster_name()),
+    );
     props.insert(
         ShortString::from_static("capabilities"),
         FieldValue::Table(caps),

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::transport::tls::{TlsListener, TlsServer};
 
 pub mod auth;
 pub mod body;
@@ -41,6 +42,7 @@ mod channels;
 mod connections;
 mod exchanges;
 mod federation_links;
+mod https;
 mod overview;
 mod page;
 mod queues;
@@ -51,6 +53,8 @@ mod vhosts;
 #[derive(Debug)]
 pub struct Api {
     pub broker: Arc<Broker>,
+    /// The federation links, for `/api/federation-links`.
+    pub federation: Arc<crate::federation::Federation>,
     /// The AMQP listener's address, for `listeners` and connection names.
     pub amqp: SocketAddr,
     /// The management listener's address, for `contexts`.
@@ -97,14 +101,54 @@ pub fn router(api: Arc<Api>) -> Router {
 /// address.
 pub async fn start(
     broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
     addr: SocketAddr,
     amqp: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let http = listener.local_addr()?;
+    serve(listener, broker, federation, amqp, http, shutdown);
+    tracing::info!("management API listening on http://{http}");
+    Ok(http)
+}
+
+/// As [`start`], over HTTPS with `tls`'s certificate (reloaded through `tls`).
+pub async fn start_https(
+    broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
+    addr: SocketAddr,
+    amqp: SocketAddr,
+    tls: Arc<TlsServer>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let listener = https::Https(TlsListener::start(
+        listener,
+        tls,
+        "management API",
+        shutdown.clone(),
+    )?);
+    let at = listener.0.local_addr();
+    serve(listener, broker, federation, amqp, at, shutdown);
+    tracing::info!("management API listening on https://{at}");
+    Ok(at)
+}
+
+/// Serves the API on `listener` (bound to `http`) until `shutdown` turns true.
+fn serve<L>(
+    listener: L,
+    broker: Arc<Broker>,
+    federation: Arc<crate::federation::Federation>,
+    amqp: SocketAddr,
+    http: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let api = Arc::new(Api {
         broker,
+        federation,
         amqp,
         http,
         rates: stats::Rates::default(),
@@ -121,6 +165,4 @@ pub async fn start(
             tracing::warn!("management API stopped: {e}");
         }
     });
-    tracing::info!("management API listening on http://{http}");
-    Ok(http)
 }

@@ -106,7 +106,7 @@ async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> Json<Value> {
         "product_name": "fedamq",
         "product_version": env!("CARGO_PKG_VERSION"),
         "rates_mode": "basic",
-        "cluster_name": api.node(),
+        "cluster_name": api.broker.cluster_name(),
         "node": api.node(),
         "exchange_types": exchange_types(),
         "message_stats": message_stats,
@@ -148,11 +148,13 @@ fn exchange_types() -> Value {
         {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
         {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
         {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
+        // Federation's (src/federation/), listed as RabbitMQ lists it with its plugin on.
+        {"name": "x-federation-upstream", "description": "Federation upstream helper exchange", "enabled": true, "internal_purpose": "federation"},
     ])
 }
 
 async fn cluster_name(State(api): State<Arc<Api>>, _: Caller) -> Json<Value> {
-    Json(json!({ "name": api.node() }))
+    Json(json!({ "name": api.broker.cluster_name() }))
 }
 
 fn node_json(api: &Api) -> Value {

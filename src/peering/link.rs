@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::config::PeeringConfig;
 use crate::client::{self, ConnectOptions, Connection, Heartbeat};
+use crate::protocol::FieldTable;
 use crate::protocol::frame::FrameDecoder;
 use crate::transport::tls::connect_tls;
 use crate::transport::{self, Joined, Transport};
@@ -71,6 +72,8 @@ pub(crate) struct Link {
     pub frame_max: u32,
     /// Zero: no heartbeats.
     pub heartbeat: Duration,
+    /// The remote's `connection.start` server properties (its `cluster_name`, say).
+    pub server_properties: FieldTable,
     writer: Option<Writer>,
 }
 
@@ -128,6 +131,7 @@ impl Link {
             frames,
             frame_max,
             heartbeat,
+            server_properties,
             ..
         } = Connection::open(stream, &options(config)).await?;
         let (reader, writer) = stream.into_split();
@@ -137,6 +141,7 @@ impl Link {
             frames,
             frame_max,
             heartbeat,
+            server_properties,
             writer: Some(Box::new(writer)),
         })
     }

@@ -213,6 +213,7 @@ pub struct Peering {
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<PeeringStatus>,
     handler: Arc<Mutex<Option<status::StatusHandler>>>,
+    properties: Arc<Mutex<Option<FieldTable>>>,
     room_messages: Arc<Semaphore>,
     room_bytes: Arc<Semaphore>,
     bytes_limit: u32,
@@ -235,11 +236,13 @@ impl Peering {
         let (board, status, handler) = status::StatusBoard::new();
         let limits = config.outbox;
         let bytes_limit = u32::try_from(limits.bytes.max(1)).unwrap_or(u32::MAX);
+        let properties = board.properties.clone();
         tokio::spawn(task::run(config, rx, tx.downgrade(), events_tx, board));
         let peering = Peering {
             commands: tx,
             status,
             handler,
+            properties,
             room_messages: Arc::new(Semaphore::new(limits.messages.max(1))),
             room_bytes: Arc::new(Semaphore::new(bytes_limit as usize)),
             bytes_limit,
@@ -277,15 +280,33 @@ impl Peering {
         }
     }
 
+    /// The server properties of the last connection made (`None` before the first):
+    /// a federation link reads the remote's `cluster_name` from them.
+    pub fn server_properties(&self) -> Option<FieldTable> {
+        self.properties.lock().ok().and_then(|p| p.clone())
+    }
+
     /// Sends any synchronous request on the peering's channel and waits for the answer.
     /// Declarations, bindings, consumers and qos become part of the declared state and
     /// are replayed after a reconnect; unbind, cancel and delete remove what they undo.
     pub async fn request(&self, method: impl Into<Method>) -> Result<Method, PeeringError> {
+        self.pipelined(method).await
+    }
+
+    /// As [`Peering::request`], but the request is queued when this is called, not when
+    /// the future is first polled: requests made one after another go out back to back
+    /// and in that order, each answered in turn (many bindings cost one round trip, not
+    /// one each).
+    pub fn pipelined(
+        &self,
+        method: impl Into<Method>,
+    ) -> impl Future<Output = Result<Method, PeeringError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Request(method.into(), tx))
-            .map_err(|_| PeeringError::Stopped)?;
-        rx.await.unwrap_or(Err(PeeringError::Stopped))
+        let sent = self.commands.send(Command::Request(method.into(), tx));
+        async move {
+            sent.map_err(|_| PeeringError::Stopped)?;
+            rx.await.unwrap_or(Err(PeeringError::Stopped))
+        }
     }
 
     pub async fn declare_exchange(&self, m: ExchangeDeclare) -> Result<(), PeeringError> {

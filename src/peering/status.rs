@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::protocol::FieldTable;
+
 /// Where a peering is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeeringState {
@@ -97,6 +99,8 @@ pub(crate) type StatusHandler = Arc<dyn Fn(&StatusChange) + Send + Sync>;
 pub(crate) struct StatusBoard {
     tx: watch::Sender<PeeringStatus>,
     handler: Arc<Mutex<Option<StatusHandler>>>,
+    /// The last connection's server properties, for [`crate::peering::Peering::server_properties`].
+    pub(crate) properties: Arc<Mutex<Option<FieldTable>>>,
 }
 
 impl StatusBoard {
@@ -115,6 +119,7 @@ impl StatusBoard {
             StatusBoard {
                 tx,
                 handler: handler.clone(),
+                properties: Arc::default(),
             },
             rx,
             handler,
@@ -146,6 +151,13 @@ impl StatusBoard {
                 at: SystemTime::now(),
             })
         });
+    }
+
+    /// Notes the server properties of the connection just made.
+    pub(crate) fn server_properties(&self, properties: &FieldTable) {
+        if let Ok(mut p) = self.properties.lock() {
+            *p = Some(properties.clone());
+        }
     }
 
     pub(crate) fn count(&self, f: impl FnOnce(&mut Counters)) {

@@ -2,8 +2,10 @@
 # Interop: fedamq against real Python clients from PyPI.
 #
 #   1. a venv in target/interop-venv with tests/interop/python/requirements.txt
-#   2. cargo build --release; start ./target/release/fedamq --port 0 (a free port)
-#   3. our pytest suites: tests/interop/python/test_{pika,kombu,celery}.py
+#   2. cargo build --release; certificates made with openssl (make-certs.sh); start
+#      ./target/release/fedamq --port 0 (a free port) with an amqps listener and the
+#      management API over HTTPS too
+#   3. our pytest suites: tests/interop/python/test_{pika,tls,kombu,celery}.py
 #   4. the py-amqp and kombu sdists from PyPI: their t/integration suites, with the
 #      exclusions listed in tests/interop/python/EXCLUDED.md
 #   5. a summary of pass counts; exit non-zero if any test failed or any suite ran none
@@ -43,9 +45,29 @@ if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release
 fi
 
+echo "== TLS certificates (openssl)"
+# The amqps listener and the management API's HTTPS, with certificates made now:
+# client certificates are checked when sent (verify_peer) but not required.
+TLS="$OUT/tls"
+rm -rf "$TLS"
+"$HERE/make-certs.sh" "$TLS"
+cat >"$TLS/fedamq.toml" <<TOML
+ssl_port = 0
+[ssl_options]
+certfile = "$TLS/server.pem"
+keyfile = "$TLS/server.key"
+cacertfile = "$TLS/ca.pem"
+verify = "verify_peer"
+fail_if_no_peer_cert = false
+[management.ssl]
+port = 0
+certfile = "$TLS/server.pem"
+keyfile = "$TLS/server.key"
+TOML
+
 echo "== start fedamq"
 BROKER_LOG="$OUT/fedamq.log"
-./target/release/fedamq --port 0 --management-port 0 --prometheus-port 0 --log warn >"$OUT/fedamq.stdout" 2>"$BROKER_LOG" &
+./target/release/fedamq --config "$TLS/fedamq.toml" --port 0 --management-port 0 --prometheus-port 0 --log warn >"$OUT/fedamq.stdout" 2>"$BROKER_LOG" &
 BROKER_PID=$!
 stop_broker() {
     if kill -0 "$BROKER_PID" 2>/dev/null; then
@@ -54,20 +76,29 @@ stop_broker() {
     fi
 }
 trap stop_broker EXIT
-ADDR=""
+ADDR="" TLS_ADDR="" HTTPS=""
+# printed_line PREFIX: what fedamq printed after PREFIX on a line of its own
+printed_line() { sed -n "s|^$1\(.*\)\$|\1|p" "$OUT/fedamq.stdout" | head -n1; }
 for _ in $(seq 1 300); do
-    ADDR=$(sed -n 's/^fedamq listening on \(.*\)$/\1/p' "$OUT/fedamq.stdout" | head -n1)
-    [ -n "$ADDR" ] && break
+    ADDR=$(printed_line "fedamq listening on ")
+    TLS_ADDR=$(printed_line "fedamq listening for TLS on ")
+    HTTPS=$(printed_line "management API on https://")
+    [ -n "$ADDR" ] && [ -n "$TLS_ADDR" ] && [ -n "$HTTPS" ] && break
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         echo "fedamq exited before listening:"; cat "$BROKER_LOG"; exit 1
     fi
     sleep 0.1
 done
-[ -n "$ADDR" ] || { echo "fedamq did not print its address in 30 s"; exit 1; }
+[ -n "$ADDR" ] && [ -n "$TLS_ADDR" ] && [ -n "$HTTPS" ] ||
+    { echo "fedamq did not print its three addresses in 30 s:"; cat "$OUT/fedamq.stdout"; exit 1; }
 HOST="${ADDR%:*}"
 PORT="${ADDR##*:}"
+TLS_PORT="${TLS_ADDR##*:}"
 export FEDAMQ_URL="amqp://guest:guest@${HOST}:${PORT}/%2f"
+export FEDAMQ_TLS_URL="amqps://guest:guest@${HOST}:${TLS_PORT}/%2f" FEDAMQ_TLS_DIR="$TLS"
+export FEDAMQ_MANAGEMENT_HTTPS="https://$HTTPS"
 echo "fedamq pid $BROKER_PID on $HOST:$PORT"
+echo "amqps on $HOST:$TLS_PORT, management API on $FEDAMQ_MANAGEMENT_HTTPS"
 
 SUITES=()
 # run_suite NAME DIR -- PYTEST-ARGS...: runs pytest in DIR, junit XML to $OUT/NAME.xml
@@ -84,6 +115,7 @@ run_suite() {
 }
 
 run_suite ours-pika "$HERE" -- test_pika.py
+run_suite ours-tls "$HERE" -- test_tls.py
 run_suite ours-kombu "$HERE" -- test_kombu.py
 run_suite celery "$HERE" -- test_celery.py
 
@@ -115,7 +147,16 @@ if [ -n "$OTHER" ]; then
     exit 1
 fi
 
-export RABBITMQ_HOST="$HOST" RABBITMQ_5672_TCP="$PORT"
+# py-amqp's TLS tests read t/certs/ (in its git repository, not in the sdist): ours,
+# with a client certificate from another CA as the "broken" one.
+CERTS="$SDIST/amqp-$AMQP_VER/t/certs"
+mkdir -p "$CERTS"
+cp "$TLS/ca.pem" "$CERTS/ca_certificate.pem"
+cp "$TLS/client.pem" "$CERTS/client_certificate.pem"
+cp "$TLS/client.key" "$CERTS/client_key.pem"
+cp "$TLS/stranger.pem" "$CERTS/client_certificate_broken.pem"
+cp "$TLS/stranger.key" "$CERTS/client_key_broken.pem"
+export RABBITMQ_HOST="$HOST" RABBITMQ_5672_TCP="$PORT" RABBITMQ_5671_TCP="$TLS_PORT"
 run_suite py-amqp-integration "$SDIST/amqp-$AMQP_VER" -- \
     t/integration -W ignore::pytest.PytestUnknownMarkWarning -o timeout=120 "${AMQP_DESELECT[@]}"
 run_suite kombu-integration "$SDIST/kombu-$KOMBU_VER" -- \

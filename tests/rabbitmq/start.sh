@@ -27,7 +27,9 @@
 #
 # The management plugin (rabbitmq_management, shipped in Debian's package) is enabled
 # on its own port, so the management API tests can compare fedamq's HTTP API with
-# RabbitMQ's; FEDAMQ_TEST_RABBITMQ_MANAGEMENT=0 leaves it off (a faster start).
+# RabbitMQ's; FEDAMQ_TEST_RABBITMQ_MANAGEMENT=0 leaves it off (a faster start). The
+# federation plugin (rabbitmq_federation) is enabled too, so tests/federation.rs can
+# run RabbitMQ downstream of fedamq; FEDAMQ_TEST_RABBITMQ_FEDERATION=0 leaves it off.
 #
 #   export FEDAMQ_TEST_RABBITMQ_AMQPS_URL=amqps://fedamq-test:<pw>@127.0.0.1:<tls port>/%2f
 #   export FEDAMQ_TEST_RABBITMQ_CACERT=<its dir>/tls/ca.pem
@@ -95,11 +97,10 @@ mkdir -p "$dir/log" "$dir/mnesia"
 # not exist: an empty one is an error). rabbitmq.conf is written by each attempt, which
 # picks the management port.
 management=${FEDAMQ_TEST_RABBITMQ_MANAGEMENT:-1}
-if [ "$management" = 0 ]; then
-    echo "[]." >"$dir/enabled_plugins"
-else
-    echo "[rabbitmq_management]." >"$dir/enabled_plugins"
-fi
+plugins=()
+[ "$management" = 0 ] || plugins+=(rabbitmq_management)
+[ "${FEDAMQ_TEST_RABBITMQ_FEDERATION:-1}" = 0 ] || plugins+=(rabbitmq_federation)
+(IFS=,; echo "[${plugins[*]}]." >"$dir/enabled_plugins")
 : >"$dir/rabbitmq-env.conf"
 # The Erlang cookie: HOME is the node's dir, for the node and for rabbitmqctl alike.
 random_alnum 20 A-Z >"$dir/.erlang.cookie"

@@ -136,6 +136,7 @@ pub fn config(
 
 /// lapin's TLS options: trust `pki`'s CA, and present `identity` if given.
 pub fn lapin_tls(pki: &Pki, identity: Option<&CertFiles>) -> OwnedTLSConfig {
+    use_ring_by_default();
     OwnedTLSConfig {
         identity: identity.map(|c| OwnedIdentity::PKCS8 {
             pem: std::fs::read(&c.cert).unwrap(),
@@ -143,4 +144,13 @@ pub fn lapin_tls(pki: &Pki, identity: Option<&CertFiles>) -> OwnedTLSConfig {
         }),
         cert_chain: Some(pki.ca_pem()),
     }
+}
+
+/// Makes *ring* the process's default rustls provider. The tests build rustls with both
+/// *ring* (ours) and aws-lc-rs (amq-protocol's), and with both and no default, rustls
+/// cannot pick one: lapin's connector (`ClientConfig::builder()`) panics in lapin's
+/// I/O thread and the connect never completes.
+fn use_ring_by_default() {
+    // Err: one is installed already (by an earlier call), which is what is wanted.
+    let _ = fedamq::transport::tls::rustls::crypto::ring::default_provider().install_default();
 }

@@ -196,8 +196,10 @@ pub enum Verb {
     CloseConnection { name: String, explanation: String },
     /// The node: versions, listeners, object totals.
     Status,
-    /// The federation links (empty until federation exists).
+    /// The federation links: one per federated exchange and upstream.
     FederationStatus(Columns),
+    /// Restarts a federation link of a vhost (-p), by the id federation_status shows.
+    RestartFederationLink { id: String },
 }
 
 fn main() -> ExitCode {

@@ -274,6 +274,12 @@ pub fn run(client: &Client, verb: &Verb, vhost: &str, out: Output) -> Result<(),
                 &json!({"pattern": pattern, "definition": definition, "priority": priority, "apply-to": apply_to}),
             )?;
         }
+        Verb::RestartFederationLink { id } => {
+            out.info(&format!("Restarting federation link {id} ..."));
+            client
+                .delete(&["federation-links", vhost, id, "restart"])
+                .map_err(|e| not_found(e, format!("no federation link {id} in vhost '{vhost}'")))?;
+        }
         Verb::ClearPolicy { name } => {
             out.info(&format!(
                 "Clearing policy \"{name}\" on vhost \"{vhost}\" ..."

@@ -54,7 +54,7 @@ struct Key {
 impl Key {
     fn of(kind: ExchangeKind, routing_key: &ShortString, arguments: &FieldTable) -> Key {
         match kind {
-            ExchangeKind::Fanout => Key {
+            ExchangeKind::Fanout | ExchangeKind::FederationUpstream => Key {
                 routing_key: None,
                 arguments: None,
             },

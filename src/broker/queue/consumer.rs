@@ -44,7 +44,27 @@ pub enum ConnectionEvent {
     Report(tokio::sync::oneshot::Sender<Vec<ChannelReport>>),
 }
 
-pub use super::mailbox::{Mailbox, MailboxReceiver, mailbox};
+/// A connection's mailbox (see [`super::mailbox`]).
+pub type Mailbox = super::mailbox::Mailbox<ConnectionEvent>;
+pub type MailboxReceiver = super::mailbox::MailboxReceiver<ConnectionEvent>;
+pub use super::mailbox::mailbox;
+
+impl super::mailbox::Undelivered for ConnectionEvent {
+    /// A delivery that will not be received goes back to its queue, and its consumer is
+    /// dropped (its connection is gone).
+    fn undelivered(self) {
+        if let ConnectionEvent::Deliver {
+            consumer,
+            queue,
+            entry,
+            ..
+        } = self
+        {
+            queue.remove_consumer(&consumer);
+            queue.undelivered(&consumer, entry);
+        }
+    }
+}
 
 /// One `basic.consume` subscription.
 #[derive(Debug)]

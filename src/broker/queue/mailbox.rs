@@ -14,39 +14,53 @@
 //! events themselves per thread let a delivery held by the publisher's thread be
 //! overtaken by a later one that the consumer's thread handed out after an ack.)
 //!
-//! When the receiver closes or goes, deliveries still in the mailbox go back to their
-//! queues, so a connection that ends never takes messages with it.
+//! When the receiver closes or goes, what is still in the mailbox is handed to
+//! [`Undelivered::undelivered`]: deliveries go back to their queues, so a connection that
+//! ends never takes messages with it. (Generic over the event so that this module needs
+//! nothing from the consumer whose events it carries.)
 
-use super::consumer::ConnectionEvent;
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+/// What becomes of an event that will never be received.
+pub trait Undelivered {
+    fn undelivered(self);
+}
+
 /// The sending side; cheap to clone.
-#[derive(Clone)]
-pub struct Mailbox {
-    shared: Arc<Shared>,
+pub struct Mailbox<E> {
+    shared: Arc<Shared<E>>,
 }
 
 /// The receiving side, owned by the connection task or broker object.
-pub struct MailboxReceiver {
-    shared: Arc<Shared>,
+pub struct MailboxReceiver<E: Undelivered> {
+    shared: Arc<Shared<E>>,
     /// Events taken from the inbox and not yet received, in order.
-    ready: VecDeque<ConnectionEvent>,
+    ready: VecDeque<E>,
 }
 
-struct Shared {
-    inbox: Mutex<Inbox>,
+struct Shared<E> {
+    inbox: Mutex<Inbox<E>>,
     wake: Notify,
 }
 
-struct Inbox {
-    events: Vec<ConnectionEvent>,
+struct Inbox<E> {
+    events: Vec<E>,
     closed: bool,
 }
 
-impl std::fmt::Debug for Mailbox {
+impl<E> Clone for Mailbox<E> {
+    fn clone(&self) -> Self {
+        Mailbox {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for Mailbox<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
             .field("closed", &self.is_closed())
@@ -54,7 +68,7 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
-impl std::fmt::Debug for MailboxReceiver {
+impl<E: Undelivered> std::fmt::Debug for MailboxReceiver<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MailboxReceiver")
             .field("ready", &self.ready.len())
@@ -63,7 +77,7 @@ impl std::fmt::Debug for MailboxReceiver {
 }
 
 /// A new, open mailbox.
-pub fn mailbox() -> (Mailbox, MailboxReceiver) {
+pub fn mailbox<E: Undelivered>() -> (Mailbox<E>, MailboxReceiver<E>) {
     let shared = Arc::new(Shared {
         inbox: Mutex::new(Inbox {
             events: Vec::new(),
@@ -82,46 +96,47 @@ pub fn mailbox() -> (Mailbox, MailboxReceiver) {
     )
 }
 
-impl Shared {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+impl<E> Shared<E> {
+    fn inbox(&self) -> MutexGuard<'_, Inbox<E>> {
         // Nothing a panic can interrupt leaves the inbox inconsistent.
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Mailbox {
+impl<E: Send + 'static> Mailbox<E> {
     /// Puts `event` in the mailbox; `Err` gives it back when the receiver is gone.
-    pub fn send(&self, event: ConnectionEvent) -> Result<(), ConnectionEvent> {
+    pub fn send(&self, event: E) -> Result<(), E> {
         {
             let mut inbox = self.shared.inbox();
             if inbox.closed {
                 return Err(event);
             }
             inbox.events.push(event);
-            // A non-empty inbox already has its wake-up on the way (sent or held).
-            if inbox.events.len() > 1 {
-                return Ok(());
-            }
         }
-        wake(self);
+        // Every send wakes (or notes the wake-up for the end of this thread's hold):
+        // leaving it to an earlier sender's held wake-up would make this event wait on
+        // another thread's progress.
+        wake(&self.shared);
         Ok(())
     }
+}
 
+impl<E> Mailbox<E> {
     /// Whether the receiver is gone.
     pub fn is_closed(&self) -> bool {
         self.shared.inbox().closed
     }
 
     /// Whether both send to the same receiver.
-    pub fn same_mailbox(&self, other: &Mailbox) -> bool {
+    pub fn same_mailbox(&self, other: &Mailbox<E>) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
 
-impl MailboxReceiver {
+impl<E: Undelivered> MailboxReceiver<E> {
     /// The next event, waiting for one. `None` once closed. Cancel-safe: nothing is
     /// taken from the inbox across the wait.
-    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
+    pub async fn recv(&mut self) -> Option<E> {
         loop {
             if let Some(event) = self.try_recv() {
                 return Some(event);
@@ -134,7 +149,7 @@ impl MailboxReceiver {
     }
 
     /// The next event if one is there.
-    pub fn try_recv(&mut self) -> Option<ConnectionEvent> {
+    pub fn try_recv(&mut self) -> Option<E> {
         if self.ready.is_empty() {
             let mut inbox = self.shared.inbox();
             // Drained, not swapped: the inbox keeps its allocation for the next events.
@@ -143,7 +158,7 @@ impl MailboxReceiver {
         self.ready.pop_front()
     }
 
-    /// Refuses further events; deliveries not yet received go back to their queues.
+    /// Refuses further events; those not yet received are [`Undelivered`].
     pub fn close(&mut self) {
         let left = {
             let mut inbox = self.shared.inbox();
@@ -151,11 +166,11 @@ impl MailboxReceiver {
             std::mem::take(&mut inbox.events)
         };
         self.ready.extend(left);
-        self.ready.drain(..).for_each(take_back);
+        self.ready.drain(..).for_each(E::undelivered);
     }
 }
 
-impl Drop for MailboxReceiver {
+impl<E: Undelivered> Drop for MailboxReceiver<E> {
     fn drop(&mut self) {
         self.close();
     }
@@ -170,10 +185,25 @@ thread_local! {
     };
 }
 
-/// This thread's held wake-ups.
+/// This thread's held wake-ups: the mailboxes' notifiers, whatever their events.
 struct HeldWakes {
     holding: bool,
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Vec<Arc<dyn Wake>>,
+}
+
+/// A mailbox's notifier, without its event type.
+trait Wake: Send + Sync {
+    fn notify(&self);
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<E: Send + 'static> Wake for Shared<E> {
+    fn notify(&self) {
+        self.wake.notify_one();
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// While alive, wake-ups of mailboxes on this thread wait; dropping it wakes each once.
@@ -201,7 +231,7 @@ impl Drop for Holding {
             std::mem::take(&mut h.mailboxes)
         });
         for m in mailboxes.drain(..) {
-            m.shared.wake.notify_one();
+            m.notify();
         }
         // Keep the list's allocation for the next hold.
         HELD.with(|h| {
@@ -213,59 +243,54 @@ impl Drop for Holding {
     }
 }
 
-/// Wakes `mailbox`'s receiver now, or at the end of this thread's hold.
-fn wake(mailbox: &Mailbox) {
+/// Wakes the receiver of `shared` now, or at the end of this thread's hold.
+fn wake<E: Send + 'static>(shared: &Arc<Shared<E>>) {
     let now = HELD.with(|h| {
         let mut h = h.borrow_mut();
         if !h.holding {
             return true;
         }
-        if !h.mailboxes.iter().any(|m| m.same_mailbox(mailbox)) {
-            h.mailboxes.push(mailbox.clone());
+        let held = h
+            .mailboxes
+            .iter()
+            .any(|m| std::ptr::eq(m.as_any(), shared.as_ref() as &dyn Any));
+        if !held {
+            h.mailboxes.push(shared.clone());
         }
         false
     });
     if now {
-        mailbox.shared.wake.notify_one();
-    }
-}
-
-/// An event that will not be received: a delivery goes back to its queue, and its
-/// consumer is dropped (its connection is gone).
-pub(crate) fn take_back(event: ConnectionEvent) {
-    if let ConnectionEvent::Deliver {
-        consumer,
-        queue,
-        entry,
-        ..
-    } = event
-    {
-        queue.remove_consumer(&consumer);
-        queue.undelivered(&consumer, entry);
+        shared.wake.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ShortString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    fn cancelled(n: u16) -> ConnectionEvent {
-        ConnectionEvent::Cancelled {
-            channel: n,
-            consumer_tag: ShortString::from_static("t"),
+    /// A numbered event; counts those that were never received.
+    #[derive(Debug)]
+    struct Event(u16);
+
+    static UNDELIVERED: AtomicUsize = AtomicUsize::new(0);
+
+    impl Undelivered for Event {
+        fn undelivered(self) {
+            UNDELIVERED.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn channel(e: ConnectionEvent) -> u16 {
-        match e {
-            ConnectionEvent::Cancelled { channel, .. } => channel,
-            other => panic!("unexpected {other:?}"),
-        }
+    fn cancelled(n: u16) -> Event {
+        Event(n)
     }
 
-    fn woken(rx: &mut MailboxReceiver) -> bool {
+    fn channel(e: Event) -> u16 {
+        e.0
+    }
+
+    fn woken(rx: &mut MailboxReceiver<Event>) -> bool {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -324,7 +349,9 @@ mod tests {
     fn a_closed_mailbox_gives_events_back_and_recv_ends() {
         let (a, mut rx) = mailbox();
         a.send(cancelled(1)).unwrap();
+        let before = UNDELIVERED.load(Ordering::Relaxed);
         rx.close();
+        assert_eq!(UNDELIVERED.load(Ordering::Relaxed), before + 1);
         assert!(a.is_closed());
         assert!(a.send(cancelled(2)).is_err());
         let rt = tokio::runtime::Builder::new_current_thread()

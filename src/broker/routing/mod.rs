@@ -30,6 +30,7 @@ mod direct;
 mod fanout;
 mod headers;
 mod topic;
+pub mod upstream;
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -61,13 +62,17 @@ impl Destination {
     }
 }
 
-/// The four exchange types of AMQP 0-9-1.
+/// The four exchange types of AMQP 0-9-1, and RabbitMQ's federation helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
     Direct,
     Fanout,
     Topic,
     Headers,
+    /// `x-federation-upstream`: a downstream's federation link declares one on its
+    /// upstream, bound to its upstream queue. It routes as fanout, but only messages
+    /// the downstream should get (see [`upstream::forwards`]).
+    FederationUpstream,
 }
 
 impl ExchangeKind {
@@ -78,6 +83,7 @@ impl ExchangeKind {
             b"fanout" => Some(Self::Fanout),
             b"topic" => Some(Self::Topic),
             b"headers" => Some(Self::Headers),
+            b"x-federation-upstream" => Some(Self::FederationUpstream),
             _ => None,
         }
     }
@@ -88,6 +94,7 @@ impl ExchangeKind {
             Self::Fanout => "fanout",
             Self::Topic => "topic",
             Self::Headers => "headers",
+            Self::FederationUpstream => "x-federation-upstream",
         }
     }
 }
@@ -124,7 +131,9 @@ impl RoutingTable {
     pub fn new(kind: ExchangeKind) -> Self {
         let index = match kind {
             ExchangeKind::Direct => Index::Direct(DirectIndex::default()),
-            ExchangeKind::Fanout => Index::Fanout(FanoutIndex::default()),
+            ExchangeKind::Fanout | ExchangeKind::FederationUpstream => {
+                Index::Fanout(FanoutIndex::default())
+            }
             ExchangeKind::Topic => Index::Topic(TopicIndex::default()),
             ExchangeKind::Headers => Index::Headers(HeadersIndex::default()),
         };
@@ -710,7 +719,7 @@ mod tests {
             .iter()
             .filter(|b| match kind {
                 ExchangeKind::Direct => b.routing_key.as_bytes() == key,
-                ExchangeKind::Fanout => true,
+                ExchangeKind::Fanout | ExchangeKind::FederationUpstream => true,
                 ExchangeKind::Topic => topic_matches(b.routing_key.as_bytes(), key),
                 ExchangeKind::Headers => headers_reference(&b.arguments, headers),
             })

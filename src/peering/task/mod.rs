@@ -157,7 +157,10 @@ pub(crate) async fn run(
             }
         };
         let (ended, ran) = match connected {
-            Ok(link) => Session::new(link, &mut t).run(&mut t, &mut commands).await,
+            Ok(link) => {
+                t.status.server_properties(&link.server_properties);
+                Session::new(link, &mut t).run(&mut t, &mut commands).await
+            }
             Err(e) => (Ended::from(e), false),
         };
         if ran {

@@ -1,5 +1,6 @@
-//! TLS on top of TCP, for the `amqps` listener ([`server`]) and for peerings that
-//! connect to `amqps://` URIs ([`client`]).
+//! TLS on top of TCP, for the `amqps` listener ([`server`]), for peerings that
+//! connect to `amqps://` URIs ([`client`]), and for the management API's HTTPS
+//! ([`listener`], on the same [`TlsServer`]).
 //!
 //! rustls (through tokio-rustls) rather than OpenSSL: no system library to match, and
 //! memory safety in the code that parses what strangers send first. The crypto provider
@@ -14,6 +15,7 @@
 //! reads across.
 
 pub mod client;
+pub mod listener;
 pub mod server;
 
 use std::fmt;
@@ -28,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{RootCertStore, SupportedProtocolVersion};
 
 pub use client::{TlsClientSettings, connect_tls};
+pub use listener::TlsListener;
 pub use server::{AcceptError, CertLoginFrom, TlsServer, TlsServerSettings, certificate_user};
 
 /// Whether the other side's certificate is checked (RabbitMQ's `verify`).

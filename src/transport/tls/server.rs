@@ -2,8 +2,9 @@
 //! handshake under a time limit, the user name a client certificate logs in as
 //! (EXTERNAL), and reloading the files without a restart.
 //!
-//! [`TlsServerSettings`] is not tied to AMQP: the management API can serve HTTPS from
-//! the same kind of settings with a [`TlsServer`] of its own.
+//! [`TlsServerSettings`] is not tied to AMQP: the management API serves HTTPS from the
+//! same kind of settings with a [`TlsServer`] of its own (through
+//! [`TlsListener`](super::TlsListener)).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
