@@ -133,11 +133,29 @@ async fn list_verbs_print_rabbitmqctls_tables_and_json() {
         r.table()[0],
         "pid\tuser\tconsumer_count\tmessages_unacknowledged"
     );
+    // One channel on each connection; the consumer's is the second's.
+    let channels: Vec<Vec<&str>> = r.table()[1..]
+        .iter()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(channels.len(), 2, "{}", r.out);
+    assert!(
+        channels
+            .iter()
+            .all(|c| c[0].ends_with(" (1)") && c[1] == "guest")
+    );
+    assert_eq!(
+        channels.iter().map(|c| c[2]).collect::<Vec<_>>(),
+        ["0", "1"],
+        "{}",
+        r.out
+    );
+    let consumer_channel = channels[1][0].to_string();
     let r = ctl(&b, &["list_consumers"]).await;
     let line = r.table()[1].split('\t').collect::<Vec<_>>();
     assert_eq!(
-        (line[0], line[2], line[3]),
-        ("q2", "ctag", "true"),
+        (line[0], line[1], line[2], line[3]),
+        ("q2", consumer_channel.as_str(), "ctag", "true"),
         "{}",
         r.out
     );

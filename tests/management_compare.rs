@@ -8,7 +8,7 @@ mod support;
 use fedamq::auth::PasswordHash;
 use fedamq::config::{Config, PermissionConfig, UserConfig};
 use serde_json::{Value, json};
-use support::management::{Http, Reply};
+use support::management::{self, Http, Reply};
 use support::{broker, rabbitmq};
 
 /// Who makes a request.
@@ -359,14 +359,15 @@ async fn run(base: &Http, s: &str) -> Vec<Value> {
     out
 }
 
-#[tokio::test]
-async fn fedamq_answers_as_rabbitmq_does() {
+/// The private RabbitMQ's API, and fedamq with the same administrator and vhosts
+/// (`None` when no RabbitMQ is set up: the test is skipped).
+async fn both() -> Option<(fedamq::BrokerHandle, Http, Http)> {
     if std::env::var(rabbitmq::URL_VAR).is_err() {
         eprintln!(
             "skipped: {} is not set (tests/run sets it)",
             rabbitmq::URL_VAR
         );
-        return;
+        return None;
     }
     let management = std::env::var("FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL").expect(
         "FEDAMQ_TEST_RABBITMQ_MANAGEMENT_URL is not set: start RabbitMQ with \
@@ -375,7 +376,6 @@ async fn fedamq_answers_as_rabbitmq_does() {
     let (user, password) = (rabbitmq::user(), rabbitmq::password());
     let rabbit = Http::new(&management, &user, &password);
 
-    // fedamq with the same administrator and vhosts as the private RabbitMQ.
     let mut config = Config::default();
     config.users.push(UserConfig {
         name: user.clone(),
@@ -399,15 +399,28 @@ async fn fedamq_answers_as_rabbitmq_does() {
         &user,
         &password,
     );
+    Some((b, fedamq, rabbit))
+}
 
-    let s = format!(
+/// A suffix for this run's names, so that reruns against one RabbitMQ node do not
+/// collide.
+fn run_suffix() -> String {
+    format!(
         "{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos()
-    );
+    )
+}
+
+#[tokio::test]
+async fn fedamq_answers_as_rabbitmq_does() {
+    let Some((b, fedamq, rabbit)) = both().await else {
+        return;
+    };
+    let s = run_suffix();
     let ours = run(&fedamq, &s).await;
     let theirs = run(&rabbit, &s).await;
     let mut differences = Vec::new();
@@ -441,4 +454,232 @@ async fn fedamq_answers_as_rabbitmq_does() {
         STEPS.len(),
         differences.join("\n")
     );
+}
+
+/// The same client activity on both brokers (a confirming publisher on channel 1, a
+/// consumer with a prefetch on channel 2), then what `/api/consumers`,
+/// `/api/connections/{name}/channels` and an exchange's `message_stats` say of it.
+/// RabbitMQ's statistics arrive every few seconds, so its answer is polled until the
+/// counts are in.
+async fn channel_activity(api: &Http, amqp_url: &str, s: &str) -> Value {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connects");
+    let publisher = conn.create_channel().await.unwrap();
+    let consumer_ch = conn.create_channel().await.unwrap();
+    let (x, q1, q2, tag) = (
+        format!("cmpc-x-{s}"),
+        format!("cmpc-q1-{s}"),
+        format!("cmpc-q2-{s}"),
+        format!("cmpc-tag-{s}"),
+    );
+    consumer_ch
+        .exchange_declare(
+            x.as_str(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for q in [&q1, &q2] {
+        consumer_ch
+            .queue_declare(
+                q.as_str(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        consumer_ch
+            .queue_bind(
+                q.as_str(),
+                x.as_str(),
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    publisher
+        .basic_qos(7, BasicQosOptions { global: true })
+        .await
+        .unwrap();
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    consumer_ch
+        .basic_qos(5, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consumer_ch
+        .basic_consume(
+            q1.as_str(),
+            tag.as_str(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for (exchange, key, mandatory) in [
+        (x.as_str(), "", false),
+        (x.as_str(), "", false),
+        (x.as_str(), "", false),
+        ("amq.direct", "cmpc-nowhere", true),
+        ("amq.direct", "cmpc-nowhere", false),
+    ] {
+        publisher
+            .basic_publish(
+                exchange,
+                key,
+                BasicPublishOptions {
+                    mandatory,
+                    ..Default::default()
+                },
+                b"m",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let d = futures_lite::StreamExt::next(&mut consumer)
+            .await
+            .unwrap()
+            .unwrap();
+        if i < 2 {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    }
+
+    // Until the statistics are in (at once for fedamq).
+    let mut last = Value::Null;
+    for _ in 0..120 {
+        let consumers = api.get("/api/consumers").await.body;
+        let consumer = consumers
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["consumer_tag"] == json!(tag)))
+            .cloned();
+        if let Some(consumer) = consumer {
+            let connection = consumer["channel_details"]["connection_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let channels = api
+                .get(&format!(
+                    "/api/connections/{}/channels",
+                    management::segment(&connection)
+                ))
+                .await
+                .body;
+            let exchange = api.get(&format!("/api/exchanges/%2F/{x}")).await.body;
+            last = summarise_activity(&connection, &consumer, &channels, &exchange);
+            // RabbitMQ's channel state and its counters arrive in separate events.
+            let channels = &last["channels"];
+            let ready = channels[0]["message_stats"]["confirm"] == json!(5)
+                && channels[0]["fields"]["confirm"] == json!(true)
+                && channels[1]["message_stats"]["ack"] == json!(2)
+                && channels[1]["fields"]["consumer_count"] == json!(1)
+                && channels[1]["fields"]["messages_unacknowledged"] == json!(1)
+                && last["exchange"]["publish_out"] == json!(6);
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for q in [&q1, &q2] {
+        api.delete(&format!("/api/queues/%2F/{q}")).await;
+    }
+    api.delete(&format!("/api/exchanges/%2F/{x}")).await;
+    let _ = conn.close(200, "bye").await;
+    last
+}
+
+/// Fields not compared: RabbitMQ's Erlang process figures, and the idle timestamp.
+const CHANNEL_KEYS_NOT_SHOWN: &[&str] = &[
+    "garbage_collection",
+    "reductions",
+    "reductions_details",
+    "idle_since",
+];
+
+fn summarise_activity(
+    connection: &str,
+    consumer: &Value,
+    channels: &Value,
+    exchange: &Value,
+) -> Value {
+    let pick = |v: &Value, fields: &[&str]| -> Value {
+        let mut out = serde_json::Map::new();
+        for f in fields {
+            out.insert(f.to_string(), v.get(*f).cloned().unwrap_or(Value::Null));
+        }
+        Value::Object(out)
+    };
+    // A name relative to the connection's, which differs between the brokers.
+    let relative =
+        |name: &Value| -> Value { json!(name.as_str().and_then(|n| n.strip_prefix(connection))) };
+    let mut channels: Vec<Value> = channels.as_array().cloned().unwrap_or_default();
+    channels.sort_by_key(|c| c["number"].as_u64());
+    let channels: Vec<Value> = channels
+        .iter()
+        .map(|c| {
+            let mut keys: Vec<&str> = c
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            keys.retain(|k| !CHANNEL_KEYS_NOT_SHOWN.contains(k));
+            json!({
+                "fields": pick(c, &[
+                    "number", "user", "vhost", "state", "confirm", "transactional",
+                    "prefetch_count", "global_prefetch_count", "consumer_count",
+                    "messages_unacknowledged", "messages_uncommitted", "acks_uncommitted",
+                ]),
+                "name": relative(&c["name"]),
+                "connection": c["connection_details"]["name"] == json!(connection),
+                "message_stats": pick(&c["message_stats"], &[
+                    "publish", "confirm", "return_unroutable", "drop_unroutable",
+                    "deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "deliver_get",
+                    "ack", "redeliver",
+                ]),
+                "keys": keys,
+            })
+        })
+        .collect();
+    let details = &consumer["channel_details"];
+    json!({
+        "consumer": pick(consumer, &["ack_required", "exclusive", "prefetch_count", "arguments"]),
+        "consumer_channel": {
+            "number": details["number"],
+            "user": details["user"],
+            "name": relative(&details["name"]),
+            "peer_port": details["peer_port"].is_u64(),
+        },
+        "channels": channels,
+        "exchange": pick(&exchange["message_stats"], &["publish_in", "publish_out"]),
+    })
+}
+
+#[tokio::test]
+async fn channels_consumers_and_message_stats_as_rabbitmq_shows_them() {
+    let Some((b, fedamq, rabbit)) = both().await else {
+        return;
+    };
+    let s = run_suffix();
+    let ours = channel_activity(
+        &fedamq,
+        &b.url(&rabbitmq::user(), &rabbitmq::password()),
+        &s,
+    )
+    .await;
+    let theirs = channel_activity(&rabbit, &rabbitmq::url(), &s).await;
+    b.shutdown().await;
+    assert_eq!(ours, theirs, "fedamq:\n{ours:#}\nRabbitMQ:\n{theirs:#}");
 }

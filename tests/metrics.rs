@@ -12,7 +12,8 @@ use fedamq::BrokerHandle;
 use fedamq::config::Config;
 use lapin::BasicProperties;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use support::broker;
@@ -206,6 +207,115 @@ async fn series_move_with_client_activity_and_pass_promtool() {
     assert_eq!(value(&after, "rabbitmq_channel_get_ack_total"), 1.0);
     let (_, per_object) = scrape(&b, "/metrics/per-object").await;
     assert!(!per_object.contains("metrics-q"), "{per_object}");
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn publisher_counters_in_rabbitmq_prometheus_names() {
+    let b = broker::start().await;
+    let (_, before) = scrape(&b, "/metrics").await;
+    let amqp = "{protocol=\"amqp091\"}";
+    let global = |text: &str, name: &str| value(text, &format!("{name}{amqp}"));
+    assert_eq!(
+        global(&before, "rabbitmq_global_messages_received_total"),
+        0.0
+    );
+    assert_eq!(value(&before, "rabbitmq_channels"), 0.0);
+
+    let (conn, ch) = broker::channel(&b).await;
+    for q in ["pm-1", "pm-2"] {
+        ch.queue_declare(q, QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_bind(
+            q,
+            "amq.fanout",
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    // One to two queues, one returned, one dropped; then one without confirms.
+    for (exchange, mandatory) in [
+        ("amq.fanout", false),
+        ("amq.direct", true),
+        ("amq.direct", false),
+    ] {
+        ch.basic_publish(
+            exchange,
+            "k",
+            BasicPublishOptions {
+                mandatory,
+                ..Default::default()
+            },
+            b"m",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let plain = conn.create_channel().await.unwrap();
+    plain
+        .basic_publish(
+            "",
+            "pm-1",
+            BasicPublishOptions::default(),
+            b"m",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    // A round trip on that channel: the publish before it is counted.
+    plain
+        .queue_declare(
+            "pm-1",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let (_, after) = scrape(&b, "/metrics").await;
+    for (name, expected) in [
+        ("rabbitmq_global_messages_received_total", 4.0),
+        ("rabbitmq_global_messages_received_confirm_total", 3.0),
+        ("rabbitmq_global_messages_routed_total", 3.0),
+        ("rabbitmq_global_messages_unroutable_dropped_total", 1.0),
+        ("rabbitmq_global_messages_unroutable_returned_total", 1.0),
+        ("rabbitmq_global_messages_confirmed_total", 3.0),
+    ] {
+        assert_eq!(global(&after, name), expected, "{name}");
+    }
+    for (name, expected) in [
+        ("rabbitmq_channel_messages_published_total", 4.0),
+        ("rabbitmq_channel_messages_confirmed_total", 3.0),
+        ("rabbitmq_channel_messages_unroutable_returned_total", 1.0),
+        ("rabbitmq_channel_messages_unroutable_dropped_total", 1.0),
+        ("rabbitmq_channels", 2.0),
+    ] {
+        assert_eq!(value(&after, name), expected, "{name}");
+    }
+    assert!(after.contains("# TYPE rabbitmq_global_messages_received_total counter\n"));
+    promtool_check(&after, "/metrics with publisher counters");
+    // The broker forgets a channel before its close-ok goes out.
+    plain.close(200, "bye").await.unwrap();
+    let (_, closed) = scrape(&b, "/metrics").await;
+    assert_eq!(value(&closed, "rabbitmq_channels"), 1.0);
+    assert_eq!(
+        global(&closed, "rabbitmq_global_messages_received_total"),
+        4.0
+    );
+    conn.close(200, "bye").await.unwrap();
     b.shutdown().await;
 }
 

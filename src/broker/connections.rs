@@ -4,12 +4,14 @@
 //! A connection registers itself once its handshake is done and is removed when its
 //! [`Registration`] drops, however the connection ends. Closing goes through the
 //! connection's mailbox, so the connection's own task sends connection.close and
-//! releases what it holds, exactly as at shutdown.
+//! releases what it holds, exactly as at shutdown. Asking for its channels goes the
+//! same way (see [`crate::broker::channels`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use super::channels::{ChannelCount, ChannelReport};
 use super::credit::PendingBytes;
 use super::hash::HashMap;
 use super::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
@@ -30,7 +32,13 @@ pub struct ConnectionInfo {
     pub(crate) mailbox: Mailbox,
     /// What the connection holds that its client has not read.
     pub(crate) pending: Arc<PendingBytes>,
+    /// How many channels it has open.
+    pub(crate) channel_count: ChannelCount,
 }
+
+/// How long [`ConnectionInfo::channels`] waits for a connection's task: one busy with a
+/// long read answers late, and a listing should not wait for it.
+const REPORT_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 pub struct Connections {
@@ -110,6 +118,24 @@ impl ConnectionInfo {
     /// [`PendingBytes`]).
     pub fn pending_bytes(&self) -> usize {
         self.pending.get()
+    }
+
+    /// How many channels it has open.
+    pub fn channel_count(&self) -> usize {
+        self.channel_count.get()
+    }
+
+    /// Its open channels, as its task reports them between two reads; `None` if the
+    /// connection ended or did not answer in time.
+    pub async fn channels(&self) -> Option<Vec<ChannelReport>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.mailbox.send(ConnectionEvent::Report(tx)).ok()?;
+        tokio::time::timeout(REPORT_WAIT, rx).await.ok()?.ok()
+    }
+
+    /// Whether `mailbox` is this connection's (a consumer's, say).
+    pub fn owns(&self, mailbox: &Mailbox) -> bool {
+        self.mailbox.same_mailbox(mailbox)
     }
 
     fn close(&self, reason: &str) {

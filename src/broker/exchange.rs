@@ -1,5 +1,6 @@
 //! An exchange: how it was declared and its bindings, indexed for routing.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::routing::{ExchangeKind, RoutingTable};
@@ -21,6 +22,20 @@ pub struct Exchange {
     /// `alternate-exchange`: where messages go that this exchange routes nowhere.
     pub alternate: Option<ShortString>,
     table: RwLock<RoutingTable>,
+    /// Messages published into this exchange and copies routed out of it (the
+    /// management API's `publish_in` / `publish_out`). Publishers add to them once per
+    /// batch (`broker::publish::Publisher::flush`), not per message.
+    pub counters: ExchangeCounters,
+}
+
+/// What an exchange counts, as RabbitMQ's `message_stats` for an exchange: `publish_in`
+/// is every message published to it; `publish_out` is one per queue a message reached
+/// from it (through exchange-to-exchange bindings too, which count for the exchange
+/// published to, not for the ones in between).
+#[derive(Debug, Default)]
+pub struct ExchangeCounters {
+    pub publish_in: AtomicU64,
+    pub publish_out: AtomicU64,
 }
 
 impl Exchange {
@@ -32,6 +47,7 @@ impl Exchange {
         Exchange {
             table: RwLock::new(RoutingTable::new(spec.kind)),
             alternate,
+            counters: ExchangeCounters::default(),
             spec,
         }
     }

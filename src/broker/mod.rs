@@ -5,6 +5,7 @@
 //! Hand-written logic on top of the protocol layer: it sees typed methods only.
 
 pub mod backlog;
+pub mod channels;
 pub mod clock;
 pub mod connections;
 pub mod consume;

@@ -20,7 +20,7 @@ use super::connections::Connections;
 use super::error::{AmqpError, AmqpResult};
 use super::hash::HashMap;
 use super::memory::MemoryGauge;
-use super::publish::InternalPublisher;
+use super::publish::{InternalPublisher, PublishTotals};
 use super::vhost::{VHost, VHostLimits};
 use crate::auth::Users;
 use crate::config::Config;
@@ -39,6 +39,8 @@ pub struct Broker {
     memory: MemoryGauge,
     /// True while the memory high watermark is exceeded.
     alarm: watch::Sender<bool>,
+    /// What every publisher did (see [`crate::broker::publish`]).
+    publish_totals: Arc<PublishTotals>,
     /// Runtime parameters of no vhost (`set_global_parameter`), by name.
     global_parameters: RwLock<BTreeMap<String, serde_json::Value>>,
 }
@@ -66,6 +68,7 @@ impl Broker {
             identifier: format!("fedamq-{:016x}", rand::rng().random::<u64>()),
             memory,
             alarm: watch::channel(false).0,
+            publish_totals: Arc::default(),
             global_parameters: RwLock::default(),
         })
     }
@@ -90,6 +93,11 @@ impl Broker {
         &self.connections
     }
 
+    /// What every publisher in the broker did, added to once per publisher batch.
+    pub fn publish_totals(&self) -> &Arc<PublishTotals> {
+        &self.publish_totals
+    }
+
     /// Follows the memory alarm: true while publishers are blocked.
     pub fn alarm(&self) -> watch::Receiver<bool> {
         self.alarm.subscribe()
@@ -104,7 +112,11 @@ impl Broker {
     /// A publisher for a broker object, into `vhost`.
     pub fn internal_publisher(&self, vhost: &str) -> Option<InternalPublisher> {
         let vhost = self.vhost(vhost)?;
-        Some(InternalPublisher::new(vhost, self.memory.clone()))
+        Some(InternalPublisher::new(
+            vhost,
+            self.memory.clone(),
+            self.publish_totals.clone(),
+        ))
     }
 
     fn vhosts_read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<VHost>>> {

@@ -7,9 +7,16 @@
 //! connection turns the [`Outcome`] into basic.return and basic.ack/nack frames; an
 //! [`InternalPublisher`], for broker objects without a connection, hands returns to a
 //! callback and confirms as a future.
+//!
+//! A publisher also counts what it publishes, for the management API and Prometheus:
+//! into its own plain integers while it works, added to the broker's
+//! [`PublishTotals`] and the exchange's counters by [`Publisher::flush`], which a
+//! connection calls once per read. So the message path takes no shared counter per
+//! message, only a few atomic adds per batch.
 
 use std::future::{Future, Ready, ready};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -52,11 +59,92 @@ impl Outcome {
     }
 }
 
+/// What every publisher in the broker did, as rabbitmq_prometheus's global counters
+/// (`rabbitmq_global_messages_*_total`) and the overview's `message_stats` count it.
+#[derive(Debug, Default)]
+pub struct PublishTotals {
+    received: AtomicU64,
+    received_confirm: AtomicU64,
+    routed: AtomicU64,
+    unroutable_dropped: AtomicU64,
+    unroutable_returned: AtomicU64,
+    confirmed: AtomicU64,
+}
+
+/// A reading of [`PublishTotals`], or one publisher's counts not yet added to them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishCounts {
+    /// Messages published (routed, dropped or returned alike).
+    pub received: u64,
+    /// Of those, published on a channel in confirm mode.
+    pub received_confirm: u64,
+    /// Copies that reached a queue: a message routed to two queues counts two.
+    pub routed: u64,
+    /// Routed nowhere and dropped (not `mandatory`).
+    pub unroutable_dropped: u64,
+    /// Routed nowhere and returned to a `mandatory` publisher.
+    pub unroutable_returned: u64,
+    /// Publisher confirms (basic.ack) sent.
+    pub confirmed: u64,
+}
+
+impl PublishTotals {
+    pub fn read(&self) -> PublishCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PublishCounts {
+            received: get(&self.received),
+            received_confirm: get(&self.received_confirm),
+            routed: get(&self.routed),
+            unroutable_dropped: get(&self.unroutable_dropped),
+            unroutable_returned: get(&self.unroutable_returned),
+            confirmed: get(&self.confirmed),
+        }
+    }
+
+    fn add(&self, c: &PublishCounts) {
+        let add = |a: &AtomicU64, n: u64| {
+            if n != 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.received, c.received);
+        add(&self.received_confirm, c.received_confirm);
+        add(&self.routed, c.routed);
+        add(&self.unroutable_dropped, c.unroutable_dropped);
+        add(&self.unroutable_returned, c.unroutable_returned);
+        add(&self.confirmed, c.confirmed);
+    }
+}
+
+/// An exchange's `publish_in` / `publish_out` counted since the last flush.
+#[derive(Debug)]
+struct ExchangeTally {
+    exchange: Arc<Exchange>,
+    publish_in: u64,
+    publish_out: u64,
+}
+
+impl ExchangeTally {
+    fn flush(&self) {
+        let c = &self.exchange.counters;
+        c.publish_in.fetch_add(self.publish_in, Ordering::Relaxed);
+        if self.publish_out != 0 {
+            c.publish_out.fetch_add(self.publish_out, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One publisher's state in one vhost.
 #[derive(Debug)]
 pub struct Publisher {
     vhost: Arc<VHost>,
     memory: MemoryGauge,
+    totals: Arc<PublishTotals>,
+    /// Counted since the last [`Publisher::flush`].
+    counts: PublishCounts,
+    /// The exchanges published to since the last flush, with their counts (a publisher
+    /// mostly uses one, so this is a short list).
+    exchanges: Vec<ExchangeTally>,
     scratch: RouteScratch,
     /// The exchange last published to, checked, valid while the vhost's topology count
     /// and the caller's permission epoch are the ones noted: a publisher sends to the
@@ -65,10 +153,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(vhost: Arc<VHost>, memory: MemoryGauge) -> Publisher {
+    pub fn new(vhost: Arc<VHost>, memory: MemoryGauge, totals: Arc<PublishTotals>) -> Publisher {
         Publisher {
             vhost,
             memory,
+            totals,
+            counts: PublishCounts::default(),
+            exchanges: Vec::new(),
             scratch: RouteScratch::default(),
             target: None,
         }
@@ -114,7 +205,12 @@ impl Publisher {
     }
 
     /// Routes a message from `exchange` (CC and BCC keys too) into its queues.
-    pub fn route(&mut self, exchange: &Exchange, message: MessageRef, mandatory: bool) -> Outcome {
+    pub fn route(
+        &mut self,
+        exchange: &Arc<Exchange>,
+        message: MessageRef,
+        mandatory: bool,
+    ) -> Outcome {
         // Decoded once here: CC/BCC and headers exchanges all read them.
         let headers = message.properties().headers();
         let extra_keys = sender_selected_keys(headers.as_ref());
@@ -127,12 +223,72 @@ impl Publisher {
             &mut self.scratch,
         );
         let returned = (mandatory && routed.queues == 0 && !routed.rejected).then_some(message);
+        self.count(exchange, routed.queues as u64, routed.rejected, mandatory);
         Outcome {
             queues: routed.queues,
             rejected: routed.rejected,
             returned,
             behind: routed.behind,
         }
+    }
+
+    fn count(&mut self, exchange: &Arc<Exchange>, queues: u64, rejected: bool, mandatory: bool) {
+        let c = &mut self.counts;
+        c.received += 1;
+        c.routed += queues;
+        if queues == 0 && !rejected {
+            if mandatory {
+                c.unroutable_returned += 1;
+            } else {
+                c.unroutable_dropped += 1;
+            }
+        }
+        let tally = match self
+            .exchanges
+            .iter_mut()
+            .find(|t| Arc::ptr_eq(&t.exchange, exchange))
+        {
+            Some(t) => t,
+            None => {
+                self.exchanges.push(ExchangeTally {
+                    exchange: exchange.clone(),
+                    publish_in: 0,
+                    publish_out: 0,
+                });
+                let last = self.exchanges.len() - 1;
+                &mut self.exchanges[last]
+            }
+        };
+        tally.publish_in += 1;
+        tally.publish_out += queues;
+    }
+
+    /// Counts a message published on a channel in confirm mode.
+    pub fn count_confirm_requested(&mut self) {
+        self.counts.received_confirm += 1;
+    }
+
+    /// Counts `n` publisher confirms (basic.ack) sent.
+    pub fn count_confirmed(&mut self, n: u64) {
+        self.counts.confirmed += n;
+    }
+
+    /// Adds what was counted since the last flush to the broker's totals and the
+    /// exchanges' counters. A connection calls it once per read.
+    pub fn flush(&mut self) {
+        if self.counts != PublishCounts::default() {
+            self.totals.add(&self.counts);
+            self.counts = PublishCounts::default();
+        }
+        for t in self.exchanges.drain(..) {
+            t.flush();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -160,9 +316,13 @@ impl std::fmt::Debug for InternalPublisher {
 }
 
 impl InternalPublisher {
-    pub fn new(vhost: Arc<VHost>, memory: MemoryGauge) -> InternalPublisher {
+    pub fn new(
+        vhost: Arc<VHost>,
+        memory: MemoryGauge,
+        totals: Arc<PublishTotals>,
+    ) -> InternalPublisher {
         InternalPublisher {
-            publisher: Publisher::new(vhost, memory),
+            publisher: Publisher::new(vhost, memory, totals),
             on_return: None,
         }
     }
@@ -194,6 +354,13 @@ impl InternalPublisher {
             body,
         );
         let outcome = self.publisher.route(&ex, message, mandatory);
+        // Confirmed at once (see above), and counted as RabbitMQ counts its management
+        // plugin's publishes, which go through a channel in confirm mode.
+        self.publisher.count_confirm_requested();
+        if outcome.confirm() == Confirm::Ack {
+            self.publisher.count_confirmed(1);
+        }
+        self.publisher.flush();
         if let (Some(message), Some(f)) = (outcome.returned.clone(), self.on_return.as_mut()) {
             f(Returned {
                 reply_code: ReplyCode::NoRoute,

@@ -4,8 +4,9 @@
 //! Owned by the connection task alone, so none of it needs a lock.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::broker::channels::{ChannelCounters, ChannelReport};
 use crate::broker::credit::Credit;
 use crate::broker::hash::HashMap;
 use crate::broker::memory::{Account, MemoryGauge, map_entry};
@@ -59,6 +60,8 @@ pub struct Channel {
     /// Sequence number of the last message published in confirm mode.
     pub publish_seq: u64,
     pub tx: Option<Transaction>,
+    /// What it did, for the management API (asked through the connection's mailbox).
+    pub counters: ChannelCounters,
     /// The channel's footprint, charged to the broker's memory gauge while it is open.
     _memory: Account,
 }
@@ -82,7 +85,26 @@ impl Channel {
             confirm: false,
             publish_seq: 0,
             tx: None,
+            counters: ChannelCounters::default(),
             _memory: account,
+        }
+    }
+
+    /// Its state as the management API shows it.
+    pub fn report(&self, number: u16) -> ChannelReport {
+        ChannelReport {
+            number,
+            prefetch_count: self.consumer_prefetch,
+            global_prefetch_count: self.channel_credit.limit(),
+            consumer_count: self.consumers.len(),
+            messages_unacknowledged: self.unacked.len(),
+            messages_uncommitted: self.tx.as_ref().map_or(0, |t| t.publishes.len()),
+            acks_uncommitted: self.tx.as_ref().map_or(0, |t| t.settlements.len()),
+            confirm: self.confirm,
+            transactional: self.tx.is_some(),
+            running: self.state == ChannelState::Open,
+            flow_active: self.active.load(Ordering::Relaxed),
+            counters: self.counters,
         }
     }
 }

@@ -28,6 +28,7 @@ use self::channel::{Channel, ChannelState};
 use self::confirms::PendingConfirms;
 use self::handshake::{Capabilities, HandshakeError};
 use self::writer::WriterHandle;
+use crate::broker::channels::{ChannelCount, ChannelReport};
 use crate::broker::connections::ConnectionInfo;
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
@@ -110,6 +111,7 @@ pub async fn serve<T: Transport>(
     let (mut read, write) = stream.into_split();
     let (mailbox_tx, mailbox_rx) = mailbox::mailbox();
     let pending = Arc::new(PendingBytes::charging(broker.memory()));
+    let channel_count = ChannelCount::default();
     let _registration = broker.connections().register(ConnectionInfo {
         id,
         peer,
@@ -119,6 +121,7 @@ pub async fn serve<T: Transport>(
         connected_at: std::time::SystemTime::now(),
         mailbox: mailbox_tx.clone(),
         pending: pending.clone(),
+        channel_count: channel_count.clone(),
     });
     let drained_tx = mailbox_tx.clone();
     let (writer, writer_task) = writer::spawn(write, pending, move || {
@@ -135,11 +138,16 @@ pub async fn serve<T: Transport>(
         heartbeat: opened.heartbeat,
         capabilities: opened.capabilities,
         channels: HashMap::default(),
+        channel_count,
         confirms: PendingConfirms::default(),
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
-        publisher: Publisher::new(vhost.clone(), broker.memory().clone()),
+        publisher: Publisher::new(
+            vhost.clone(),
+            broker.memory().clone(),
+            broker.publish_totals().clone(),
+        ),
         flow: None,
         closing: None,
         done: false,
@@ -176,6 +184,8 @@ pub struct Connection {
     heartbeat: u16,
     capabilities: Capabilities,
     channels: HashMap<u16, Channel>,
+    /// `channels.len()`, shared with the broker's connection registry.
+    channel_count: ChannelCount,
     /// Publisher confirms held until the end of the read that caused them.
     confirms: PendingConfirms,
     /// Frames encoded but not yet handed to the writer.
@@ -380,6 +390,7 @@ impl Connection {
             }
         }
         self.confirms.flush(&mut self.out);
+        self.publisher.flush();
     }
 
     /// Sends channel.close for a soft error, connection.close for a hard one.
@@ -533,6 +544,8 @@ impl Connection {
                     return;
                 };
                 let tag = ch.unacked.next_tag();
+                ch.counters
+                    .count_delivery(consumer.no_ack, entry.redelivered);
                 let deliver = BasicDeliver {
                     consumer_tag: consumer.tag.clone(),
                     delivery_tag: tag,
@@ -579,7 +592,27 @@ impl Connection {
                 self.close_connection(AmqpError::new(code, text), 0, 0);
             }
             ConnectionEvent::WriterDrained => self.resume_consumers(),
+            ConnectionEvent::Report(reply) => {
+                let _ = reply.send(self.channel_reports());
+            }
         }
+    }
+
+    /// Every open channel's state and counters, by number.
+    fn channel_reports(&self) -> Vec<ChannelReport> {
+        let mut reports: Vec<_> = self
+            .channels
+            .iter()
+            .map(|(&number, ch)| ch.report(number))
+            .collect();
+        reports.sort_by_key(|r| r.number);
+        reports
+    }
+
+    /// Keeps the registry's channel count equal to `channels.len()`; called wherever a
+    /// channel is added or removed.
+    fn channels_changed(&self) {
+        self.channel_count.set(self.channels.len());
     }
 
     /// Consumers paused on a full socket or mailbox may go on.

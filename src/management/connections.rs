@@ -2,8 +2,8 @@
 //!
 //! Connections come from the broker's registry (`broker::connections`); closing one
 //! goes through its mailbox, so the connection's own task sends `connection.close`
-//! (320, with the `X-Reason` header's text) as at shutdown. The core keeps no channel
-//! registry yet, so channel lists are empty.
+//! (320, with the `X-Reason` header's text) as at shutdown. Their channels are in
+//! `channels.rs`.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -25,13 +25,10 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/connections", get(list))
         .route("/api/connections/{name}", get(show).delete(close))
-        .route("/api/connections/{name}/channels", get(channels_of))
-        .route("/api/channels", get(channels))
-        .route("/api/channels/{name}", get(channel))
 }
 
 /// RabbitMQ's connection name: `client address -> server address`.
-fn name(api: &Api, c: &ConnectionInfo) -> String {
+pub fn name(api: &Api, c: &ConnectionInfo) -> String {
     match c.peer {
         Some(peer) => format!("{peer} -> {}", api.amqp),
         None => format!("connection {}", c.id),
@@ -63,18 +60,30 @@ fn connection_json(api: &Api, c: &ConnectionInfo) -> Value {
             Some(product) => json!({ "product": product }),
             None => json!({}),
         },
+        "channels": c.channel_count(),
     })
+}
+
+/// The connections `caller` may see, optionally only those to `vhost`.
+pub fn visible_connections(
+    api: &Api,
+    caller: &Caller,
+    vhost: Option<&str>,
+) -> Vec<Arc<ConnectionInfo>> {
+    api.broker
+        .connections()
+        .list()
+        .into_iter()
+        .filter(|c| caller.sees_all() || c.user == caller.name)
+        .filter(|c| vhost.is_none_or(|v| c.vhost == v))
+        .collect()
 }
 
 /// The connections `caller` may see (monitoring and administrators: all; others:
 /// their own), optionally only those to `vhost`.
 pub fn visible(api: &Api, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
-    api.broker
-        .connections()
-        .list()
+    visible_connections(api, caller, vhost)
         .iter()
-        .filter(|c| caller.sees_all() || c.user == caller.name)
-        .filter(|c| vhost.is_none_or(|v| c.vhost == v))
         .map(|c| connection_json(api, c))
         .collect()
 }
@@ -87,13 +96,10 @@ async fn list(
     q.apply(visible(&api, &caller, None))
 }
 
-fn find(api: &Api, caller: &Caller, wanted: &str) -> ApiResult<Arc<ConnectionInfo>> {
-    api.broker
-        .connections()
-        .list()
+pub fn find(api: &Api, caller: &Caller, wanted: &str) -> ApiResult<Arc<ConnectionInfo>> {
+    visible_connections(api, caller, None)
         .into_iter()
         .find(|c| name(api, c) == wanted)
-        .filter(|c| caller.sees_all() || c.user == caller.name)
         .ok_or_else(ApiError::not_found)
 }
 
@@ -124,21 +130,4 @@ async fn close(
         .unwrap_or("Closed via management plugin");
     api.broker.connections().close(c.id, reason);
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn channels_of(
-    State(api): State<Arc<Api>>,
-    caller: Caller,
-    Path(wanted): Path<String>,
-) -> ApiResult<Json<Value>> {
-    find(&api, &caller, &wanted)?;
-    Ok(Json(json!([])))
-}
-
-async fn channels(_: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    q.apply(Vec::new())
-}
-
-async fn channel(_: Caller, Path(_name): Path<String>) -> ApiResult<Json<Value>> {
-    Err(ApiError::not_found())
 }

@@ -20,6 +20,7 @@ use super::body::Fields;
 use super::error::{ApiError, ApiResult};
 use super::format::{exchange_name, json_table, short, table_json};
 use super::listing::ListQuery;
+use super::stats::{self, Shown};
 use crate::auth::{Permission, base64};
 use crate::broker::exchange::{Exchange, ExchangeSpec};
 use crate::broker::routing::ExchangeKind;
@@ -48,8 +49,13 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/api/exchanges/{vhost}/{name}/publish", post(publish))
 }
 
-pub fn exchange_json(vhost: &VHost, ex: &Exchange) -> Value {
-    json!({
+/// What identifies an exchange's rate samples.
+fn rates_key(vhost: &VHost, ex: &Exchange) -> String {
+    format!("exchange {} {}", vhost.name, ex.name())
+}
+
+pub fn exchange_json(api: &Api, vhost: &VHost, ex: &Exchange) -> Value {
+    let mut item = json!({
         "name": ex.name().to_string(),
         "vhost": vhost.name,
         "type": ex.spec.kind.name(),
@@ -58,7 +64,15 @@ pub fn exchange_json(vhost: &VHost, ex: &Exchange) -> Value {
         "internal": ex.spec.internal,
         "arguments": table_json(&ex.spec.arguments),
         "policy": vhost.exchange_policy(ex.name()).policy_name(),
-    })
+    });
+    let counts = stats::exchange_counts(&ex.counters);
+    if let Some(s) = api
+        .rates
+        .stats(&rates_key(vhost, ex), &counts, Shown::Counted(&[]))
+    {
+        item["message_stats"] = s;
+    }
+    item
 }
 
 fn sorted(vhost: &VHost) -> Vec<Arc<Exchange>> {
@@ -73,21 +87,36 @@ async fn list_all(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
+    let mut live = std::collections::HashSet::new();
     for name in api.broker.vhost_names() {
-        if let Some(v) = api.broker.vhost(&name).filter(|_| caller.sees_vhost(&name)) {
-            items.extend(sorted(&v).iter().map(|e| exchange_json(&v, e)));
+        let Some(v) = api.broker.vhost(&name) else {
+            continue;
+        };
+        let exchanges = sorted(&v);
+        live.extend(exchanges.iter().map(|e| rates_key(&v, e)));
+        if caller.sees_vhost(&name) {
+            items.extend(exchanges.iter().map(|e| exchange_json(&api, &v, e)));
         }
     }
+    // Deleted exchanges' samples go when all exchanges are listed.
+    api.rates
+        .retain(|k| !k.starts_with("exchange ") || live.contains(k));
     q.apply(items)
 }
 
 async fn list_vhost(
+    State(api): State<Arc<Api>>,
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&vhost)?;
-    q.apply(sorted(&v).iter().map(|e| exchange_json(&v, e)).collect())
+    q.apply(
+        sorted(&v)
+            .iter()
+            .map(|e| exchange_json(&api, &v, e))
+            .collect(),
+    )
 }
 
 fn find(v: &VHost, name: &str) -> ApiResult<Arc<Exchange>> {
@@ -96,13 +125,14 @@ fn find(v: &VHost, name: &str) -> ApiResult<Arc<Exchange>> {
 }
 
 async fn show(
+    State(api): State<Arc<Api>>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&vhost)?;
     let ex = find(&v, &name)?;
-    let mut item = exchange_json(&v, &ex);
+    let mut item = exchange_json(&api, &v, &ex);
     item["incoming"] = json!([]);
     item["outgoing"] = json!([]);
     Ok(q.trim(item))
@@ -165,12 +195,8 @@ async fn delete(
     let v = caller.vhost(&vhost)?;
     let ex = find(&v, &name)?;
     caller.check(&vhost, Permission::Configure, exchange_name(&name))?;
-    // The default exchange and the `amq.` ones are the broker's (the core leaves this
-    // check to its callers, as the AMQP handlers make it).
-    if ex.is_default() {
-        return Err(ApiError::not_authorised("Access refused."));
-    }
-    reserved(&name, false)?;
+    // The core refuses to delete the default exchange and the `amq.` ones (403, which
+    // the API answers as RabbitMQ's plugin does: 401 "Access refused.").
     v.apply(TopologyChange::DeleteExchange {
         name: ex.name().clone(),
         if_unused: q.if_unused.as_deref() == Some("true"),

@@ -38,6 +38,7 @@ pub mod policies;
 pub mod stats;
 
 mod bindings;
+mod channels;
 mod connections;
 mod exchanges;
 mod federation_links;
@@ -84,6 +85,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(queues::routes())
         .merge(bindings::routes())
         .merge(connections::routes())
+        .merge(channels::routes())
         .merge(page::routes())
         .merge(policies::routes())
         .merge(definitions::routes::routes())

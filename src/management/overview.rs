@@ -83,13 +83,23 @@ async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> Json<Value> {
             stats::add(&mut counters, &s.counters);
         }
     }
-    let connections = broker
+    let open: Vec<_> = broker
         .connections()
         .list()
-        .iter()
+        .into_iter()
         .filter(|c| caller.sees_all() || c.user == caller.name)
-        .count();
-    let message_stats = api.rates.message_stats("overview", &counters);
+        .collect();
+    let connections = open.len();
+    let channels: usize = open.iter().map(|c| c.channel_count()).sum();
+    let publishes = broker.publish_totals().read();
+    let message_stats = api
+        .rates
+        .stats(
+            "overview",
+            &stats::overview_counts(&publishes, &counters),
+            stats::Shown::All,
+        )
+        .unwrap_or_default();
     Json(json!({
         "management_version": RABBITMQ_VERSION,
         "rabbitmq_version": RABBITMQ_VERSION,
@@ -109,7 +119,7 @@ async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> Json<Value> {
             "messages_unacknowledged_details": {"rate": 0.0},
         },
         "object_totals": {
-            "channels": 0,
+            "channels": channels,
             "connections": connections,
             "consumers": consumers,
             "exchanges": exchanges,

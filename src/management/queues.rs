@@ -16,10 +16,12 @@ use super::Api;
 use super::auth::Caller;
 use super::bindings;
 use super::body::Fields;
+use super::channels::consumer_json;
 use super::error::{ApiError, ApiResult};
 use super::format::{json_table, properties_json, short, table_json};
 use super::listing::ListQuery;
 use crate::auth::{Permission, base64};
+use crate::broker::connections::ConnectionInfo;
 use crate::broker::error::AmqpError;
 use crate::broker::owner::Owner;
 use crate::broker::queue::Queue;
@@ -84,30 +86,17 @@ fn queue_json(api: &Api, vhost: &VHost, q: &Queue, details: bool) -> Value {
         "message_stats": api.rates.message_stats(&key, &s.counters),
     });
     if details {
+        let connections = api.broker.connections().list();
         item["consumer_details"] = Value::Array(
             s.consumers
                 .iter()
-                .map(|c| consumer_json(vhost, q, c))
+                .map(|c| consumer_json(api, &connections, vhost, q, c))
                 .collect(),
         );
         item["incoming"] = json!([]);
         item["deliveries"] = json!([]);
     }
     item
-}
-
-fn consumer_json(vhost: &VHost, q: &Queue, c: &crate::broker::queue::consumer::Consumer) -> Value {
-    json!({
-        "consumer_tag": c.tag.to_string(),
-        "ack_required": !c.no_ack,
-        "exclusive": c.exclusive,
-        "prefetch_count": c.credit.as_ref().map_or(0, |cr| cr.limit()),
-        "active": true,
-        "activity_status": "up",
-        "arguments": {},
-        "channel_details": {"number": c.channel},
-        "queue": {"name": q.name().to_string(), "vhost": vhost.name},
-    })
 }
 
 fn sorted(vhost: &VHost) -> Vec<Arc<Queue>> {
@@ -335,32 +324,35 @@ async fn consumers_all(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let connections = api.broker.connections().list();
     let mut items = Vec::new();
     for name in api.broker.vhost_names() {
         if let Some(v) = api.broker.vhost(&name).filter(|_| caller.sees_vhost(&name)) {
-            items.extend(consumers_of(&v));
+            items.extend(consumers_of(&api, &connections, &v));
         }
     }
     q.apply(items)
 }
 
 async fn consumers_vhost(
+    State(api): State<Arc<Api>>,
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&vhost)?;
-    q.apply(consumers_of(&v))
+    let connections = api.broker.connections().list();
+    q.apply(consumers_of(&api, &connections, &v))
 }
 
-fn consumers_of(v: &VHost) -> Vec<Value> {
+fn consumers_of(api: &Api, connections: &[Arc<ConnectionInfo>], v: &VHost) -> Vec<Value> {
     sorted(v)
         .iter()
         .flat_map(|q| {
             q.snapshot()
                 .consumers
                 .iter()
-                .map(|c| consumer_json(v, q, c))
+                .map(|c| consumer_json(api, connections, v, q, c))
                 .collect::<Vec<_>>()
         })
         .collect()

@@ -26,7 +26,6 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/api/vhosts/{vhost}", get(show).put(put).delete(delete))
         .route("/api/vhosts/{vhost}/permissions", get(permissions))
         .route("/api/vhosts/{vhost}/connections", get(vhost_connections))
-        .route("/api/vhosts/{vhost}/channels", get(vhost_channels))
 }
 
 fn vhost_json(api: &Api, vhost: &VHost) -> Value {
@@ -149,11 +148,6 @@ async fn vhost_connections(
 ) -> ApiResult<Json<Value>> {
     caller.vhost(&vhost)?;
     q.apply(connections::visible(&api, &caller, Some(&vhost)))
-}
-
-async fn vhost_channels(caller: Caller, Path(vhost): Path<String>) -> ApiResult<Json<Value>> {
-    caller.vhost(&vhost)?;
-    Ok(Json(json!([])))
 }
 
 /// A vhost's description: fedamq keeps none, so RabbitMQ's default for `/` and nothing

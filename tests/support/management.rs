@@ -105,3 +105,17 @@ impl Http {
         self.call("DELETE", path, None).await
     }
 }
+
+/// A name as one path segment (`/` `%` space `>` and the like percent-encoded), as
+/// RabbitMQ's connection and channel names need.
+pub fn segment(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~:()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

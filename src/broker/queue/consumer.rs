@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Queue;
 use crate::broker::backlog::Entry;
+use crate::broker::channels::ChannelReport;
 use crate::broker::credit::{self, Credit, PendingBytes};
 use crate::protocol::ShortString;
 
@@ -38,6 +39,9 @@ pub enum ConnectionEvent {
         code: crate::protocol::ReplyCode,
         text: String,
     },
+    /// The management API asks for the connection's channels (see
+    /// [`crate::broker::channels`]); a receiver that has none drops the sender.
+    Report(tokio::sync::oneshot::Sender<Vec<ChannelReport>>),
 }
 
 /// A connection's mailbox (see [`super::mailbox`]).

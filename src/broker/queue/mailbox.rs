@@ -126,6 +126,11 @@ impl<E> Mailbox<E> {
     pub fn is_closed(&self) -> bool {
         self.shared.inbox().closed
     }
+
+    /// Whether both send to the same receiver.
+    pub fn same_mailbox(&self, other: &Mailbox<E>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 impl<E: Undelivered> MailboxReceiver<E> {

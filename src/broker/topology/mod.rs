@@ -174,9 +174,11 @@ impl VHost {
             TopologyChange::DeclareExchange { spec, passive } => self
                 .declare_exchange_locked(state, spec, passive)
                 .map(Applied::Exchange),
-            TopologyChange::DeleteExchange { name, if_unused } => self
-                .delete_exchange_locked(state, &name, if_unused)
-                .map(|()| Applied::Done),
+            TopologyChange::DeleteExchange { name, if_unused } => {
+                refuse_builtin_exchange_delete(&name)?;
+                self.delete_exchange_locked(state, &name, if_unused)
+                    .map(|()| Applied::Done)
+            }
             TopologyChange::DeclareQueue { declare, owner } => self
                 .declare_queue_locked(state, declare, owner)
                 .map(|(queue, created)| Applied::Queue { queue, created }),
@@ -762,6 +764,23 @@ fn queue_declared(s: &QueueSpec) -> TopologyEventKind {
         auto_delete: s.auto_delete,
         arguments: s.arguments.clone(),
     }
+}
+
+/// The default exchange and the `amq.*` ones are the broker's: nobody deletes them,
+/// whichever path asks (a client, the management API, a definitions import, a broker
+/// object). 403 with RabbitMQ's texts. Checked before the exchange is looked up, as
+/// RabbitMQ does, so a missing `amq.*` exchange is refused too. The AMQP handler calls
+/// it before its permission check, to answer in RabbitMQ's order.
+pub fn refuse_builtin_exchange_delete(name: &ShortString) -> AmqpResult<()> {
+    if name.is_empty() {
+        return Err(AmqpError::default_exchange());
+    }
+    if name.as_bytes().starts_with(b"amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "exchange name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    Ok(())
 }
 
 /// `amq.gen-` and 22 random URL-safe characters, as RabbitMQ names server-named queues.

@@ -111,6 +111,36 @@ fn events(sub: &mut TopologySubscription) -> Vec<TopologyEvent> {
 }
 
 #[test]
+fn nobody_deletes_the_default_or_an_amq_exchange() {
+    // Every path (client, API, definitions, broker objects) goes through `apply`, so
+    // the refusal is here and not only in the AMQP handler.
+    let v = vhost();
+    let (_, _, mut sub) = v.subscribe_topology(DEFAULT_CAPACITY);
+    for (name, text) in [
+        ("", "operation not permitted on the default exchange"),
+        (
+            "amq.direct",
+            "exchange name 'amq.direct' contains reserved prefix 'amq.*'",
+        ),
+        (
+            "amq.nope",
+            "exchange name 'amq.nope' contains reserved prefix 'amq.*'",
+        ),
+    ] {
+        let e = v
+            .apply(TopologyChange::DeleteExchange {
+                name: ss(name),
+                if_unused: false,
+            })
+            .unwrap_err();
+        assert_eq!((e.code, e.text.as_str()), (ReplyCode::AccessRefused, text));
+    }
+    assert!(v.exchange(&ss("")).is_some());
+    assert!(v.exchange(&ss("amq.direct")).is_some());
+    assert!(events(&mut sub).is_empty(), "nothing changed");
+}
+
+#[test]
 fn every_kind_of_change_is_an_event_in_order() {
     let v = vhost();
     let (seq, snapshot, mut sub) = v.subscribe_topology(DEFAULT_CAPACITY);

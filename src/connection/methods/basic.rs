@@ -190,6 +190,9 @@ impl BasicServer for Connection {
             tx.publishes.push((m.exchange, message, m.mandatory));
             return Ok(());
         }
+        if seq.is_some() {
+            self.publisher.count_confirm_requested();
+        }
         self.publish_now(channel, &exchange, message, m.mandatory, seq)
     }
 
@@ -198,10 +201,14 @@ impl BasicServer for Connection {
         self.check(Permission::Read, "queue", &name)?;
         let q = self.vhost.queue_for(&name, &self.owner())?;
         match q.get(m.no_ack) {
-            None => self.send(channel, BasicGetEmpty {}),
+            None => {
+                self.channel(channel)?.counters.get_empty += 1;
+                self.send(channel, BasicGetEmpty {});
+            }
             Some((entry, remaining)) => {
                 let frame_max = self.frame_max;
                 let ch = self.channel(channel)?;
+                ch.counters.count_get(m.no_ack, entry.redelivered);
                 let tag = ch.unacked.next_tag();
                 let ok = BasicGetOk {
                     delivery_tag: tag,

@@ -23,6 +23,7 @@ impl ChannelServer for Connection {
             channel,
             Channel::new(self.broker.config().max_message_size, self.broker.memory()),
         );
+        self.channels_changed();
         self.send(channel, ChannelOpenOk {});
         Ok(())
     }
@@ -46,6 +47,7 @@ impl ChannelServer for Connection {
     fn channel_close(&mut self, channel: u16, _: ChannelClose) -> Self::Output {
         self.release_channel(channel);
         self.channels.remove(&channel);
+        self.channels_changed();
         self.send(channel, ChannelCloseOk {});
         Ok(())
     }
@@ -57,6 +59,7 @@ impl ChannelServer for Connection {
             .is_some_and(|c| c.state == ChannelState::Closing)
         {
             self.channels.remove(&channel);
+            self.channels_changed();
         }
         Ok(())
     }

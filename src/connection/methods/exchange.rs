@@ -2,23 +2,14 @@
 //! topology path.
 
 use crate::auth::Permission;
-use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::error::AmqpError;
 use crate::broker::exchange::ExchangeSpec;
 use crate::broker::routing::{Destination, ExchangeKind};
-use crate::broker::topology::{BindingSpec, TopologyChange};
+use crate::broker::topology::{BindingSpec, TopologyChange, refuse_builtin_exchange_delete};
 use crate::connection::Connection;
 use crate::protocol::ShortString;
 use crate::protocol::generated::dispatch::ExchangeServer;
 use crate::protocol::generated::methods::*;
-
-/// Bindings never involve the default exchange: 403, checked before whether the other
-/// side exists, as RabbitMQ does.
-fn refuse_default_exchange(name: &ShortString) -> AmqpResult<()> {
-    if name.is_empty() {
-        return Err(AmqpError::default_exchange());
-    }
-    Ok(())
-}
 
 impl ExchangeServer for Connection {
     fn exchange_declare(&mut self, channel: u16, m: ExchangeDeclare) -> Self::Output {
@@ -67,8 +58,7 @@ impl ExchangeServer for Connection {
     }
 
     fn exchange_delete(&mut self, channel: u16, m: ExchangeDelete) -> Self::Output {
-        refuse_default_exchange(&m.exchange)?;
-        Self::reserved_name("exchange", &m.exchange)?;
+        refuse_builtin_exchange_delete(&m.exchange)?;
         self.check(Permission::Configure, "exchange", &m.exchange)?;
         self.vhost.apply(TopologyChange::DeleteExchange {
             name: m.exchange,

@@ -85,12 +85,26 @@ impl Connection {
     fn publish_now(
         &mut self,
         channel: u16,
-        exchange: &Exchange,
+        exchange: &Arc<Exchange>,
         message: MessageRef,
         mandatory: bool,
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
         let mut routed = self.publisher.route(exchange, message, mandatory);
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            let c = &mut ch.counters;
+            c.publish += 1;
+            if routed.queues == 0 && !routed.rejected {
+                if routed.returned.is_some() {
+                    c.return_unroutable += 1;
+                } else {
+                    c.drop_unroutable += 1;
+                }
+            }
+            if confirm_seq.is_some() && !routed.rejected {
+                c.confirm += 1;
+            }
+        }
         if let Some(q) = routed.behind.take() {
             self.flow = Some(q);
         }
@@ -116,6 +130,7 @@ impl Connection {
                 self.confirms.nack(channel, seq, &mut self.out);
             } else {
                 self.confirms.ack(channel, seq);
+                self.publisher.count_confirmed(1);
             }
         }
         Ok(())
@@ -135,6 +150,7 @@ impl Connection {
             return Err(AmqpError::unknown_delivery_tag(tag));
         };
         if ack {
+            ch.counters.ack += settled.len() as u64;
             unacked::ack(settled);
         } else {
             unacked::give_back(settled, requeue_them);

@@ -6,7 +6,9 @@
 //! `/metrics/per-object` adds each queue's series, labelled `vhost` and `queue`.
 //!
 //! Everything is read when Prometheus scrapes: queue snapshots (depths and the counters
-//! queues keep under their own lock), the connection registry and the memory gauge.
+//! queues keep under their own lock), the broker's publish totals (which publishers add
+//! to once per batch), the connection registry (with each connection's channel count)
+//! and the memory gauge.
 //! The message path does no extra work for metrics. Counters must never go down, but a
 //! deleted queue takes its counters with it, so the scraper remembers each queue's last
 //! counters and keeps a deleted queue's in [`Totals::retired`] (what a queue did between
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 use super::stats;
 use crate::broker::Broker;
 use crate::broker::hash::HashMap;
+use crate::broker::publish::PublishCounts;
 use crate::broker::queue::{Queue, QueueCounters};
 
 mod exposition;
@@ -65,9 +68,12 @@ struct Scrape {
     queues: Vec<QueueRow>,
     /// Over all queues, deleted ones included.
     counters: QueueCounters,
+    /// What publishers did (the broker's publish totals).
+    publishes: PublishCounts,
     vhosts: usize,
     exchanges: usize,
     connections: usize,
+    channels: usize,
     pending_bytes: usize,
     memory_used: u64,
     watermark: u64,
@@ -157,9 +163,11 @@ impl Metrics {
         Scrape {
             queues,
             counters,
+            publishes: broker.publish_totals().read(),
             vhosts,
             exchanges,
             connections: open.len(),
+            channels: open.iter().map(|c| c.channel_count()).sum(),
             pending_bytes: open.iter().map(|c| c.pending_bytes()).sum(),
             memory_used: broker.memory().used(),
             watermark: broker.config().memory_high_watermark,
@@ -231,6 +239,12 @@ fn render(s: &Scrape, per_object: bool) -> String {
         "Connections currently open",
         s.connections,
     );
+    e.single(
+        "rabbitmq_channels",
+        Kind::Gauge,
+        "Channels currently open",
+        s.channels,
+    );
     let consumers: usize = s.queues.iter().map(|q| q.consumers).sum();
     e.single(
         "rabbitmq_consumers",
@@ -297,6 +311,34 @@ fn render(s: &Scrape, per_object: bool) -> String {
         } else {
             e.sample(name, &[], s.queues.iter().map(field).sum::<u64>());
         }
+    }
+
+    // What publishers did, in the channel-level names (summed over all channels).
+    let p = &s.publishes;
+    let published: [(&str, &str, u64); 4] = [
+        (
+            "rabbitmq_channel_messages_published_total",
+            "Total number of messages published into an exchange on a channel",
+            p.received,
+        ),
+        (
+            "rabbitmq_channel_messages_confirmed_total",
+            "Total number of messages published into an exchange and confirmed on the channel",
+            p.confirmed,
+        ),
+        (
+            "rabbitmq_channel_messages_unroutable_returned_total",
+            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            p.unroutable_returned,
+        ),
+        (
+            "rabbitmq_channel_messages_unroutable_dropped_total",
+            "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+            p.unroutable_dropped,
+        ),
+    ];
+    for (name, help, value) in published {
+        e.single(name, Kind::Counter, help, value);
     }
 
     // What consumers did, in the channel-level names (summed over the queues).
@@ -387,6 +429,44 @@ fn render(s: &Scrape, per_object: bool) -> String {
     for (name, help, value) in global {
         e.family(name, Kind::Counter, help);
         e.sample(name, &[AMQP, CLASSIC], value);
+    }
+
+    // What publishers did, in the global names (per protocol only).
+    let global_published: [(&str, &str, u64); 6] = [
+        (
+            "rabbitmq_global_messages_received_total",
+            "Total number of messages received from publishers",
+            p.received,
+        ),
+        (
+            "rabbitmq_global_messages_received_confirm_total",
+            "Total number of messages received from publishers expecting confirmations",
+            p.received_confirm,
+        ),
+        (
+            "rabbitmq_global_messages_routed_total",
+            "Total number of messages routed to queues or streams",
+            p.routed,
+        ),
+        (
+            "rabbitmq_global_messages_unroutable_dropped_total",
+            "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+            p.unroutable_dropped,
+        ),
+        (
+            "rabbitmq_global_messages_unroutable_returned_total",
+            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            p.unroutable_returned,
+        ),
+        (
+            "rabbitmq_global_messages_confirmed_total",
+            "Total number of messages confirmed to publishers",
+            p.confirmed,
+        ),
+    ];
+    for (name, help, value) in global_published {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, &[AMQP], value);
     }
 
     // fedamq's own.
