@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{Figures, Metric, Options, median};
+use super::{Figures, Metric, Options, median, strings};
 use crate::brokers::{Broker, Which, free_port, wait_for_port};
 
 /// Each TLS scenario and the plain scenario it repeats over TLS.
@@ -286,10 +286,6 @@ pub(super) fn cost_section(
 
 fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// Percent-encodes what a URI query value cannot hold as it is (a path keeps its `/`).
