@@ -2,9 +2,14 @@
 //! consumes and reports (rates, counts, latency percentiles) — not how fast. Benchmarks
 //! proper are `fedamq-perf` itself and `cargo xtask bench-compare`.
 
+mod support;
+
+use std::process::Output;
+
 use fedamq::config::Config;
 use fedamq::{BrokerHandle, Server};
 use serde_json::Value;
+use support::tls::Pki;
 
 async fn broker() -> BrokerHandle {
     let config = Config {
@@ -25,16 +30,26 @@ async fn broker() -> BrokerHandle {
 
 /// Runs fedamq-perf with `--json --quiet` and the given flags; returns its JSON result.
 async fn perf(broker: &BrokerHandle, flags: &[&str]) -> Value {
+    perf_at(&broker.url("guest", "guest"), flags).await
+}
+
+/// Runs fedamq-perf against `uri` with `--json --quiet` and the given flags.
+async fn perf_output(uri: &str, flags: &[&str]) -> Output {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamq-perf"))
         .arg("--uri")
-        .arg(broker.url("guest", "guest"))
+        .arg(uri)
         .args(["--json", "--quiet"])
         .args(flags)
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+    tokio::time::timeout(std::time::Duration::from_secs(60), out)
         .await
         .expect("fedamq-perf finishes")
-        .expect("fedamq-perf runs");
+        .expect("fedamq-perf runs")
+}
+
+/// [`perf_output`], which must succeed; its JSON result.
+async fn perf_at(uri: &str, flags: &[&str]) -> Value {
+    let out = perf_output(uri, flags).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -201,5 +216,64 @@ async fn idle_connections() {
     let v = perf(&b, &["--connections", "20", "-z", "0.2"]).await;
     no_errors(&v);
     assert_eq!(num(&v, "connections_opened"), 20.0);
+    b.shutdown().await;
+}
+
+/// An `amqps://` URI for the broker's TLS listener, with RabbitMQ's query parameters.
+fn amqps_uri(b: &BrokerHandle, query: &str) -> String {
+    let addr = b.tls_local_addr().expect("an amqps listener");
+    format!("amqps://guest:guest@{addr}/%2f?{query}")
+}
+
+/// S2's client over TLS (confirms and manual acks, so both sides wait on each other and
+/// a write left in the TLS stream's buffer would stall the run), the server's
+/// certificate checked against the CA given in `cacertfile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_second_over_tls() {
+    let pki = Pki::new("perf smoke CA");
+    let b =
+        support::broker::start_with(support::tls::config(&pki, &pki.server(), false, false)).await;
+    let uri = amqps_uri(&b, &format!("cacertfile={}", pki.ca.display()));
+    let v = perf_at(
+        &uri,
+        &["-x1", "-y1", "-s16", "-q100", "-c1000", "-z1", "--cleanup"],
+    )
+    .await;
+    no_errors(&v);
+    assert!(num(&v, "consumed") > 0.0, "{v}");
+    assert!(num(&v, "confirmed") > 0.0, "{v}");
+    check_percentiles(&v, "confirm_latency_us");
+    let tls = v["tls"].as_str().unwrap_or_default();
+    assert!(tls.starts_with("TLSv1_3 TLS13_"), "{v}");
+    // Over plain TCP there is no TLS to report.
+    let v = perf(&b, &["-x1", "-y0", "-C", "10", "--cleanup"]).await;
+    assert!(v["tls"].is_null(), "{v}");
+    b.shutdown().await;
+}
+
+/// A server certificate from another CA is refused, with the reason; with
+/// `verify=verify_none` the same server is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificate_checked_unless_verify_none() {
+    let pki = Pki::new("perf smoke CA");
+    let other = Pki::new("another CA");
+    let b =
+        support::broker::start_with(support::tls::config(&pki, &pki.server(), false, false)).await;
+    let flags = ["-x1", "-y0", "-C", "10", "--cleanup"];
+    let uri = amqps_uri(&b, &format!("cacertfile={}", other.ca.display()));
+    let out = perf_output(&uri, &flags).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("TLS handshake failed"), "{stderr}");
+    let v = perf_at(
+        &amqps_uri(
+            &b,
+            &format!("cacertfile={}&verify=verify_none", other.ca.display()),
+        ),
+        &flags,
+    )
+    .await;
+    no_errors(&v);
+    assert_eq!(num(&v, "published"), 10.0);
     b.shutdown().await;
 }

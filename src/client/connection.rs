@@ -71,11 +71,13 @@ impl<S> Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    /// Writes everything buffered.
+    /// Writes everything buffered, through the stream's own buffer too (a TLS stream
+    /// may keep encrypted bytes when the socket is full).
     pub async fn flush(&mut self) -> Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            self.stream.flush().await?;
         }
         Ok(())
     }

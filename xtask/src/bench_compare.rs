@@ -2,7 +2,8 @@
 //! RabbitMQ from Debian's packages, on this machine, alternating between the two so drift
 //! hits both; one table with each figure for both brokers and their ratio, also written
 //! to `bench/results/<date>-<commit>.md`. The brokers are started and measured by
-//! `brokers.rs`.
+//! `brokers.rs`; the TLS scenarios' certificates and listeners, and the report's TLS cost,
+//! by `bench_compare/tls.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,15 +15,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bench_env::{release_binaries, revision, task_main, thousands};
+mod tls;
+
 use crate::brokers::{
     Broker, RssSampler, Which, clock_ticks_per_second, cpu_ticks, ensure_rabbitmq, reset_peak,
     vm_kib, wait_exit,
 };
 
-const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1b,S2,S3,S4,S5,S6,S7] \
+const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1b,S2,S1t,S2t,S3,S4,S5,S6,S7] \
 [--seconds N] [--rounds N] [--backlog N] [--connections N] [--no-build] [--no-write]";
 
-const ALL: [&str; 9] = ["S1", "S1u", "S1b", "S2", "S3", "S4", "S5", "S6", "S7"];
+const ALL: [&str; 11] = [
+    "S1", "S1u", "S1b", "S2", "S1t", "S2t", "S3", "S4", "S5", "S6", "S7",
+];
 
 struct Options {
     scenarios: Vec<String>,
@@ -396,7 +401,9 @@ fn run_scenario(
             put(Metric::PeakRss, Some(peak.max(peak2)));
         }
         _ => {
-            let flags = throughput_flags(scenario, ctx.seconds, &tag);
+            // A TLS scenario runs its plain one's flags.
+            let plain = tls::plain_of(scenario).unwrap_or(scenario);
+            let flags = throughput_flags(plain, ctx.seconds, &tag);
             let limit = Duration::from_secs_f64(ctx.seconds + 120.0);
             let (v, cpu, peak) = measured(ctx, broker, || perf_json(ctx, broker, &flags, limit))?;
             if flags.iter().any(|f| f == "--unbatched") && v["unbatched"] != true {
@@ -409,7 +416,7 @@ fn run_scenario(
             put(Metric::LatencyP95, ms(&v, "latency_us", "p95"));
             put(Metric::LatencyP99, ms(&v, "latency_us", "p99"));
             put(Metric::LatencyP999, ms(&v, "latency_us", "p99_9"));
-            if scenario == "S2" {
+            if plain == "S2" {
                 put(Metric::ConfirmP50, ms(&v, "confirm_latency_us", "p50"));
                 put(Metric::ConfirmP99, ms(&v, "confirm_latency_us", "p99"));
             }
@@ -432,6 +439,9 @@ fn note_version(broker: &mut Broker, v: &Value) {
         if let Some(b) = v["broker"].as_str().filter(|b| !b.trim().is_empty()) {
             broker.version = b.trim().to_string();
         }
+    }
+    if let Some(t) = v["tls"].as_str().filter(|_| broker.tls.is_empty()) {
+        broker.tls = t.to_string();
     }
 }
 
@@ -466,6 +476,9 @@ fn fmt_value(v: f64) -> String {
 }
 
 fn scenario_title(s: &str, o: &Options) -> String {
+    if let Some(plain) = tls::plain_of(s) {
+        return tls::title(s, &scenario_title(plain, o));
+    }
     match s {
         "S1" => "S1: 1p/1c, 16 B, auto-ack".into(),
         "S1u" => "S1u: S1 with one write per publish (as pika, amqplib, amqprs)".into(),
@@ -541,6 +554,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     let (commit, date) = (revision.commit.clone(), revision.date.clone());
     let (fedamq_bin, perf) = release_binaries(root, o.build, "bench-compare")?;
     ensure_rabbitmq()?;
+    let certs = tls::Certificates::for_scenarios(&o.scenarios)?;
 
     let ctx = Ctx {
         perf: &perf,
@@ -554,6 +568,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     // Per broker: RSS right after start (one per start), version, Erlang release.
     let mut idle_rss: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut names = ["fedamq".to_string(), "RabbitMQ".to_string()];
+    let mut tls_sessions = [String::new(), String::new()];
     let mut erlang = String::new();
     for round in 1..=o.rounds {
         for s in &o.scenarios {
@@ -561,9 +576,10 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
             // gets a freshly started broker, so memory figures are the scenario's own and
             // not what an earlier one left in the allocator.
             for (i, which) in [Which::Fedamq, Which::Rabbit].into_iter().enumerate() {
-                let mut broker = match which {
-                    Which::Fedamq => Broker::start_fedamq(&fedamq_bin, &[])?,
-                    Which::Rabbit => Broker::start_rabbit("")?,
+                let mut broker = match certs.as_ref().filter(|_| tls::plain_of(s).is_some()) {
+                    Some(certs) => tls::start(which, &fedamq_bin, certs)?,
+                    None if which == Which::Fedamq => Broker::start_fedamq(&fedamq_bin, &[])?,
+                    None => Broker::start_rabbit("")?,
                 };
                 // Let the start settle (RabbitMQ keeps booting plugins-less apps briefly).
                 std::thread::sleep(Duration::from_secs(2));
@@ -577,6 +593,9 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
                 let r = run_scenario(&ctx, &mut broker, s, round, &mut figures[i]);
                 if !broker.version.is_empty() {
                     names[i] = broker.version.clone();
+                }
+                if !broker.tls.is_empty() {
+                    tls_sessions[i] = broker.tls.clone();
                 }
                 if which == Which::Rabbit && erlang.is_empty() {
                     erlang = broker
@@ -631,6 +650,12 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
          all connections open divided by their number; ✓ marks the figures where fedamq is better by more than 5 %\n"
     );
     md.push_str(&table(o, (&names[0], &names[1]), &figures[0], &figures[1]));
+    md.push_str(&tls::cost_section(
+        o,
+        (&names[0], &names[1]),
+        (&tls_sessions[0], &tls_sessions[1]),
+        (&figures[0], &figures[1]),
+    ));
     println!("\n{md}");
 
     if o.write {

@@ -162,6 +162,11 @@ pub(crate) struct Broker {
     pub(crate) port: u16,
     /// From the AMQP server properties, filled in by the first run.
     pub(crate) version: String,
+    /// When the run gave the broker an amqps listener: the `amqps://` URI to use
+    /// instead of the plain port (`bench_compare/tls.rs`).
+    pub(crate) amqps_uri: Option<String>,
+    /// Over amqps: the TLS version and cipher suite negotiated, from the first run.
+    pub(crate) tls: String,
     pub(crate) rabbit: Option<RabbitEnv>,
 }
 
@@ -174,8 +179,12 @@ pub(crate) struct RabbitEnv {
 }
 
 impl Broker {
+    /// The URI the load generator connects to: the amqps listener's when there is one.
     pub(crate) fn uri(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        match &self.amqps_uri {
+            Some(uri) => uri.clone(),
+            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
+        }
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -213,6 +222,8 @@ impl Broker {
             pid,
             port,
             version: String::new(),
+            amqps_uri: None,
+            tls: String::new(),
             rabbit: None,
         };
         if !wait_for_port(port, Duration::from_secs(20)) {
@@ -275,6 +286,8 @@ impl Broker {
             pid: child_pid,
             port,
             version: String::new(),
+            amqps_uri: None,
+            tls: String::new(),
             rabbit: Some(RabbitEnv {
                 node: node.clone(),
                 dir: dir.clone(),

@@ -13,7 +13,7 @@ use fedamq::protocol::generated::methods::{BasicAck, BasicDeliver, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::client::{Conn, Error, Result};
+use crate::client::{Conn, Error, Result, write_or_flush};
 use crate::stats::{Counters, SharedLatencies, now_ns, record_batch};
 
 pub struct ConsumerConfig {
@@ -158,7 +158,9 @@ async fn consume_loop(
         frames,
         ..
     } = conn;
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, mut wr) = crate::client::split(stream);
+    // Acks written since the last flush: a TLS stream may still hold some of them.
+    let mut unflushed = false;
 
     while !done && !stopping {
         tokio::select! {
@@ -242,9 +244,13 @@ async fn consume_loop(
                 }
                 record_batch(latency, &mut samples);
             }
-            r = wr.write(&out), if !out.is_empty() => {
-                out.advance(r?);
-            }
+            r = write_or_flush(&mut wr, &out), if !out.is_empty() || unflushed => match r? {
+                Some(n) => {
+                    out.advance(n);
+                    unflushed = true;
+                }
+                None => unflushed = false,
+            },
             r = stop.changed(), if !stopping => {
                 let _ = r;
                 stopping = true;
@@ -257,6 +263,7 @@ async fn consume_loop(
         wr.write_all(&out).await?;
         out.clear();
     }
+    wr.flush().await?;
     Ok(())
 }
 

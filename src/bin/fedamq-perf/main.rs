@@ -132,9 +132,10 @@ async fn cleanup(args: &Args, setup: &mut Conn, queues: &[String]) -> client::Re
     Ok(())
 }
 
-fn summary_base(args: &Args, broker: String, queues: usize) -> Summary {
+fn summary_base(args: &Args, conn: Option<&Conn>, queues: usize) -> Summary {
     Summary {
-        broker,
+        broker: conn.map(|c| c.server()).unwrap_or_default(),
+        tls: conn.and_then(|c| client::tls_description(&c.stream)),
         producers: args.producers,
         consumers: args.consumers,
         size: args.size,
@@ -177,7 +178,7 @@ async fn run(args: &Args, uri: &AmqpUri) -> Result<Summary, String> {
     declare(args, &mut setup, &queues)
         .await
         .map_err(|e| format!("declaring: {e}"))?;
-    let mut summary = summary_base(args, setup.server(), queues.len());
+    let mut summary = summary_base(args, Some(&setup), queues.len());
 
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -434,8 +435,7 @@ async fn idle_connections(args: &Args, uri: &AmqpUri) -> Result<Summary, String>
         }
     }
     let connect_time = start.elapsed().as_secs_f64();
-    let broker = conns.first().map(|c| c.server()).unwrap_or_default();
-    let mut summary = summary_base(args, broker, 0);
+    let mut summary = summary_base(args, conns.first(), 0);
     summary.producers = 0;
     summary.consumers = 0;
     summary.connections_opened = conns.len();

@@ -20,10 +20,10 @@ use fedamq::protocol::generated::constants::FRAME_METHOD;
 use fedamq::protocol::generated::methods::{BasicPublish, Method};
 use fedamq::protocol::generated::properties::BasicProperties;
 use fedamq::protocol::{FieldTable, ShortString};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::client::{Conn, Error, Result};
+use crate::client::{Conn, Error, Result, write_or_flush};
 use crate::stats::{Counters, SharedLatencies, now_ns, record_batch};
 
 /// Start refilling the write buffer below this many octets…
@@ -161,7 +161,7 @@ async fn publish_loop(
         frame_max,
         ..
     } = conn;
-    let (rd, wr) = stream.split();
+    let (rd, wr) = crate::client::split(stream);
     let mut socket = Socket {
         rd,
         wr,
@@ -242,6 +242,8 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut samples: Vec<u64> = Vec::with_capacity(4096);
     let mut stopping = *stop.borrow();
     let started = Instant::now();
+    // Written since the last flush: a TLS stream may still hold some of it.
+    let mut unflushed = false;
 
     loop {
         // Looked at on every turn: when the socket always takes the next write (one
@@ -353,10 +355,14 @@ async fn publish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 Counters::add(&counters.returned, returned);
                 record_batch(confirm_latency, &mut samples);
             }
-            r = wr.write(out), if !out.is_empty() => {
-                out.advance(r?);
-                Counters::add(&counters.writes, 1);
-            }
+            r = write_or_flush(wr, out), if !out.is_empty() || unflushed => match r? {
+                Some(n) => {
+                    out.advance(n);
+                    Counters::add(&counters.writes, 1);
+                    unflushed = true;
+                }
+                None => unflushed = false,
+            },
             _ = tokio::time::sleep_until(rate_wait.unwrap_or(started).into()), if rate_wait.is_some() && out.is_empty() => {}
             r = stop.changed(), if !stopping => {
                 // A dropped sender means stop as well.

@@ -226,6 +226,8 @@ pub struct Second {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub broker: String,
+    /// With `amqps://`: the TLS version and cipher suite negotiated, as rustls names them.
+    pub tls: Option<String>,
     pub producers: usize,
     pub consumers: usize,
     pub size: usize,
@@ -273,6 +275,9 @@ impl Summary {
     pub fn print_text(&self) {
         println!("---");
         println!("broker:            {}", self.broker);
+        if let Some(tls) = &self.tls {
+            println!("tls:               {tls}");
+        }
         if self.connections_opened > 0 {
             println!(
                 "connections:       {} opened in {:.2} s",
