@@ -17,7 +17,7 @@ use crate::transport::tls::connect_tls;
 use crate::transport::{self, Joined, Transport};
 
 /// Channels we ask for: the peering uses one, reopened after a channel error.
-const CHANNEL_MAX: u16 = 8;
+pub(crate) const CHANNEL_MAX: u16 = 8;
 
 /// The read half of whatever transport the link runs on.
 pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
@@ -71,6 +71,8 @@ pub(crate) struct Link {
     pub frame_max: u32,
     /// Zero: no heartbeats.
     pub heartbeat: Duration,
+    /// The remote's connection.start server properties.
+    pub server_properties: crate::protocol::FieldTable,
     writer: Option<Writer>,
 }
 
@@ -128,6 +130,7 @@ impl Link {
             frames,
             frame_max,
             heartbeat,
+            server_properties,
             ..
         } = Connection::open(stream, &options(config)).await?;
         let (reader, writer) = stream.into_split();
@@ -137,6 +140,7 @@ impl Link {
             frames,
             frame_max,
             heartbeat,
+            server_properties,
             writer: Some(Box::new(writer)),
         })
     }
