@@ -91,10 +91,11 @@ const NOT_COMPARED: &[(&str, &str)] = &[
     ("tunnel.close-ok", TUNNEL),
     ("greeting.hello", SERVICE),
     ("greeting.hello-ok", SERVICE),
+    ("broker.identify", SERVICE),
+    ("broker.identify-ok", SERVICE),
 ];
 const TUNNEL: &str = "fedamq's tunnel protocol (spec/tunnel.xml); only fedamq brokers speak it";
-const SERVICE: &str =
-    "a fedamq tunnel service (spec/tunnel-greeting.xml); only fedamq brokers speak it";
+const SERVICE: &str = "a fedamq tunnel service (spec/tunnel-*.xml); only fedamq brokers speak it";
 
 // ---------------------------------------------------------------------------------------
 // Running amq-protocol

@@ -120,12 +120,22 @@ async fn greeting_methods_flow_both_ways() {
     assert_eq!(t.status().state, TunnelState::Closed);
 }
 
-/// `N` hellos go out while the proxy cuts the link every `N / CUTS` of them; every
-/// hello-ok (one per hello the remote's service got) must come back once, in order.
 #[tokio::test]
 async fn methods_arrive_exactly_once_and_in_order_across_cuts() {
-    const N: u64 = 20_000;
-    const CUTS: u64 = 20;
+    across_cuts(20_000, 20).await;
+}
+
+/// The size: 100,000 methods each way across 200 cuts. A soak, not for every
+/// run: `cargo test --release --test tunnels -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn soak_100_000_each_way_across_200_cuts() {
+    across_cuts(100_000, 200).await;
+}
+
+/// `n` hellos go out while the proxy cuts the link every `n / cuts` hello-oks; every
+/// hello-ok (one per hello the remote's service got) must come back once, in order.
+async fn across_cuts(n: u64, cuts: u64) {
     let a = broker::start().await;
     let b = broker::start().await;
     add_user(&b, "link", &[PEERING_TAG]);
@@ -137,16 +147,16 @@ async fn methods_arrive_exactly_once_and_in_order_across_cuts() {
 
     let sender = t.sender();
     let sending = tokio::spawn(async move {
-        for serial in 1..=N {
+        for serial in 1..=n {
             sender.send(hello(serial, "x")).await.unwrap();
         }
     });
     let mut next = 1;
     tokio::time::timeout(PATIENCE * 4, async {
-        while next <= N {
+        while next <= n {
             let ok = hello_ok(rx.recv().await.expect("the tunnel lives"));
             assert_eq!(ok.serial, next, "out of order or twice");
-            if next % (N / CUTS) == 0 {
+            if next % (n / cuts) == 0 {
                 proxy.cut();
             }
             next += 1;
@@ -160,7 +170,12 @@ async fn methods_arrive_exactly_once_and_in_order_across_cuts() {
     assert!(rx.try_recv().is_err());
 
     let s = t.status();
-    assert_eq!((s.counters.sent, s.counters.received), (N, N));
+    assert_eq!((s.counters.sent, s.counters.received), (n, n));
+    eprintln!(
+        "{n} each way across {cuts} cuts: {} connections, {} re-sent",
+        proxy.connections_accepted(),
+        s.counters.resent
+    );
     let states: Vec<TunnelState> = t.transitions().into_iter().map(|(s, _)| s).collect();
     let retries = states
         .iter()
@@ -297,4 +312,67 @@ async fn a_rabbitmq_remote_is_unsupported() {
             TunnelState::Failed("unsupported".into())
         ]
     );
+}
+
+/// The `broker` service: a remote fedamq says who it is.
+#[tokio::test]
+async fn the_broker_service_tells_who_the_remote_is() {
+    use fedamq::protocol::generated::methods::BrokerIdentify;
+    use fedamq::protocol::generated::services::{BROKER, Broker};
+    use fedamq::tunnel::identity::Answers;
+    let a = broker::start().await;
+    let b = broker::start().await;
+    add_user(&b, "link", &[PEERING_TAG]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let t = Tunnels::of(a.broker())
+        .open(config(&b.url("link", "link")), &BROKER, |_| {
+            Box::new(Broker(Answers(tx)))
+        })
+        .unwrap();
+    t.send(BrokerIdentify { serial: 3 }).await.unwrap();
+    let ok = rx.recv().await.unwrap();
+    assert_eq!(ok.serial, 3);
+    assert_eq!(ok.identifier, b.identifier());
+    assert_eq!(ok.product, "fedamq");
+    assert_eq!(ok.version, env!("CARGO_PKG_VERSION"));
+    assert!(ok.links.is_empty());
+    // A method of another service is refused at the sender.
+    assert!(t.send(hello(1, "wrong class")).await.is_err());
+}
+
+/// `/api/tunnels`: the opener lists its tunnel as outgoing, the remote as incoming.
+#[tokio::test]
+async fn the_api_lists_tunnels_on_both_sides() {
+    use support::management::Http;
+    let a = broker::start().await;
+    let b = broker::start().await;
+    add_user(&b, "link", &[PEERING_TAG]);
+    let (t, mut rx) = open_greeting(&a, config(&b.url("link", "link")));
+    t.send(hello(1, "hi")).await.unwrap();
+    rx.recv().await.unwrap();
+
+    let out = Http::of(&a).get("/api/tunnels").await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let list = out.body.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["direction"], "outgoing");
+    assert_eq!(list[0]["service"], "greeting");
+    assert_eq!(list[0]["state"], "open");
+    assert_eq!(list[0]["counters"]["sent"], 1);
+    assert_eq!(list[0]["counters"]["received"], 1);
+
+    let inc = Http::of(&b).get("/api/tunnels").await;
+    let list = inc.body.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["direction"], "incoming");
+    assert_eq!(list[0]["opener"], a.identifier());
+    assert_eq!(list[0]["state"], "open");
+    assert_eq!(list[0]["counters"]["received"], 1);
+
+    // Node-wide: not for a user without monitoring.
+    let plain = Http::of(&b)
+        .as_user(Some(("link", "link")))
+        .get("/api/tunnels")
+        .await;
+    assert_eq!(plain.status, 401, "{plain:?}");
 }

@@ -41,6 +41,8 @@ pub struct Broker {
     alarm: watch::Sender<bool>,
     /// Runtime parameters of no vhost (`set_global_parameter`), by name.
     global_parameters: RwLock<BTreeMap<String, serde_json::Value>>,
+    /// When this broker was made, for its uptime.
+    started: std::time::Instant,
 }
 
 impl Broker {
@@ -67,6 +69,7 @@ impl Broker {
             memory,
             alarm: watch::channel(false).0,
             global_parameters: RwLock::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -80,6 +83,11 @@ impl Broker {
 
     pub fn identifier(&self) -> &str {
         &self.identifier
+    }
+
+    /// How long this broker has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     pub fn memory(&self) -> &MemoryGauge {

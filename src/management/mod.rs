@@ -43,6 +43,7 @@ mod federation_links;
 mod overview;
 mod page;
 mod queues;
+mod tunnels;
 mod users;
 mod vhosts;
 
@@ -84,6 +85,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(policies::routes())
         .merge(definitions::routes::routes())
         .merge(federation_links::routes())
+        .merge(tunnels::routes())
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

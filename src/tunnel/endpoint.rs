@@ -225,6 +225,11 @@ impl Endpoint {
         self.core.lock().counters
     }
 
+    /// Whether a connection carries the tunnel now.
+    pub(crate) fn attached(&self) -> bool {
+        self.core.lock().wire.is_some()
+    }
+
     /// This side's window, stated in open / open-ok.
     pub(crate) fn window(&self) -> u32 {
         u32::try_from(self.core.window).unwrap_or(u32::MAX)

@@ -20,7 +20,8 @@
 //! Adding a service: write its class in an overlay (ids 1000-1999, see spec/README.md),
 //! run `cargo xtask codegen`, implement the trait the compiler asks for, and register
 //! it ([`Tunnels::register`] for the accepting side; [`Tunnels::open`] for the
-//! opening side). The `greeting` service ([`greeting`]) is the example.
+//! opening side). The `greeting` service ([`greeting`]) is the example; the `broker`
+//! service ([`identity`]) asks a remote fedamq who it is.
 //!
 //! Only a connection that announced the `tunnels` capability sees tunnel methods, and
 //! only a user with the `peering` tag ([`PEERING_TAG`]) may open a tunnel.
@@ -28,6 +29,7 @@
 mod acceptor;
 mod endpoint;
 pub mod greeting;
+pub mod identity;
 mod opener;
 mod status;
 
@@ -72,7 +74,7 @@ static REGISTRY: LazyLock<Mutex<HashMap<String, Arc<Tunnels>>>> = LazyLock::new(
 
 impl Tunnels {
     /// This broker's tunnels, with the built-in services registered.
-    pub fn of(broker: &Broker) -> Arc<Tunnels> {
+    pub fn of(broker: &Arc<Broker>) -> Arc<Tunnels> {
         let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         registry
             .entry(broker.identifier().to_owned())
@@ -85,6 +87,7 @@ impl Tunnels {
                     window: DEFAULT_WINDOW,
                 });
                 greeting::register(&t, broker.identifier());
+                identity::register(&t, broker);
                 t
             })
             .clone()
@@ -159,6 +162,25 @@ impl Tunnels {
         out
     }
 
+    /// The tunnels other brokers opened to this one.
+    pub fn list_accepted(&self) -> Vec<AcceptedStatus> {
+        let mut out: Vec<AcceptedStatus> = lock(&self.accepted)
+            .iter()
+            .map(|((opener, service), e)| AcceptedStatus {
+                service,
+                opener: opener.clone(),
+                state: if e.attached() {
+                    TunnelState::Open
+                } else {
+                    TunnelState::Retrying
+                },
+                counters: e.counters(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.opener, a.service).cmp(&(&b.opener, b.service)));
+        out
+    }
+
     /// The endpoint of the tunnel `opener` opens to `service`, made on first use.
     pub(crate) fn accepted(
         &self,
@@ -185,6 +207,18 @@ impl Tunnels {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tunnel another broker opened to this one: `open` while its connection is up,
+/// `retrying` while the opener is away (its state waits for it to come back).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AcceptedStatus {
+    pub service: &'static str,
+    /// The opener's identifier.
+    pub opener: String,
+    #[serde(flatten)]
+    pub state: TunnelState,
+    pub counters: TunnelCounters,
 }
 
 /// How to open a tunnel.
