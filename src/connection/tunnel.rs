@@ -23,7 +23,8 @@ impl Connection {
             )
         });
         if let Some(attach) = acceptor.method(channel, &tags, &self.user, method, &mut self.out)? {
-            // open-ok goes to the writer before what the endpoint sends again.
+            // What is encoded so far (channel.open-ok among it) goes before the
+            // endpoint's open-ok and re-sends, which it writes to the writer itself.
             self.writer.send(self.out.split().freeze());
             acceptor.attach(attach);
         }

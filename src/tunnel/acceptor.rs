@@ -18,7 +18,7 @@ use crate::broker::error::AmqpError;
 use crate::protocol::ReplyCode;
 use crate::protocol::frame::encode_frame_with;
 use crate::protocol::generated::constants::FRAME_METHOD;
-use crate::protocol::generated::methods::{Method, TunnelCloseOk, TunnelOpen, TunnelOpenOk};
+use crate::protocol::generated::methods::{Method, TunnelCloseOk, TunnelOpen};
 
 use super::endpoint::{Endpoint, Wire};
 use super::{PEERING_TAG, Tunnels};
@@ -50,9 +50,9 @@ impl Acceptor {
     }
 
     /// A tunnel method on `channel` (open on the connection) from `user` with
-    /// `tags`. An answer for the connection to send is encoded into `out`; the
-    /// caller hands `out` to the writer before anything the endpoint writes, so
-    /// `open-ok` goes first.
+    /// `tags`. An answer for the connection to send is encoded into `out`. An open
+    /// returns the tunnel to [`Acceptor::attach`] once the caller has handed `out` to
+    /// the writer: the endpoint then writes `open-ok` and what the opener missed.
     pub fn method(
         &mut self,
         channel: u16,
@@ -62,7 +62,7 @@ impl Acceptor {
         out: &mut BytesMut,
     ) -> Result<Option<Attach>, AmqpError> {
         match method {
-            Method::TunnelOpen(open) => self.open(channel, tags, user, open, out),
+            Method::TunnelOpen(open) => self.open(channel, tags, user, open),
             Method::TunnelFlow(f) => {
                 self.on(channel, "tunnel.flow")?.0.acknowledged(f.received);
                 Ok(None)
@@ -109,7 +109,6 @@ impl Acceptor {
         tags: &[String],
         user: &str,
         open: TunnelOpen,
-        out: &mut BytesMut,
     ) -> Result<Option<Attach>, AmqpError> {
         if !tags.iter().any(|t| t == PEERING_TAG) {
             return Err(AmqpError::new(
@@ -140,15 +139,6 @@ impl Acceptor {
                 ),
             ));
         }
-        encode(
-            out,
-            channel,
-            &Method::TunnelOpenOk(TunnelOpenOk {
-                version: info.version,
-                received: endpoint.received(),
-                window: endpoint.window(),
-            }),
-        );
         let key = (
             String::from_utf8_lossy(open.opener.as_bytes()).into_owned(),
             info.name,
@@ -158,12 +148,14 @@ impl Acceptor {
             endpoint,
             theirs: open.received,
             their_window: open.window,
+            version: info.version,
             key,
         }))
     }
 
-    /// After the connection handed `out` (with open-ok) to the writer: attaches the
-    /// endpoint, which sends again what the opener missed.
+    /// After the connection handed `out` to the writer: attaches the endpoint, which
+    /// writes `open-ok` (with what it received at that instant), then sends again what
+    /// the opener missed.
     pub fn attach(&mut self, a: Attach) {
         let writer = self.writer.clone();
         let channel = a.channel;
@@ -172,7 +164,9 @@ impl Acceptor {
             encode(&mut buf, channel, m);
             writer(buf.freeze());
         });
-        let generation = a.endpoint.attach(wire, a.theirs, a.their_window);
+        let generation =
+            a.endpoint
+                .attach_answering(wire, a.theirs, a.their_window, Some(a.version));
         self.open.insert(
             a.channel,
             Accepted {
@@ -205,6 +199,7 @@ pub struct Attach {
     endpoint: Arc<Endpoint>,
     theirs: u64,
     their_window: u32,
+    version: u16,
     key: (String, &'static str),
 }
 

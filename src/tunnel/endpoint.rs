@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::protocol::generated::methods::{Method, TunnelFlow};
+use crate::protocol::generated::methods::{Method, TunnelFlow, TunnelOpenOk};
 use crate::protocol::generated::services::{ServiceHandler, ServiceInfo};
 
 /// Writes one method on the connection of the moment.
@@ -239,7 +239,28 @@ impl Endpoint {
     /// side has received up to `theirs` and sends `their_window` unacknowledged. Sends
     /// again what it did not get. Returns the attachment's generation.
     pub(crate) fn attach(&self, wire: Wire, theirs: u64, their_window: u32) -> u64 {
+        self.attach_answering(wire, theirs, their_window, None)
+    }
+
+    /// [`Endpoint::attach`] for the accepting side: first writes `tunnel.open-ok` at
+    /// `version` on the wire, stating `received` as it is at that instant (under the
+    /// same lock as the attachment, so a method still arriving on a connection this one
+    /// replaces cannot fall between the number stated and the re-send).
+    pub(crate) fn attach_answering(
+        &self,
+        wire: Wire,
+        theirs: u64,
+        their_window: u32,
+        open_ok: Option<u16>,
+    ) -> u64 {
         let mut st = self.core.lock();
+        if let Some(version) = open_ok {
+            wire(&Method::TunnelOpenOk(TunnelOpenOk {
+                version,
+                received: st.received,
+                window: u32::try_from(self.core.window).unwrap_or(u32::MAX),
+            }));
+        }
         st.ack_every = (u64::from(their_window) / 2).max(1);
         ack(&self.core, &mut st, theirs);
         st.generation += 1;
