@@ -13,6 +13,7 @@ pub mod peering;
 pub mod protocol;
 pub mod server;
 pub mod transport;
+pub mod tunnel;
 
 pub use broker::Broker;
 pub use server::{BrokerHandle, Server};

@@ -88,6 +88,11 @@ pub fn generate(spec_dir: &Path) -> Result<Vec<GeneratedFile>> {
             "Handler traits per class and receiving side, and the dispatch functions.",
             emit::dispatch::emit(spec),
         ),
+        (
+            "services",
+            "Tunnel services: per service class, the trait its implementation provides.",
+            emit::services::emit(spec),
+        ),
     ];
     if let Some(agent) = &loaded.peer {
         modules.push((

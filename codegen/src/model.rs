@@ -89,12 +89,17 @@ pub struct Field {
     pub loc: Loc,
 }
 
-/// Which chassis receives a method.
+/// Which chassis receives a method. `peer`: a tunnel method, which either side of a
+/// tunnel may send and receive; it is neither a client's nor a server's method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Receivers {
     pub client: bool,
     pub server: bool,
+    pub peer: bool,
 }
+
+/// The class ids reserved for tunnel services (see `spec/README.md`).
+pub const SERVICE_CLASS_IDS: std::ops::RangeInclusive<u16> = 1000..=1999;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Method {
@@ -117,11 +122,19 @@ pub struct Class {
     /// Content properties, in property-flag order.
     pub properties: Vec<Field>,
     pub methods: Vec<Method>,
+    /// A tunnel service's protocol version (`<class version=…>`); only service classes
+    /// (ids in [`SERVICE_CLASS_IDS`]) have one.
+    pub version: Option<u16>,
     pub doc: Option<String>,
     pub loc: Loc,
 }
 
 impl Class {
+    /// A tunnel service: a class in the reserved range, whose methods travel in tunnels.
+    pub fn is_service(&self) -> bool {
+        SERVICE_CLASS_IDS.contains(&self.index)
+    }
+
     pub fn method(&self, name: &str) -> Option<&Method> {
         self.methods.iter().find(|m| m.name == name)
     }

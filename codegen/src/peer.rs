@@ -1708,6 +1708,7 @@ mod tests {
             receivers: Receivers {
                 client: flags & C != 0,
                 server: flags & S != 0,
+                peer: false,
             },
             fields: Vec::new(),
             doc: None,
@@ -1761,6 +1762,7 @@ mod tests {
                     index,
                     properties: Vec::new(),
                     methods: methods.iter().map(|&(n, i, f)| method(n, i, f)).collect(),
+                    version: None,
                     doc: None,
                     loc: loc(),
                 })

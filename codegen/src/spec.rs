@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Loc, Result};
 use crate::model::{
-    Class, Constant, ConstantType, Domain, ErrorClass, Field, Method, Primitive, Receivers, Spec,
+    Class, Constant, ConstantType, Domain, ErrorClass, Field, Method, Primitive, Receivers,
+    SERVICE_CLASS_IDS, Spec,
 };
 use crate::xml::{self, Element};
 
@@ -114,6 +115,7 @@ struct RawClass {
     index: u16,
     properties: Vec<(RawField, usize)>,
     methods: Vec<RawMethod>,
+    version: Option<u16>,
     doc: Option<String>,
     loc: Loc,
     layer: usize,
@@ -299,7 +301,7 @@ impl Merger {
     }
 
     fn class(&mut self, layer: usize, el: &Element) -> Result<()> {
-        el.only_attrs(&["name", "index", "handler", "label"])?;
+        el.only_attrs(&["name", "index", "handler", "label", "version"])?;
         el.only_children(&["doc", "chassis", "field", "method", "rule"])?;
         let name = el.required("name")?.to_string();
         let index: u16 = el.number("index")?;
@@ -338,6 +340,7 @@ impl Merger {
                     index,
                     properties: Vec::new(),
                     methods: Vec::new(),
+                    version: None,
                     doc: el.doc(),
                     loc: el.loc.clone(),
                     layer,
@@ -345,6 +348,19 @@ impl Merger {
                 self.classes.len() - 1
             }
         };
+        if el.attr("version").is_some() {
+            if !SERVICE_CLASS_IDS.contains(&index) {
+                return Err(Error::spec(
+                    &el.loc,
+                    format!(
+                        "only tunnel service classes (ids {}-{}) have a version",
+                        SERVICE_CLASS_IDS.start(),
+                        SERVICE_CLASS_IDS.end()
+                    ),
+                ));
+            }
+            self.classes[pos].version = Some(el.number("version")?);
+        }
         for child in &el.children {
             match child.name.as_str() {
                 "field" => {
@@ -494,11 +510,29 @@ impl Merger {
                 });
             }
             methods.sort_by_key(|m| m.index);
+            if SERVICE_CLASS_IDS.contains(&rc.index) {
+                if rc.version.is_none() {
+                    return Err(Error::spec(
+                        &rc.loc,
+                        format!("tunnel service class `{}` needs a version", rc.name),
+                    ));
+                }
+                if let Some(m) = methods.iter().find(|m| !m.receivers.peer || m.content) {
+                    return Err(Error::spec(
+                        &m.loc,
+                        format!(
+                            "`{}.{}`: a tunnel service's methods have the peer chassis and no content",
+                            rc.name, m.name
+                        ),
+                    ));
+                }
+            }
             classes.push(Class {
                 name: rc.name.clone(),
                 index: rc.index,
                 properties,
                 methods,
+                version: rc.version,
                 doc: rc.doc.clone(),
                 loc: rc.loc.clone(),
             });
@@ -559,7 +593,7 @@ fn extend_method(
             other => {
                 return Err(Error::spec(
                     &ch.loc,
-                    format!("chassis must be client or server, not {other:?}"),
+                    format!("extend adds a client or server chassis, not {other:?}"),
                 ));
             }
         }
@@ -632,10 +666,11 @@ fn raw_method(layer: usize, el: &Element) -> Result<RawMethod> {
         let slot = match ch.required("name")? {
             "client" => &mut receivers.client,
             "server" => &mut receivers.server,
+            "peer" => &mut receivers.peer,
             other => {
                 return Err(Error::spec(
                     &ch.loc,
-                    format!("chassis must be client or server, not {other:?}"),
+                    format!("chassis must be client, server or peer, not {other:?}"),
                 ));
             }
         };
@@ -644,7 +679,15 @@ fn raw_method(layer: usize, el: &Element) -> Result<RawMethod> {
         }
         *slot = true;
     }
-    if !receivers.client && !receivers.server {
+    if receivers.peer && (receivers.client || receivers.server) {
+        return Err(Error::spec(
+            &el.loc,
+            format!(
+                "method `{name}`: a peer method is sent by either side of a tunnel, so it names no client or server chassis"
+            ),
+        ));
+    }
+    if !receivers.client && !receivers.server && !receivers.peer {
         return Err(Error::spec(
             &el.loc,
             format!("method `{name}` names no <chassis> (who receives it?)"),

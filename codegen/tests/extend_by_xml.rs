@@ -67,16 +67,16 @@ fn parse(files: &[codegen::GeneratedFile], name: &str) -> Items {
 fn an_overlay_class_becomes_structs_variants_and_dispatch_entries() {
     let dir = support::copy_spec();
     fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/greeting.xml"),
-        dir.path().join("greeting.xml"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/welcome.xml"),
+        dir.path().join("welcome.xml"),
     )
     .unwrap();
-    support::add_layer(dir.path(), "greeting.xml");
+    support::add_layer(dir.path(), "welcome.xml");
 
     let files = codegen::generate(dir.path()).expect("generation succeeds");
 
     let methods = parse(&files, "methods.rs");
-    for s in ["GreetingHello", "GreetingHelloOk"] {
+    for s in ["WelcomeHello", "WelcomeHelloOk"] {
         assert!(methods.structs.iter().any(|x| x == s), "no struct {s}");
         assert!(
             methods.enum_variants.contains(&("Method".into(), s.into())),
@@ -101,11 +101,11 @@ fn an_overlay_class_becomes_structs_variants_and_dispatch_entries() {
             .map(|(_, f)| f.as_str())
             .collect()
     };
-    assert_eq!(fns_of("GreetingServer"), ["greeting_hello"]);
-    assert_eq!(fns_of("GreetingClient"), ["greeting_hello_ok"]);
+    assert_eq!(fns_of("WelcomeServer"), ["welcome_hello"]);
+    assert_eq!(fns_of("WelcomeClient"), ["welcome_hello_ok"]);
     for (t, base, umbrella) in [
-        ("GreetingServer", "ServerHandler", "ServerMethods"),
-        ("GreetingClient", "ClientHandler", "ClientMethods"),
+        ("WelcomeServer", "ServerHandler", "ServerMethods"),
+        ("WelcomeClient", "ClientHandler", "ClientMethods"),
     ] {
         assert!(
             dispatch.supertraits.contains(&(t.into(), base.into())),
@@ -120,21 +120,21 @@ fn an_overlay_class_becomes_structs_variants_and_dispatch_entries() {
         !dispatch
             .trait_fns
             .iter()
-            .any(|(t, f)| f.starts_with("greeting_") && !t.starts_with("Greeting")),
-        "a greeting handler landed in another class's trait"
+            .any(|(t, f)| f.starts_with("welcome_") && !t.starts_with("Welcome")),
+        "a welcome handler landed in another class's trait"
     );
     // Each side's dispatcher routes one and refuses the other.
     assert!(
         dispatch
             .match_arms
             .iter()
-            .any(|a| a == "Method :: GreetingHello (m)")
+            .any(|a| a == "Method :: WelcomeHello (m)")
     );
     assert!(
         dispatch
             .match_arms
             .iter()
-            .any(|a| a == "Method :: GreetingHelloOk (m)")
+            .any(|a| a == "Method :: WelcomeHelloOk (m)")
     );
 
     // The generated struct has the fields the XML declares, with the right types.
@@ -165,4 +165,53 @@ fn the_real_spec_generates_files_that_parse() {
             f.path.display()
         );
     }
+}
+
+#[test]
+fn a_service_overlay_becomes_a_service_trait_and_wrapper_and_stays_out_of_dispatch() {
+    let dir = support::copy_spec();
+    fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/echo_service.xml"
+        ),
+        dir.path().join("echo_service.xml"),
+    )
+    .unwrap();
+    support::add_layer(dir.path(), "echo_service.xml");
+    let files = codegen::generate(dir.path()).expect("generation succeeds");
+
+    let services = parse(&files, "services.rs");
+    let fns: Vec<&str> = services
+        .trait_fns
+        .iter()
+        .filter(|(t, _)| t == "EchoService")
+        .map(|(_, f)| f.as_str())
+        .collect();
+    assert_eq!(fns, ["ping", "pong"]);
+    assert!(services.structs.iter().any(|s| s == "Echo"), "no wrapper");
+    let text = &files
+        .iter()
+        .find(|f| f.path.ends_with("services.rs"))
+        .unwrap()
+        .contents;
+    assert!(text.contains("pub const ECHO: ServiceInfo"), "{text}");
+    assert!(text.contains("class_id: 1001"));
+    assert!(text.contains("version: 2"));
+    assert!(text.contains("impl<S: EchoService> ServiceHandler for Echo<S>"));
+
+    // Neither side's dispatch has a handler for a peer method: the tunnel runtime takes them.
+    let dispatch = parse(&files, "dispatch.rs");
+    assert!(
+        !dispatch
+            .trait_fns
+            .iter()
+            .any(|(_, f)| f.starts_with("echo_"))
+    );
+    assert!(
+        !dispatch
+            .match_arms
+            .iter()
+            .any(|a| a == "Method :: EchoPing (m)")
+    );
 }

@@ -243,3 +243,30 @@ fn missing_file_is_an_io_error_not_a_panic() {
     let e = error_of(&[("protocol.xml", MANIFEST)]);
     assert!(e.contains("base.xml"), "{e}");
 }
+
+#[test]
+fn tunnel_service_rules() {
+    let cases = [
+        (
+            r#"<class name="c" index="10" version="1"><method name="a" index="10"><chassis name="peer"/></method></class>"#,
+            "only tunnel service classes (ids 1000-1999) have a version",
+        ),
+        (
+            r#"<class name="c" index="1000"><method name="a" index="10"><chassis name="peer"/></method></class>"#,
+            "tunnel service class `c` needs a version",
+        ),
+        (
+            r#"<class name="c" index="1000" version="1"><method name="a" index="10"><chassis name="server"/></method></class>"#,
+            "a tunnel service's methods have the peer chassis and no content",
+        ),
+        (
+            r#"<class name="c" index="1000" version="1"><method name="a" index="10"><chassis name="peer"/><chassis name="server"/></method></class>"#,
+            "names no client or server chassis",
+        ),
+    ];
+    for (class, want) in cases {
+        let b = base(class);
+        let e = error_of(&[("protocol.xml", MANIFEST), ("base.xml", &b)]);
+        assert!(e.contains(want), "{class}: {e}");
+    }
+}

@@ -43,6 +43,8 @@ pub struct Broker {
     publish_totals: Arc<PublishTotals>,
     /// Runtime parameters of no vhost (`set_global_parameter`), by name.
     global_parameters: RwLock<BTreeMap<String, serde_json::Value>>,
+    /// When this broker was made, for its uptime.
+    started: std::time::Instant,
 }
 
 impl Broker {
@@ -70,6 +72,7 @@ impl Broker {
             alarm: watch::channel(false).0,
             publish_totals: Arc::default(),
             global_parameters: RwLock::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -83,6 +86,11 @@ impl Broker {
 
     pub fn identifier(&self) -> &str {
         &self.identifier
+    }
+
+    /// How long this broker has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     pub fn memory(&self) -> &MemoryGauge {

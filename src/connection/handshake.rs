@@ -38,6 +38,8 @@ pub struct Opened {
 pub struct Capabilities {
     pub consumer_cancel_notify: bool,
     pub connection_blocked: bool,
+    /// A fedamq peering that may open tunnels (`spec/tunnel.xml`).
+    pub tunnels: bool,
 }
 
 /// Why the handshake ended without an open connection.
@@ -133,6 +135,7 @@ fn server_properties(broker: &Broker) -> FieldTable {
         "authentication_failure_close",
         "per_consumer_qos",
         "consumer_priorities",
+        "tunnels",
     ] {
         caps.insert(ShortString::from_static(name), FieldValue::Bool(true));
     }
@@ -179,6 +182,7 @@ fn capabilities(client_properties: &FieldTable) -> Capabilities {
     Capabilities {
         consumer_cancel_notify: on("consumer_cancel_notify"),
         connection_blocked: on("connection.blocked"),
+        tunnels: on("tunnels"),
     }
 }
 

@@ -12,6 +12,7 @@ mod closing;
 mod confirms;
 pub mod handshake;
 mod methods;
+mod tunnel;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -154,6 +155,7 @@ pub async fn serve<T: Transport>(
         blocked_sent: false,
         has_published: false,
         last_received: Instant::now(),
+        tunnels: None,
     };
     conn.run(&mut read, opened.leftover, mailbox_rx, shutdown.clone())
         .await;
@@ -206,6 +208,8 @@ pub struct Connection {
     /// keep acking for memory to drain.
     has_published: bool,
     last_received: Instant,
+    /// Tunnels accepted on this connection (a peering that announced `tunnels`).
+    tunnels: Option<crate::tunnel::Acceptor>,
 }
 
 impl Connection {
@@ -405,6 +409,14 @@ impl Connection {
     fn method_frame(&mut self, channel: u16, payload: &[u8]) -> AmqpResult<()> {
         let method = Method::decode(payload)?;
         let (class_id, method_id) = (method.class_id(), method.method_id());
+        // To a client that did not announce tunnels, their classes do not exist.
+        if method.info().tunnel && !self.capabilities.tunnels {
+            return Err(crate::protocol::DecodeError::UnknownMethod {
+                class_id,
+                method_id,
+            }
+            .into());
+        }
         if self.closing.is_some() {
             // After connection.close only close and close-ok count.
             match method {
@@ -461,6 +473,9 @@ impl Connection {
                     }
                 }
             }
+        }
+        if info.tunnel {
+            return self.tunnel_method(channel, method);
         }
         dispatch_to_server(self, channel, method, None)
             .map_err(|e| AmqpError::new(e.reply_code(), e.to_string()))?
@@ -655,6 +670,9 @@ impl Connection {
     /// Cancels a channel's consumers and requeues its unacknowledged deliveries; its
     /// pending publisher confirms go out (before the close that follows).
     fn release_channel(&mut self, channel: u16) {
+        if let Some(tunnels) = &mut self.tunnels {
+            tunnels.channel_closed(channel);
+        }
         self.confirms.flush_channel(channel, &mut self.out);
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;

@@ -46,6 +46,7 @@ mod https;
 mod overview;
 mod page;
 mod queues;
+mod tunnels;
 mod users;
 mod vhosts;
 
@@ -90,6 +91,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(policies::routes())
         .merge(definitions::routes::routes())
         .merge(federation_links::routes())
+        .merge(tunnels::routes())
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

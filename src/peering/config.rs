@@ -255,6 +255,8 @@ pub struct PeeringConfig {
     pub local_identifier: Option<String>,
     /// A name for logs and the `connection_name` client property.
     pub name: String,
+    /// Announce the `tunnels` capability (a tunnel rides this peering).
+    pub tunnels: bool,
 }
 
 impl PeeringConfig {
@@ -269,6 +271,7 @@ impl PeeringConfig {
             outbox: OutboxLimits::default(),
             local_identifier: None,
             name: "fedamq peering".into(),
+            tunnels: false,
         }
     }
 
@@ -286,6 +289,9 @@ impl PeeringConfig {
             "exchange_exchange_bindings",
         ] {
             caps.insert(ShortString::from_static(cap), FieldValue::Bool(true));
+        }
+        if self.tunnels {
+            caps.insert(ShortString::from_static("tunnels"), FieldValue::Bool(true));
         }
         let mut props = FieldTable::new();
         let mut put = |k: &'static str, v: FieldValue| props.insert(ShortString::from_static(k), v);

@@ -18,7 +18,7 @@ use crate::transport::tls::connect_tls;
 use crate::transport::{self, Joined, Transport};
 
 /// Channels we ask for: the peering uses one, reopened after a channel error.
-const CHANNEL_MAX: u16 = 8;
+pub(crate) const CHANNEL_MAX: u16 = 8;
 
 /// The read half of whatever transport the link runs on.
 pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
@@ -72,7 +72,8 @@ pub(crate) struct Link {
     pub frame_max: u32,
     /// Zero: no heartbeats.
     pub heartbeat: Duration,
-    /// The remote's `connection.start` server properties (its `cluster_name`, say).
+    /// The remote's `connection.start` server properties (its `cluster_name`, its
+    /// `tunnels` capability).
     pub server_properties: FieldTable,
     writer: Option<Writer>,
 }

@@ -108,6 +108,7 @@ use crate::protocol::{FieldTable, FieldValue, ShortString};
 pub use config::{Backoff, OutboxLimits, PeeringConfig, Remote, RemoteError};
 pub use error::PeeringError;
 pub use status::{Counters, LastError, PeeringState, PeeringStatus, StatusChange};
+pub use task::side::{SideChannel, SideEvent, SideSender};
 
 use outbox::Outgoing;
 use task::{Command, Settle};
@@ -217,6 +218,8 @@ pub struct Peering {
     room_messages: Arc<Semaphore>,
     room_bytes: Arc<Semaphore>,
     bytes_limit: u32,
+    /// The next side channel's number (channel 1 is the peering's own).
+    next_side: std::sync::atomic::AtomicU16,
 }
 
 impl std::fmt::Debug for Peering {
@@ -246,6 +249,7 @@ impl Peering {
             room_messages: Arc::new(Semaphore::new(limits.messages.max(1))),
             room_bytes: Arc::new(Semaphore::new(bytes_limit as usize)),
             bytes_limit,
+            next_side: std::sync::atomic::AtomicU16::new(2),
         };
         (peering, events_rx)
     }
@@ -258,6 +262,25 @@ impl Peering {
     }
 
     /// Connects (and keeps connecting, if reconnection is on).
+    /// Another channel on this peering's connection, for an owner that speaks its own
+    /// methods on it (see [`SideChannel`]); `None` when the link's channels are used up.
+    pub fn side_channel(&self) -> Option<SideChannel> {
+        use std::sync::atomic::Ordering;
+        let channel = self
+            .next_side
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c <= link::CHANNEL_MAX).then_some(c + 1)
+            })
+            .ok()?;
+        let (tx, events) = mpsc::unbounded_channel();
+        self.commands.send(Command::AttachSide(channel, tx)).ok()?;
+        Some(SideChannel {
+            channel,
+            events,
+            commands: self.commands.clone(),
+        })
+    }
+
     pub fn start(&self) {
         let _ = self.commands.send(Command::Start);
     }

@@ -33,13 +33,18 @@ pub fn emit(spec: &Spec) -> TokenStream {
             MissingContent { name: &'static str },
             /// Content was supplied with a method that carries none.
             UnexpectedContent { name: &'static str },
+            /// A tunnel method (chassis `peer`): the tunnel runtime takes these, not a
+            /// client's or a server's handlers.
+            TunnelMethod { name: &'static str },
         }
 
         impl DispatchError {
             /// The reply code to close with: every case is an invalid command sequence.
             pub fn reply_code(&self) -> ReplyCode {
                 match self {
-                    DispatchError::WrongSide { .. } => ReplyCode::CommandInvalid,
+                    DispatchError::WrongSide { .. } | DispatchError::TunnelMethod { .. } => {
+                        ReplyCode::CommandInvalid
+                    }
                     DispatchError::MissingContent { .. } | DispatchError::UnexpectedContent { .. } => {
                         ReplyCode::UnexpectedFrame
                     }
@@ -58,6 +63,7 @@ pub fn emit(spec: &Spec) -> TokenStream {
                     }
                     DispatchError::MissingContent { name } => write!(f, "{name} arrived without its content"),
                     DispatchError::UnexpectedContent { name } => write!(f, "{name} carries no content"),
+                    DispatchError::TunnelMethod { name } => write!(f, "{name} travels only in tunnels"),
                 }
             }
         }
@@ -105,7 +111,12 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
         spec.methods().filter(|(_, m)| receives(side, m)).collect();
     let refused: Vec<Ident> = spec
         .methods()
-        .filter(|(_, m)| !receives(side, m))
+        .filter(|(_, m)| !receives(side, m) && !m.receivers.peer)
+        .map(|(c, m)| naming::method_type(&c.name, &m.name))
+        .collect();
+    let tunnel: Vec<Ident> = spec
+        .methods()
+        .filter(|(_, m)| m.receivers.peer)
         .map(|(c, m)| naming::method_type(&c.name, &m.name))
         .collect();
 
@@ -165,6 +176,13 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
             #( Method::#refused(_) )|* => Err(DispatchError::WrongSide { name: method.name(), to_server: #to_server }),
         }
     };
+    let tunnel_arm = if tunnel.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            #( Method::#tunnel(_) )|* => Err(DispatchError::TunnelMethod { name: method.name() }),
+        }
+    };
     let base_doc = doc_text(&format!(
         "What every handler trait of {who} shares. `Content` is what the caller assembled from the header and body frames of a content-bearing method."
     ));
@@ -198,6 +216,7 @@ fn side(spec: &Spec, side: Side) -> TokenStream {
             match method {
                 #(#arms)*
                 #refused_arm
+                #tunnel_arm
             }
         }
     }

@@ -86,6 +86,9 @@ pub fn emit(spec: &Spec) -> TokenStream {
             pub received_by_client: bool,
             /// Servers may receive it (clients may send it).
             pub received_by_server: bool,
+            /// A tunnel method (chassis `peer`): it travels only in tunnels, either way,
+            /// and only between brokers that announced the `tunnels` capability.
+            pub tunnel: bool,
         }
 
         /// Every method the spec defines, in (class, method) order.
@@ -171,7 +174,7 @@ fn method_info(spec: &Spec, c: &Class, m: &Method) -> TokenStream {
         quote!((#ci, #idx))
     });
     let _ = spec;
-    let (client, server) = (m.receivers.client, m.receivers.server);
+    let (client, server, tunnel) = (m.receivers.client, m.receivers.server, m.receivers.peer);
     quote! {
         MethodInfo {
             class_id: #ci,
@@ -182,6 +185,7 @@ fn method_info(spec: &Spec, c: &Class, m: &Method) -> TokenStream {
             has_content: #content,
             received_by_client: #client,
             received_by_server: #server,
+            tunnel: #tunnel,
         }
     }
 }

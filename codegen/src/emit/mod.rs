@@ -9,6 +9,7 @@ pub mod constants;
 pub mod dispatch;
 pub mod methods;
 pub mod properties;
+pub mod services;
 
 use proc_macro2::TokenStream;
 use quote::quote;

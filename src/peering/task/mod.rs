@@ -19,6 +19,7 @@ mod inbox;
 mod pending;
 mod requests;
 mod session;
+pub(crate) mod side;
 
 use std::collections::VecDeque;
 
@@ -35,6 +36,7 @@ use super::link::{self, ConnectError};
 use super::outbox::{Outbox, Outgoing};
 use super::status::{PeeringState, StatusBoard};
 use session::Session;
+use side::Sides;
 
 const CHANNEL: u16 = 1;
 
@@ -50,6 +52,10 @@ pub(crate) enum Command {
         delivery_tag: u64,
         settle: Settle,
     },
+    /// A side channel's owner (see `side.rs`).
+    AttachSide(u16, mpsc::UnboundedSender<side::SideEvent>),
+    /// A method for a side channel, on connection number `.1`.
+    SideSend(u16, u64, Method),
 }
 
 /// What the owner does with a delivery.
@@ -104,6 +110,7 @@ pub(crate) struct TaskState {
     /// For names and tags the peering makes up.
     serial: u64,
     stop_waiters: Vec<oneshot::Sender<()>>,
+    sides: Sides,
 }
 
 pub(crate) async fn run(
@@ -124,6 +131,7 @@ pub(crate) async fn run(
         incarnation: 0,
         serial: 0,
         stop_waiters: Vec::new(),
+        sides: Sides::default(),
     };
     // Nothing connects before start().
     loop {
@@ -233,6 +241,9 @@ impl TaskState {
             // Tags from a closed channel mean nothing now: the remote has requeued those
             // deliveries and will deliver them again.
             Command::Settle { .. } => {}
+            Command::AttachSide(channel, owner) => self.sides.attach(channel, owner),
+            // Not connected: the owner re-sends after the next `Up`.
+            Command::SideSend(..) => {}
         }
         false
     }
@@ -292,7 +303,10 @@ impl TaskState {
                 Command::Request(_, w) => {
                     let _ = w.send(Err(PeeringError::Stopped));
                 }
-                Command::Start | Command::Settle { .. } => {}
+                Command::Start
+                | Command::Settle { .. }
+                | Command::AttachSide(..)
+                | Command::SideSend(..) => {}
             }
         }
         for w in self.stop_waiters.drain(..) {

@@ -71,6 +71,7 @@ impl Session {
             last_channel_error: None,
         };
         s.open_channel(t);
+        t.sides.up(&s.link.server_properties);
         s
     }
 
@@ -299,6 +300,12 @@ impl Session {
                 };
                 self.send(CHANNEL, &m);
             }
+            Command::AttachSide(channel, owner) => t.sides.attach(channel, owner),
+            Command::SideSend(channel, session, method) => {
+                if t.sides.writable(channel, session) {
+                    self.send(channel, &method);
+                }
+            }
             Command::Start | Command::Stop(_) => {}
         }
     }
@@ -322,6 +329,11 @@ impl Session {
             let step = match frame_type {
                 FrameType::Heartbeat => Ok(()),
                 FrameType::Method => match Method::decode(&payload) {
+                    // A side channel's methods go to its owner (`side.rs`).
+                    Ok(m) if channel > CHANNEL && t.sides.owns(channel) => {
+                        t.sides.deliver(channel, m);
+                        Ok(())
+                    }
                     Ok(m) => self.incoming(channel, m, &mut inbox),
                     Err(e) => Err(Violation {
                         code: ReplyCode::SyntaxError,
@@ -666,6 +678,7 @@ impl Session {
     }
 
     fn teardown(mut self, t: &mut TaskState) {
+        t.sides.down();
         self.forget_pending(t);
         t.outbox.requeue_in_flight();
         t.count_outbox();

@@ -1,0 +1,205 @@
+//! The opening side of a tunnel: a peering to the remote with a side channel of the
+//! tunnel's own, and a task that (re)opens the tunnel on every connection the peering
+//! makes.
+//!
+//! On each connection: check the remote's `tunnels` capability (none: `failed` with
+//! `unsupported`, and the peering stops: a RabbitMQ remote never sees a tunnel
+//! method), open the channel, `tunnel.open` stating what we received, and on
+//! `tunnel.open-ok` attach the endpoint, which sends again what the remote missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::peering::{Peering, PeeringEvent, SideChannel, SideEvent};
+use crate::protocol::generated::methods::{
+    ChannelCloseOk, ChannelOpen, Method, TunnelClose, TunnelCloseOk, TunnelOpen,
+};
+use crate::protocol::{FieldTable, FieldValue, ShortString};
+
+use super::endpoint::Endpoint;
+use super::status::{StatusBoard, TunnelState};
+
+/// How long closing waits for the remote's `tunnel.close-ok`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the tunnel is on the current connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Down,
+    ChannelOpening,
+    TunnelOpening,
+    /// Open on this attachment generation.
+    Open(u64),
+}
+
+pub(crate) struct Opener {
+    pub peering: Peering,
+    pub side: SideChannel,
+    pub endpoint: Arc<Endpoint>,
+    pub board: Arc<StatusBoard>,
+    /// This broker's identifier, which names the tunnel to the acceptor.
+    pub identifier: String,
+}
+
+/// Whether the remote's server properties announce tunnels.
+pub(crate) fn has_tunnels(server_properties: &FieldTable) -> bool {
+    matches!(
+        server_properties.get("capabilities"),
+        Some(FieldValue::Table(caps)) if matches!(caps.get("tunnels"), Some(FieldValue::Bool(true)))
+    )
+}
+
+/// How the task ended.
+enum End {
+    /// Final: the endpoint is closed, the peering stopped.
+    Done,
+}
+
+impl Opener {
+    pub(crate) async fn run(
+        mut self,
+        mut close: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+        mut peering_events: mpsc::UnboundedReceiver<PeeringEvent>,
+    ) {
+        let mut phase = Phase::Down;
+        let mut session = 0;
+        let End::Done = loop {
+            tokio::select! {
+                ev = self.side.events.recv() => match ev {
+                    None => {
+                        self.finish(TunnelState::Failed("the peering ended".into()), "the peering ended").await;
+                        break End::Done;
+                    }
+                    Some(SideEvent::Up { session: s, server_properties }) => {
+                        session = s;
+                        if !has_tunnels(&server_properties) {
+                            self.finish(
+                                TunnelState::Failed("unsupported".into()),
+                                "unsupported: the remote does not announce the tunnels capability",
+                            )
+                            .await;
+                            break End::Done;
+                        }
+                        self.board.set(TunnelState::Opening, "connected; opening the tunnel");
+                        self.side.send(session, Method::ChannelOpen(ChannelOpen {}));
+                        phase = Phase::ChannelOpening;
+                    }
+                    Some(SideEvent::Down) => {
+                        if let Phase::Open(g) = phase {
+                            self.endpoint.detach(g);
+                        }
+                        phase = Phase::Down;
+                        self.board.set(
+                            TunnelState::Retrying,
+                            "the connection was lost; the peering reconnects",
+                        );
+                    }
+                    Some(SideEvent::Method(m)) => {
+                        if let Some(end) = self.method(session, &mut phase, m).await {
+                            break end;
+                        }
+                    }
+                },
+                // The peering's own channel is idle; its events are not ours.
+                Some(_) = peering_events.recv() => {}
+                done = close.recv() => {
+                    if let Phase::Open(_) = phase {
+                        self.close_remote(session).await;
+                    }
+                    self.finish(TunnelState::Closed, "closed by its owner").await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    break End::Done;
+                }
+            }
+        };
+    }
+
+    /// One method from the remote on the tunnel's channel; `Some` ends the task.
+    async fn method(&mut self, session: u64, phase: &mut Phase, m: Method) -> Option<End> {
+        let service = self.endpoint.core.service;
+        match (*phase, m) {
+            (Phase::ChannelOpening, Method::ChannelOpenOk(_)) => {
+                let open = TunnelOpen {
+                    service: ShortString::from_static(service.name),
+                    version: service.version,
+                    received: self.endpoint.received(),
+                    window: self.endpoint.window(),
+                    opener: ShortString::try_from(self.identifier.as_str()).unwrap_or_default(),
+                };
+                self.side.send(session, Method::TunnelOpen(open));
+                *phase = Phase::TunnelOpening;
+            }
+            (Phase::TunnelOpening, Method::TunnelOpenOk(ok)) => {
+                let side = self.side.sender();
+                let wire = Box::new(move |m: &Method| {
+                    side.send(session, m.clone());
+                });
+                let g = self.endpoint.attach(wire, ok.received, ok.window);
+                *phase = Phase::Open(g);
+                self.board
+                    .set(TunnelState::Open, format!("open at version {}", ok.version));
+            }
+            (_, Method::TunnelFlow(f)) => self.endpoint.acknowledged(f.received),
+            (_, Method::ChannelClose(c)) => {
+                self.side
+                    .send(session, Method::ChannelCloseOk(ChannelCloseOk {}));
+                let why = format!(
+                    "the remote refused the tunnel: {} {}",
+                    c.reply_code, c.reply_text
+                );
+                self.finish(TunnelState::Failed(why.clone()), &why).await;
+                return Some(End::Done);
+            }
+            (_, Method::TunnelClose(c)) => {
+                self.side
+                    .send(session, Method::TunnelCloseOk(TunnelCloseOk {}));
+                let why = format!("closed by the remote: {} {}", c.reply_code, c.reply_text);
+                self.finish(TunnelState::Closed, &why).await;
+                return Some(End::Done);
+            }
+            (Phase::Open(g), m) if m.class_id() == service.class_id => {
+                let _ = self.endpoint.receive(g, m);
+            }
+            (_, other) => {
+                tracing::warn!(
+                    service = service.name,
+                    "tunnel: unexpected {} from the remote; ignored",
+                    other.name()
+                );
+            }
+        }
+        None
+    }
+
+    /// `tunnel.close`, then its close-ok (or the time limit).
+    async fn close_remote(&mut self, session: u64) {
+        self.side.send(
+            session,
+            Method::TunnelClose(TunnelClose {
+                reply_code: 200,
+                reply_text: ShortString::from_static("closed by its owner"),
+            }),
+        );
+        let wait = async {
+            while let Some(ev) = self.side.events.recv().await {
+                if matches!(
+                    ev,
+                    SideEvent::Method(Method::TunnelCloseOk(_)) | SideEvent::Down
+                ) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+    }
+
+    async fn finish(&mut self, state: TunnelState, why: &str) {
+        self.endpoint.close();
+        self.board.set(state, why);
+        self.peering.stop().await;
+    }
+}
