@@ -15,6 +15,7 @@
 //! node's cluster name ([`Broker::cluster_name`]) and `max-hops`
 //! (`crate::broker::routing::upstream`).
 
+mod forward;
 mod headers;
 mod link;
 pub mod status;

@@ -142,7 +142,9 @@ impl InternalConsumer {
                 self.cancelled = true;
                 None
             }
-            ConnectionEvent::WriterDrained | ConnectionEvent::Close { .. } => None,
+            ConnectionEvent::WriterDrained
+            | ConnectionEvent::Close { .. }
+            | ConnectionEvent::Returned { .. } => None,
         }
     }
 
