@@ -64,6 +64,9 @@ use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
 /// forward is queued there at once and forwards go up in the order they were made.
 const FORWARDS_IN_FLIGHT: usize = Backlog::HIGH;
 
+/// The reason a link shows `blocked` for the downstream's memory alarm.
+const ALARM: &str = "downstream memory alarm";
+
 /// A forward's id and how the upstream took it.
 type ForwardOutcome = (u64, Result<(), PeeringError>);
 
@@ -74,9 +77,6 @@ pub(super) struct LinkSpec {
     pub exchange: ExchangeSpec,
     pub upstream: Upstream,
     pub cluster_name: String,
-    /// The internal exchange's suffix this time (`A` or `B`); the other is deleted once
-    /// this one is bound, so bindings left from an earlier run go with it.
-    pub suffix: char,
     pub id: String,
 }
 
@@ -213,7 +213,6 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
     peering.start();
     let upstream_exchange = spec.upstream.exchange_for(&spec.exchange.name);
     let queue = queue_name(&upstream_exchange, &upstream_vhost, &spec);
-    let internal = format!("{queue} {}", spec.suffix);
     let mut publisher = spec.broker.internal_publisher(&spec.vhost.name);
     if let Some(p) = publisher.as_mut() {
         // What comes down is never forwarded back up.
@@ -255,7 +254,8 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         upstream_exchange,
         upstream_vhost,
         queue,
-        internal,
+        suffix: 'A',
+        internal: String::new(),
         mirrored: Default::default(),
         pending: JoinSet::new(),
         origin: None,
@@ -315,6 +315,10 @@ struct Session {
     upstream_exchange: String,
     upstream_vhost: String,
     queue: String,
+    /// The internal exchange's suffix this time (`A` or `B`) and its name: the one an
+    /// earlier run left upstream is deleted once this one is bound, so its bindings go
+    /// with it (see `choose_internal_exchange`).
+    suffix: char,
     internal: String,
     /// The distinct local bindings mirrored upstream, by (routing key, arguments), with
     /// the arguments sent (`x-bound-from` added).
@@ -417,6 +421,7 @@ impl Session {
             })
             .await
             .map_err(|e| failed("declaring the upstream queue", e))?;
+        self.choose_internal_exchange().await;
         self.declare_internal_exchange().await?;
         self.peering
             .bind_queue(QueueBind {
@@ -451,7 +456,7 @@ impl Session {
             .await
             .map_err(|e| failed("consuming from the upstream queue", e))?;
         // The other suffix's exchange holds bindings from an earlier run, if any.
-        let other = if self.spec.suffix == 'A' { 'B' } else { 'A' };
+        let other = if self.suffix == 'A' { 'B' } else { 'A' };
         let old = format!("{} {other}", self.queue);
         let deleted = self.peering.pipelined(ExchangeDelete {
             exchange: short(&old),
@@ -485,6 +490,35 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = cluster_name.clone();
         cluster_name
+    }
+
+    /// Which internal exchange this run uses: the upstream itself says which one an
+    /// earlier run (before a restart of this broker, say) left, as `A` existing or not,
+    /// and this run takes the other. One that a run stopped between the two may have
+    /// left holds stale bindings: it is deleted before it is declared afresh.
+    async fn choose_internal_exchange(&mut self) {
+        let a = format!("{} A", self.queue);
+        let a_left = self
+            .peering
+            .request(ExchangeDeclare {
+                exchange: short(&a),
+                r#type: ShortString::from_static("fanout"),
+                passive: true,
+                ..Default::default()
+            })
+            .await
+            .is_ok();
+        self.suffix = if a_left { 'B' } else { 'A' };
+        self.internal = format!("{} {}", self.queue, self.suffix);
+        if a_left {
+            let stale = self.peering.request(ExchangeDelete {
+                exchange: short(&self.internal),
+                ..Default::default()
+            });
+            if let Err(e) = stale.await {
+                tracing::debug!("federation link: deleting a stale internal exchange: {e}");
+            }
+        }
     }
 
     /// RabbitMQ's `x-federation-upstream` exchange, or a fanout one where the upstream
@@ -549,7 +583,7 @@ impl Session {
             "{}:{} {}",
             self.spec.vhost.name,
             text(&self.spec.exchange.name),
-            self.spec.suffix
+            self.suffix
         );
         let upstream_cluster = self
             .origin
@@ -654,6 +688,10 @@ impl Session {
     /// step. `Ok`: the local side is gone (stop); `Err`: set up again.
     async fn work(&mut self, mut bindings: Option<BindingSubscription>) -> Result<(), String> {
         let mut alarm = self.spec.broker.alarm();
+        let mut alarm_open = self.spec.upstream.mode.subscribes();
+        if alarm_open && *alarm.borrow_and_update() {
+            self.set(LinkState::Blocked, ALARM);
+        }
         loop {
             let room = self.confirms.len() < FORWARDS_IN_FLIGHT;
             tokio::select! {
@@ -663,7 +701,7 @@ impl Session {
                     None => return Ok(()),
                     Some(PeeringEvent::Delivery(d)) => {
                         if *alarm.borrow() {
-                            self.set(LinkState::Blocked, "downstream memory alarm");
+                            self.set(LinkState::Blocked, ALARM);
                             let _ = alarm.wait_for(|on| !*on).await;
                             self.set(LinkState::Running, "memory alarm cleared");
                         }
@@ -688,6 +726,19 @@ impl Session {
                     self.count(|c| c.bindings_pending = c.bindings_pending.saturating_sub(1));
                     if let Ok(Err(e)) = done {
                         tracing::warn!("federation link: binding change refused upstream: {e}");
+                    }
+                }
+                // The downstream's memory alarm: nothing is taken from the upstream
+                // while it lasts (the delivery in hand waits, see above), and the
+                // status says so at once.
+                r = alarm.changed(), if alarm_open => {
+                    alarm_open = r.is_ok();
+                    let on = *alarm.borrow_and_update();
+                    let mut s = lock(&self.status);
+                    if on {
+                        s.set(LinkState::Blocked, ALARM);
+                    } else if s.state == LinkState::Blocked && s.reason == ALARM {
+                        s.set(LinkState::Running, "memory alarm cleared");
                     }
                 }
                 Some(done) = self.confirms.join_next() => match done {

@@ -46,8 +46,6 @@ type LinkKey = (String, ShortString, String);
 pub struct Federation {
     broker: Weak<Broker>,
     links: Mutex<BTreeMap<LinkKey, Link>>,
-    /// The internal exchange suffix last used per link, alternated on each start.
-    suffixes: Mutex<HashMap<LinkKey, char>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -65,7 +63,6 @@ impl Federation {
         let federation = Arc::new(Federation {
             broker: Arc::downgrade(broker),
             links: Mutex::default(),
-            suffixes: Mutex::default(),
         });
         tokio::spawn(watch_vhosts(Arc::downgrade(&federation)));
         federation
@@ -154,15 +151,6 @@ impl Federation {
         let Some(broker) = self.broker.upgrade() else {
             return;
         };
-        let suffix = {
-            let mut s = self.suffixes.lock().unwrap_or_else(|p| p.into_inner());
-            let next = match s.get(&key) {
-                Some('A') => 'B',
-                _ => 'A',
-            };
-            s.insert(key.clone(), next);
-            next
-        };
         let link = Link::start(LinkSpec {
             cluster_name: broker.cluster_name(),
             id: link_id(&key),
@@ -170,7 +158,6 @@ impl Federation {
             vhost: vhost.clone(),
             exchange,
             upstream,
-            suffix,
         });
         tracing::info!(vhost = %key.0, exchange = ?key.1, upstream = %key.2, "federation link started");
         self.lock().insert(key, link);

@@ -47,6 +47,19 @@ pub async fn bare_node(cluster_name: &str) -> BrokerHandle {
     start_with(config).await
 }
 
+/// A bare node whose memory alarm only a test raises and clears (no watermark
+/// watcher to undo it).
+pub async fn node_with_manual_alarm(cluster_name: &str) -> BrokerHandle {
+    let mut config = Config {
+        cluster_name: Some(cluster_name.into()),
+        memory_high_watermark: 0,
+        ..Config::default()
+    };
+    config.prometheus.port = None;
+    config.management.port = None;
+    start_with(config).await
+}
+
 pub fn root(b: &BrokerHandle) -> Arc<VHost> {
     b.broker().vhost("/").expect("vhost /")
 }
