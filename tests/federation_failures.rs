@@ -25,14 +25,7 @@ async fn link(
     down: &BrokerHandle,
     mode: &str,
 ) -> (Vec<lapin::Connection>, lapin::Channel, lapin::Channel) {
-    let (uc, uch) = channel(up).await;
-    let (dc, dch) = channel(down).await;
-    for ch in [&uch, &dch] {
-        declare_topic(ch, "fed").await;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-    }
+    let (conns, uch, dch) = fed_on_both(up, down).await;
     federate_with(
         down,
         "up",
@@ -41,7 +34,7 @@ async fn link(
         json!({"fedamq-mode": mode}),
     );
     eventually("the link runs", || links_run(down, 1)).await;
-    (vec![uc, dc], uch, dch)
+    (conns, uch, dch)
 }
 
 fn state(b: &BrokerHandle) -> (LinkState, String) {
@@ -193,14 +186,7 @@ async fn a_link_redeclares_only_its_own_queue() {
     let up = bare_node("up").await;
     let down = bare_node("down").await;
     let proxy = FaultProxy::start(up.local_addr()).await;
-    let (_uc, uch) = channel(&up).await;
-    let (_dc, dch) = channel(&down).await;
-    for ch in [&uch, &dch] {
-        declare_topic(ch, "fed").await;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-    }
+    let (_conns, uch, dch) = fed_on_both(&up, &down).await;
     bound_queue(&dch, "keep", "fed", "keep.#").await;
     bound_queue(&dch, "gone", "fed", "gone.#").await;
     federate(&down, "up", &proxy.url("guest", "guest", "/"), "^fed$");

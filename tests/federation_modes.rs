@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use fedamq::BrokerHandle;
 use fedamq::federation::LinkState;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use serde_json::json;
@@ -32,14 +32,7 @@ struct Pair {
 
 async fn pair(mode: &str, upstream_uri: Option<String>, up: BrokerHandle) -> Pair {
     let down = bare_node("down").await;
-    let (uc, uch) = channel(&up).await;
-    let (dc, dch) = channel(&down).await;
-    for ch in [&uch, &dch] {
-        declare_topic(ch, "fed").await;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-    }
+    let (conns, uch, dch) = fed_on_both(&up, &down).await;
     let uri = upstream_uri.unwrap_or_else(|| up.url("guest", "guest"));
     federate_with(&down, "up", &uri, "^fed$", json!({"fedamq-mode": mode}));
     eventually("the link runs", || links_run(&down, 1)).await;
@@ -48,7 +41,7 @@ async fn pair(mode: &str, upstream_uri: Option<String>, up: BrokerHandle) -> Pai
         down,
         uch,
         dch,
-        _conns: vec![uc, dc],
+        _conns: conns,
     }
 }
 

@@ -156,6 +156,23 @@ pub async fn bound_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) {
     .unwrap();
 }
 
+/// A channel on each of `up` and `down`, in confirm mode, each with the topic exchange
+/// `fed` declared (the connections are returned to be kept).
+pub async fn fed_on_both(
+    up: &BrokerHandle,
+    down: &BrokerHandle,
+) -> (Vec<lapin::Connection>, Channel, Channel) {
+    let (uc, uch) = super::broker::channel(up).await;
+    let (dc, dch) = super::broker::channel(down).await;
+    for ch in [&uch, &dch] {
+        declare_topic(ch, "fed").await;
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+    }
+    (vec![uc, dc], uch, dch)
+}
+
 /// Publishes on a channel in confirm mode and waits for the confirm.
 pub async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
     ch.basic_publish(
