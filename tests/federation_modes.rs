@@ -320,3 +320,105 @@ async fn a_full_forwarding_backlog_holds_the_publisher_back_and_drops_nothing() 
     assert_eq!(depth(&p.up, "upq"), N, "nothing dropped, nothing twice");
     eventually("running again", || links_run(&p.down, 1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_whose_publisher_has_gone_is_counted() {
+    let up = bare_node("up").await;
+    let proxy = FaultProxy::start(up.local_addr()).await;
+    let p = pair("locator", Some(proxy.url("guest", "guest", "/")), up).await;
+    // The link is down while the message is published and its publisher leaves.
+    proxy.set_refuse(true);
+    proxy.cut();
+    eventually("the link notices", || {
+        links(&p.down)[0].state != LinkState::Running
+    })
+    .await;
+    let (conn, plain) = channel(&p.down).await;
+    plain
+        .basic_publish(
+            "fed",
+            "nowhere",
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"orphan",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    // A round trip on the same connection: the publish has been handled.
+    plain
+        .queue_declare("", QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    conn.close(200, "bye").await.unwrap();
+    proxy.set_refuse(false);
+    eventually("returned upstream, publisher gone", || {
+        let c = &links(&p.down)[0].counters;
+        c.returned == 1 && c.returns_lost == 1
+    })
+    .await;
+}
+
+/// OpenAMQ's fanout tree: each level sends its clients' publishes up unrouted, the
+/// root routes them, and they come down to every level once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_tree_delivers_at_every_level_once() {
+    let nodes = [
+        bare_node("root").await,
+        bare_node("mid").await,
+        bare_node("leaf").await,
+    ];
+    let mut channels = Vec::new();
+    for n in &nodes {
+        let (c, ch) = channel(n).await;
+        declare_topic(&ch, "fed").await;
+        bound_queue(&ch, "q", "fed", "#").await;
+        ch.confirm_select(Default::default()).await.unwrap();
+        channels.push((c, ch));
+    }
+    for (down, up) in [(1, 0), (2, 1)] {
+        federate_with(
+            &nodes[down],
+            "up",
+            &nodes[up].url("guest", "guest"),
+            "^fed$",
+            json!({"fedamq-mode": "fanout", "max-hops": 2}),
+        );
+    }
+    eventually("links run", || {
+        links_run(&nodes[1], 1) && links_run(&nodes[2], 1)
+    })
+    .await;
+    // The root: its queue, mid's and leaf's (through mid); mid: its queue and leaf's.
+    eventually("bindings mirrored", || {
+        bindings_of(&nodes[0], "fed") == 3 && bindings_of(&nodes[1], "fed") == 2
+    })
+    .await;
+    for (i, (_, ch)) in channels.iter().enumerate() {
+        publish_confirmed(ch, "fed", "k", format!("from{i}").as_bytes()).await;
+    }
+    for n in &nodes {
+        wait_depth(n, "q", 3).await;
+    }
+    eventually("settled", || {
+        nodes.iter().all(|n| {
+            links_settled(n)
+                && root(n)
+                    .queues()
+                    .iter()
+                    .filter(|q| q.name().as_bytes().starts_with(b"federation: "))
+                    .all(|q| q.message_count() == 0 && q.unacked_count() == 0)
+        })
+    })
+    .await;
+    for (i, (_, ch)) in channels.iter().enumerate() {
+        let (seen, _) = drain(ch, "q").await;
+        assert_eq!(
+            bodies(&seen),
+            ["from0x1", "from1x1", "from2x1"],
+            "level {i}"
+        );
+    }
+}
