@@ -370,3 +370,52 @@ async fn rabbitmq_downstream_of_fedamq() {
     let _ = rch.queue_delete(&queue, Default::default()).await;
     let _ = rch.exchange_delete(&exchange, Default::default()).await;
 }
+
+/// RabbitMQ as the upstream of a fedamq exchange in publisher mode (`fedamq-mode`):
+/// local publishes reach RabbitMQ's queue, and RabbitMQ's return of an unroutable
+/// mandatory publish reaches the fedamq client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_as_upstream_in_publisher_mode() {
+    if !support::rabbitmq::available("rabbitmq_as_upstream_in_publisher_mode") {
+        return;
+    }
+    let down = node("fedamq-pub").await;
+    let (_dc, dch) = channel(&down).await;
+    let exchange = format!("fed-pub-{}", rand_suffix());
+    declare_topic(&dch, &exchange).await;
+    let rmq = lapin::Connection::connect(&support::rabbitmq::url(), Default::default())
+        .await
+        .unwrap();
+    let rch = rmq.create_channel().await.unwrap();
+    declare_topic(&rch, &exchange).await;
+    let queue = format!("{exchange}-q");
+    bound_queue(&rch, &queue, &exchange, "a.#").await;
+    federate_with(
+        &down,
+        "rmq",
+        &support::rabbitmq::url(),
+        &format!("^{exchange}$"),
+        json!({"fedamq-mode": "publisher"}),
+    );
+    eventually("the link runs", || links_run(&down, 1)).await;
+    dch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&dch, &exchange, "a.1", b"a.1").await;
+    eventually("forwarded", || links(&down)[0].counters.forwarded == 1).await;
+    let got = rch
+        .basic_get(&queue, Default::default())
+        .await
+        .unwrap()
+        .expect("the message on RabbitMQ");
+    assert_eq!(got.delivery.data, b"a.1");
+    let (_pc, plain) = channel(&down).await;
+    assert_eq!(
+        returned(&plain, &exchange, "b.1").await,
+        (312, b"b.1".to_vec())
+    );
+    unfederate(&down, "rmq");
+    eventually("the link goes", || links(&down).is_empty()).await;
+    let _ = rch.queue_delete(&queue, Default::default()).await;
+    let _ = rch.exchange_delete(&exchange, Default::default()).await;
+}

@@ -74,36 +74,6 @@ fn received_from(headers: &Option<FieldTable>) -> Vec<String> {
         .collect()
 }
 
-/// Publishes `key` with `mandatory` on a channel without confirms and waits for the
-/// broker to return it: (reply code, body).
-async fn returned(ch: &Channel, key: &str) -> (u16, Vec<u8>) {
-    ch.basic_publish(
-        "fed",
-        key,
-        BasicPublishOptions {
-            mandatory: true,
-            ..Default::default()
-        },
-        key.as_bytes(),
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
-    let give_up = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let back = ch.wait_for_confirms().await.unwrap();
-        if let Some(m) = back.first() {
-            assert_eq!(back.len(), 1, "one return");
-            return (m.reply_code, m.delivery.data.clone());
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "{key} never returned"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_mode_forwards_every_local_publish() {
     let p = pair("publisher", None, bare_node("up").await).await;
@@ -131,7 +101,7 @@ async fn publisher_mode_forwards_every_local_publish() {
 
     // Unroutable upstream: returned to the original publisher.
     let (_c, plain) = channel(&p.down).await;
-    assert_eq!(returned(&plain, "b.1").await, (312, b"b.1".to_vec()));
+    assert_eq!(returned(&plain, "fed", "b.1").await, (312, b"b.1".to_vec()));
     eventually("counted", || links(&p.down)[0].counters.returned == 1).await;
     let l = &links(&p.down)[0];
     assert_eq!(l.mode, "publisher");
@@ -163,7 +133,7 @@ async fn locator_mode_forwards_only_what_no_local_queue_took() {
         .unwrap();
     let (_c, plain) = channel(&p.down).await;
     assert_eq!(
-        returned(&plain, "nowhere").await,
+        returned(&plain, "fed", "nowhere").await,
         (312, b"nowhere".to_vec())
     );
 }

@@ -220,3 +220,33 @@ pub fn unfederate(down: &BrokerHandle, name: &str) {
         .clear_policy(PolicyKind::User, &format!("fed-{name}"))
         .unwrap();
 }
+
+/// Publishes `key` with `mandatory` on a channel without confirms and waits for the
+/// broker to return it: (reply code, body).
+pub async fn returned(ch: &Channel, exchange: &str, key: &str) -> (u16, Vec<u8>) {
+    ch.basic_publish(
+        exchange,
+        key,
+        lapin::options::BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        key.as_bytes(),
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let back = ch.wait_for_confirms().await.unwrap();
+        if let Some(m) = back.first() {
+            assert_eq!(back.len(), 1, "one return");
+            return (m.reply_code, m.delivery.data.clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{key} never returned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
