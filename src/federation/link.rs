@@ -1,6 +1,6 @@
-//! One federation link: a local exchange × one upstream, in subscriber mode (RabbitMQ's
-//! behaviour). Through its own peering the link declares on the upstream, as
-//! RabbitMQ's plugin does:
+//! One federation link: a local exchange × one upstream. In the subscribing modes
+//! (subscriber, RabbitMQ's behaviour; fanout; service) the link declares on the
+//! upstream, through its own peering, as RabbitMQ's plugin does:
 //!
 //! - the upstream exchange (passively; declared like the local one if missing);
 //! - the upstream queue `federation: <upstream-x> -> <cluster-name>[:<x>]`, durable,
@@ -16,6 +16,11 @@
 //! the local exchange with an `x-received-from` entry, and acks it upstream per
 //! `ack-mode` (by default only once the local queues took it). The peering replays all
 //! of this after a reconnect; the link only reacts to what changes.
+//!
+//! In the forwarding modes (publisher, locator, fanout, service) the link also takes
+//! what its exchange hook (`super::forward`) queued, publishes it to the upstream
+//! exchange through the peering's confirmed outbox, and hands the upstream's returns to
+//! the original publishers.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -10,9 +10,12 @@
 //! [`link`] running per (federated exchange, upstream), started, restarted with new
 //! settings, or stopped (deleting its upstream queue) as they change.
 //!
-//! A link is subscriber mode, RabbitMQ's behaviour: local bindings are mirrored
-//! upstream and the upstream's matching messages come down. Loops are prevented by the
-//! node's cluster name ([`Broker::cluster_name`]) and `max-hops`
+//! A link runs in one of OpenAMQ's modes, the fedamq-only upstream key `fedamq-mode`
+//! ([`upstream::Mode`]); without it subscriber mode, RabbitMQ's behaviour: local
+//! bindings are mirrored upstream and the upstream's matching messages come down. The
+//! other modes also forward local publishes up ([`forward`]: publisher, locator,
+//! fanout, service), through an exchange hook the core calls. Loops are prevented by
+//! the node's cluster name ([`Broker::cluster_name`]) and `max-hops`
 //! (`crate::broker::routing::upstream`).
 
 mod forward;
