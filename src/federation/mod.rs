@@ -13,7 +13,7 @@
 //! A link runs in one of OpenAMQ's modes, the fedamq-only upstream key `fedamq-mode`
 //! ([`upstream::Mode`]); without it subscriber mode, RabbitMQ's behaviour: local
 //! bindings are mirrored upstream and the upstream's matching messages come down. The
-//! other modes also forward local publishes up ([`forward`]: publisher, locator,
+//! other modes also forward local publishes up (`forward`: publisher, locator,
 //! fanout, service), through an exchange hook the core calls. Loops are prevented by
 //! the node's cluster name ([`Broker::cluster_name`]) and `max-hops`
 //! (`crate::broker::routing::upstream`).
