@@ -8,151 +8,18 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fedamq::BrokerHandle;
-use fedamq::broker::policy::{ApplyTo, Parameter, Policy, PolicyKind};
-use fedamq::broker::vhost::VHost;
-use fedamq::config::Config;
-use fedamq::federation::{LinkState, LinkStatus};
+use fedamq::broker::policy::PolicyKind;
+use fedamq::federation::LinkState;
 use fedamq::protocol::ShortString;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, ExchangeKind};
 use serde_json::json;
-use support::broker::{channel, start_with};
+use support::broker::channel;
 use support::fault_proxy::FaultProxy;
+use support::federation::*;
 use support::management::Http;
-
-/// Long enough for any step on a loaded machine; a condition that never holds fails
-/// the test when it runs out.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn node(cluster_name: &str) -> BrokerHandle {
-    let mut config = Config {
-        cluster_name: Some(cluster_name.into()),
-        ..Config::default()
-    };
-    config.prometheus.port = None;
-    start_with(config).await
-}
-
-fn root(b: &BrokerHandle) -> Arc<VHost> {
-    b.broker().vhost("/").expect("vhost /")
-}
-
-/// Makes `exchange` on `down` federated from `uri` (upstream `name`, policy `fed-…`).
-fn federate(down: &BrokerHandle, name: &str, uri: &str, exchange_pattern: &str) {
-    let v = root(down);
-    v.set_parameter(
-        Parameter::new(
-            "federation-upstream",
-            "/",
-            name,
-            json!({"uri": uri, "reconnect-delay": 0.2, "expires": 600_000}),
-        )
-        .unwrap(),
-    );
-    v.set_policy(
-        Policy::new(
-            PolicyKind::User,
-            "/",
-            &format!("fed-{name}"),
-            exchange_pattern,
-            ApplyTo::Exchanges,
-            0,
-            &json!({"federation-upstream-set": "all"}),
-        )
-        .unwrap(),
-    );
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = tokio::time::Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < give_up, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn links(b: &BrokerHandle) -> Vec<LinkStatus> {
-    b.federation().links()
-}
-
-fn bindings_of(b: &BrokerHandle, exchange: &str) -> usize {
-    root(b)
-        .exchange(&ShortString::try_from(exchange).unwrap())
-        .map_or(0, |x| x.table().len())
-}
-
-async fn declare_topic(ch: &Channel, name: &str) {
-    ch.exchange_declare(
-        name,
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn bound_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    ch.queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
-    ch.queue_bind(
-        queue,
-        exchange,
-        key,
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
-    ch.basic_publish(
-        exchange,
-        key,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
-/// Every message in `queue` now: body → how many times, and the last one's headers.
-async fn drain(ch: &Channel, queue: &str) -> (HashMap<Vec<u8>, usize>, Option<FieldTable>) {
-    let mut seen = HashMap::new();
-    let mut headers = None;
-    while let Some(m) = ch
-        .basic_get(queue, BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        *seen.entry(m.delivery.data.clone()).or_default() += 1;
-        headers = m.delivery.properties.headers().clone();
-    }
-    (seen, headers)
-}
-
-/// Waits until `queue` holds `n` messages.
-async fn wait_depth(b: &BrokerHandle, queue: &str, n: usize) {
-    let v = root(b);
-    let q = ShortString::try_from(queue).unwrap();
-    eventually(&format!("{queue} holds {n}"), || {
-        v.queue(&q).is_some_and(|q| q.message_count() as usize >= n)
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_and_bindings_flow_through_a_link() {
@@ -500,6 +367,55 @@ async fn rabbitmq_downstream_of_fedamq() {
         "/api/parameters/federation-upstream/{vhost}/{name}"
     ))
     .await;
+    let _ = rch.queue_delete(&queue, Default::default()).await;
+    let _ = rch.exchange_delete(&exchange, Default::default()).await;
+}
+
+/// RabbitMQ as the upstream of a fedamq exchange in publisher mode (`fedamq-mode`):
+/// local publishes reach RabbitMQ's queue, and RabbitMQ's return of an unroutable
+/// mandatory publish reaches the fedamq client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_as_upstream_in_publisher_mode() {
+    if !support::rabbitmq::available("rabbitmq_as_upstream_in_publisher_mode") {
+        return;
+    }
+    let down = node("fedamq-pub").await;
+    let (_dc, dch) = channel(&down).await;
+    let exchange = format!("fed-pub-{}", rand_suffix());
+    declare_topic(&dch, &exchange).await;
+    let rmq = lapin::Connection::connect(&support::rabbitmq::url(), Default::default())
+        .await
+        .unwrap();
+    let rch = rmq.create_channel().await.unwrap();
+    declare_topic(&rch, &exchange).await;
+    let queue = format!("{exchange}-q");
+    bound_queue(&rch, &queue, &exchange, "a.#").await;
+    federate_with(
+        &down,
+        "rmq",
+        &support::rabbitmq::url(),
+        &format!("^{exchange}$"),
+        json!({"fedamq-mode": "publisher"}),
+    );
+    eventually("the link runs", || links_run(&down, 1)).await;
+    dch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&dch, &exchange, "a.1", b"a.1").await;
+    eventually("forwarded", || links(&down)[0].counters.forwarded == 1).await;
+    let got = rch
+        .basic_get(&queue, Default::default())
+        .await
+        .unwrap()
+        .expect("the message on RabbitMQ");
+    assert_eq!(got.delivery.data, b"a.1");
+    let (_pc, plain) = channel(&down).await;
+    assert_eq!(
+        returned(&plain, &exchange, "b.1").await,
+        (312, b"b.1".to_vec())
+    );
+    unfederate(&down, "rmq");
+    eventually("the link goes", || links(&down).is_empty()).await;
     let _ = rch.queue_delete(&queue, Default::default()).await;
     let _ = rch.exchange_delete(&exchange, Default::default()).await;
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use super::channels::{ChannelCount, ChannelReport};
 use super::credit::PendingBytes;
 use super::hash::HashMap;
+use super::message::MessageRef;
 use super::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox};
-use crate::protocol::ReplyCode;
+use crate::protocol::{ReplyCode, ShortString};
 
 /// What the broker knows of one open connection.
 #[derive(Debug)]
@@ -96,6 +97,28 @@ impl Connections {
             }
             None => false,
         }
+    }
+
+    /// Returns `message` to the client that published it on connection `id`'s
+    /// `channel` (basic.return). False if that connection is gone.
+    pub fn send_return(
+        &self,
+        id: ConnectionId,
+        channel: u16,
+        reply_code: u16,
+        reply_text: ShortString,
+        message: MessageRef,
+    ) -> bool {
+        self.get(id).is_some_and(|c| {
+            c.mailbox
+                .send(ConnectionEvent::Returned {
+                    channel,
+                    reply_code,
+                    reply_text,
+                    message,
+                })
+                .is_ok()
+        })
     }
 
     /// Closes every connection to `vhost`; returns how many.

@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod exchange_hook;
 pub mod hash;
 pub mod memory;
 pub mod message;

@@ -22,9 +22,10 @@ use bytes::Bytes;
 
 use super::error::AmqpResult;
 use super::exchange::Exchange;
+use super::exchange_hook::{HoldsBack, PublishSource, Published};
 use super::memory::MemoryGauge;
 use super::message::{Message, MessageRef};
-use super::queue::Queue;
+use super::owner::ConnectionId;
 use super::vhost::{RouteScratch, VHost};
 use crate::protocol::generated::properties::{BasicProperties, EncodedBasicProperties};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
@@ -38,8 +39,9 @@ pub struct Outcome {
     pub rejected: bool,
     /// `mandatory` and routed nowhere: the message goes back to the publisher.
     pub returned: Option<MessageRef>,
-    /// A queue whose consumers fall behind: the publisher should wait for it.
-    pub behind: Option<Arc<Queue>>,
+    /// A queue whose consumers fall behind, or an exchange hook's full buffer: the
+    /// publisher should wait for it.
+    pub behind: Option<Arc<dyn HoldsBack>>,
 }
 
 /// A publisher confirm.
@@ -150,6 +152,10 @@ pub struct Publisher {
     /// and the caller's permission epoch are the ones noted: a publisher sends to the
     /// same exchange again and again, and this saves the lookups and checks each time.
     target: Option<(Arc<Exchange>, u64, u64)>,
+    /// The client connection publishing, if it is one.
+    connection: Option<ConnectionId>,
+    /// A broker object relaying messages from another broker (see `PublishSource`).
+    relayed: bool,
 }
 
 impl Publisher {
@@ -162,6 +168,32 @@ impl Publisher {
             exchanges: Vec::new(),
             scratch: RouteScratch::default(),
             target: None,
+            connection: None,
+            relayed: false,
+        }
+    }
+
+    /// The publisher of a client connection (exchange hooks see it as the source).
+    pub fn for_connection(
+        vhost: Arc<VHost>,
+        memory: MemoryGauge,
+        totals: Arc<PublishTotals>,
+        id: ConnectionId,
+    ) -> Publisher {
+        let mut publisher = Publisher::new(vhost, memory, totals);
+        publisher.connection = Some(id);
+        publisher
+    }
+
+    fn source(&self, channel: u16) -> PublishSource {
+        match self.connection {
+            Some(connection) => PublishSource::Client {
+                connection,
+                channel,
+            },
+            None => PublishSource::Internal {
+                relayed: self.relayed,
+            },
         }
     }
 
@@ -211,24 +243,60 @@ impl Publisher {
         message: MessageRef,
         mandatory: bool,
     ) -> Outcome {
+        self.route_on(0, exchange, message, mandatory)
+    }
+
+    /// Routes a message a client published on `channel` (see [`Publisher::route`]). An
+    /// exchange hook may skip local routing and may take the message: a message it
+    /// took counts as delivered, so it is not returned.
+    pub fn route_on(
+        &mut self,
+        channel: u16,
+        exchange: &Arc<Exchange>,
+        message: MessageRef,
+        mandatory: bool,
+    ) -> Outcome {
+        let hook = self.vhost.exchange_hook(&exchange.spec.name);
+        let source = self.source(channel);
+        let local = hook.as_ref().is_none_or(|h| h.route_locally(source));
         // Decoded once here: CC/BCC and headers exchanges all read them.
         let headers = message.properties().headers();
         let extra_keys = sender_selected_keys(headers.as_ref());
         let message = strip_bcc(message, headers.as_ref());
-        let routed = self.vhost.publish(
-            exchange,
-            &message,
-            headers.as_ref(),
-            &extra_keys,
-            &mut self.scratch,
-        );
-        let returned = (mandatory && routed.queues == 0 && !routed.rejected).then_some(message);
-        self.count(exchange, routed.queues as u64, routed.rejected, mandatory);
+        let routed = if local {
+            self.vhost.publish(
+                exchange,
+                &message,
+                headers.as_ref(),
+                &extra_keys,
+                &mut self.scratch,
+            )
+        } else {
+            Default::default()
+        };
+        let mut behind = routed.behind.map(|q| q as Arc<dyn HoldsBack>);
+        let mut taken = false;
+        if let Some(hook) = hook {
+            let published = Published {
+                message: &message,
+                mandatory,
+                source,
+                delivered: if local { routed.queues } else { 1 },
+            };
+            if let Some(t) = hook.published(published) {
+                taken = true;
+                behind = t.hold_back.or(behind);
+            }
+        }
+        let unrouted = local && routed.queues == 0 && !routed.rejected && !taken;
+        let returned = (mandatory && unrouted).then_some(message);
+        // A message a hook took is not unroutable.
+        self.count(exchange, routed.queues as u64, routed.rejected || taken, mandatory);
         Outcome {
             queues: routed.queues,
             rejected: routed.rejected,
             returned,
-            behind: routed.behind,
+            behind,
         }
     }
 
@@ -325,6 +393,12 @@ impl InternalPublisher {
             publisher: Publisher::new(vhost, memory, totals),
             on_return: None,
         }
+    }
+
+    /// Marks what this publisher publishes as relayed from another broker (a federation
+    /// link's deliveries): exchange hooks never send it back out.
+    pub fn relayed(&mut self) {
+        self.publisher.relayed = true;
     }
 
     /// Where `mandatory` messages that no queue took go (without it they are dropped,

@@ -6,12 +6,13 @@
 //! reads; routing then takes each exchange's own binding lock for reading and each
 //! target queue's lock briefly. No lock is global to the broker.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use super::error::{AmqpError, AmqpResult};
 use super::events::TopologyState;
 use super::exchange::{Exchange, ExchangeSpec};
+use super::exchange_hook::ExchangeHook;
 use super::hash::HashMap;
 use super::memory::{Account, MemoryGauge, arc_allocated, map_entry};
 use super::message::MessageRef;
@@ -105,6 +106,10 @@ pub struct VHost {
     pub(super) memory: MemoryGauge,
     /// What the exchanges and bindings occupy (see [`EXCHANGE_FOOTPRINT`]).
     pub(super) topology_memory: Account,
+    /// Features' hooks on exchanges, by exchange name (see `exchange_hook`).
+    hooks: RwLock<HashMap<ShortString, Arc<dyn ExchangeHook>>>,
+    /// Whether `hooks` has any: publishing looks no further when not.
+    hooked: AtomicBool,
 }
 
 /// An exchange's footprint: the `Arc`ed exchange (its empty routing table included) and
@@ -143,6 +148,8 @@ impl VHost {
             this: this.clone(),
             memory: memory.clone(),
             topology_memory: memory.account(),
+            hooks: RwLock::new(HashMap::default()),
+            hooked: AtomicBool::new(false),
         });
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -166,6 +173,31 @@ impl VHost {
             vhost.topology_memory.charge(EXCHANGE_FOOTPRINT);
         }
         vhost
+    }
+
+    /// Gives `hook` its say over what is published to and bound on the exchange `name`
+    /// (replacing any hook it had), whether the exchange exists yet or not.
+    pub fn set_exchange_hook(&self, name: ShortString, hook: Arc<dyn ExchangeHook>) {
+        let mut hooks = write(&self.hooks);
+        hooks.insert(name, hook);
+        self.hooked.store(true, Ordering::Release);
+    }
+
+    /// Removes `hook` from the exchange `name`, if it is still the one there.
+    pub fn clear_exchange_hook(&self, name: &ShortString, hook: &Arc<dyn ExchangeHook>) {
+        let mut hooks = write(&self.hooks);
+        if hooks.get(name).is_some_and(|h| Arc::ptr_eq(h, hook)) {
+            hooks.remove(name);
+        }
+        self.hooked.store(!hooks.is_empty(), Ordering::Release);
+    }
+
+    /// The hook on the exchange `name`, if any.
+    pub fn exchange_hook(&self, name: &ShortString) -> Option<Arc<dyn ExchangeHook>> {
+        if !self.hooked.load(Ordering::Acquire) {
+            return None;
+        }
+        read(&self.hooks).get(name).cloned()
     }
 
     pub fn exchange(&self, name: &ShortString) -> Option<Arc<Exchange>> {

@@ -33,10 +33,10 @@ use crate::broker::channels::{ChannelCount, ChannelReport};
 use crate::broker::connections::ConnectionInfo;
 use crate::broker::credit::PendingBytes;
 use crate::broker::error::{AmqpError, AmqpResult};
+use crate::broker::exchange_hook::HoldsBack;
 use crate::broker::hash::HashMap;
 use crate::broker::owner::Owner;
 use crate::broker::publish::Publisher;
-use crate::broker::queue::Queue;
 use crate::broker::queue::consumer::{ConnectionEvent, ConnectionId, Mailbox, MailboxReceiver};
 use crate::broker::queue::mailbox;
 use crate::broker::topology::Removal;
@@ -144,10 +144,11 @@ pub async fn serve<T: Transport>(
         out: BytesMut::with_capacity(64 * 1024),
         writer,
         mailbox: mailbox_tx,
-        publisher: Publisher::new(
+        publisher: Publisher::for_connection(
             vhost.clone(),
             broker.memory().clone(),
             broker.publish_totals().clone(),
+            id,
         ),
         flow: None,
         closing: None,
@@ -196,9 +197,10 @@ pub struct Connection {
     mailbox: Mailbox,
     /// Routing state and the cached publish target (see `broker::publish`).
     publisher: Publisher,
-    /// A queue this connection published to whose consumers fall behind: until it
-    /// catches up the connection stops reading (flow control, see `queue::FLOW_HIGH`).
-    flow: Option<Arc<Queue>>,
+    /// A queue this connection published to whose consumers fall behind (or an
+    /// exchange hook's full buffer): until it catches up the connection stops reading
+    /// (flow control, see `queue::FLOW_HIGH`).
+    flow: Option<Arc<dyn HoldsBack>>,
     /// Set once we sent connection.close: until when we wait for close-ok.
     closing: Option<Instant>,
     /// The connection is over; the loop exits.
@@ -609,6 +611,20 @@ impl Connection {
             ConnectionEvent::WriterDrained => self.resume_consumers(),
             ConnectionEvent::Report(reply) => {
                 let _ = reply.send(self.channel_reports());
+            }
+            ConnectionEvent::Returned {
+                channel,
+                reply_code,
+                reply_text,
+                message,
+            } => {
+                let open = self
+                    .channels
+                    .get(&channel)
+                    .is_some_and(|c| c.state == ChannelState::Open);
+                if open && self.closing.is_none() {
+                    self.send_return(channel, reply_code, reply_text, &message);
+                }
             }
         }
     }

@@ -47,6 +47,23 @@ pub fn prepend_received_from(headers: &mut FieldTable, origin: &Origin, redelive
     prepend(headers, RECEIVED_FROM, entry);
 }
 
+/// Prepends an entry for a message forwarded up from this node (publisher, locator,
+/// service mode): the upstream's `x-federation-upstream` exchanges then never send it
+/// back here, and `max-hops` counts the hop.
+pub fn prepend_forwarded_from(
+    headers: &mut FieldTable,
+    cluster_name: &str,
+    vhost: &str,
+    exchange: &str,
+) {
+    let mut entry = FieldTable::new();
+    entry.insert(key("exchange"), text(exchange));
+    entry.insert(key("redelivered"), FieldValue::Bool(false));
+    entry.insert(key("cluster-name"), text(cluster_name));
+    entry.insert(key("vhost"), text(vhost));
+    prepend(headers, RECEIVED_FROM, entry);
+}
+
 fn prepend(table: &mut FieldTable, name: &'static str, entry: FieldTable) {
     let mut list = vec![FieldValue::Table(entry)];
     if let Some(FieldValue::Array(old)) = table.remove(name) {

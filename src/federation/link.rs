@@ -1,6 +1,6 @@
-//! One federation link: a local exchange × one upstream, in subscriber mode (RabbitMQ's
-//! behaviour). Through its own peering the link declares on the upstream, as
-//! RabbitMQ's plugin does:
+//! One federation link: a local exchange × one upstream. In the subscribing modes
+//! (subscriber, RabbitMQ's behaviour; fanout; service) the link declares on the
+//! upstream, through its own peering, as RabbitMQ's plugin does:
 //!
 //! - the upstream exchange (passively; declared like the local one if missing);
 //! - the upstream queue `federation: <upstream-x> -> <cluster-name>[:<x>]`, durable,
@@ -16,20 +16,34 @@
 //! the local exchange with an `x-received-from` entry, and acks it upstream per
 //! `ack-mode` (by default only once the local queues took it). The peering replays all
 //! of this after a reconnect; the link only reacts to what changes.
+//!
+//! In the forwarding modes (publisher, locator, fanout, service) the link also takes
+//! what its exchange hook (`super::forward`) queued, publishes it to the upstream
+//! exchange through the peering's confirmed outbox, and hands the upstream's returns to
+//! the original publishers.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::headers::{BindingHop, Origin, bound_from, prepend_received_from};
+use super::forward::{Backlog, Forward, Forwarder};
+use super::headers::{
+    BindingHop, Origin, bound_from, prepend_forwarded_from, prepend_received_from,
+};
 use super::status::{LinkCounters, LinkState, LinkStatus};
-use super::upstream::{AckMode, Upstream};
+use super::upstream::{AckMode, Mode, Upstream};
 use crate::broker::Broker;
 use crate::broker::exchange::ExchangeSpec;
+use crate::broker::exchange_hook::{ExchangeHook, PublishSource};
+use crate::broker::message::MessageRef;
 use crate::broker::publish::{Confirm, InternalPublisher};
 use crate::broker::routing::upstream::{
     DOWNSTREAM_NAME_ARG, DOWNSTREAM_VHOST_ARG, MAX_HOPS_ARG, should_forward,
@@ -39,15 +53,27 @@ use crate::broker::topology::{
 };
 use crate::broker::vhost::VHost;
 use crate::peering::{
-    Backoff, Delivery, Peering, PeeringConfig, PeeringError, PeeringEvent, PeeringState, Remote,
-    StatusChange,
+    Backoff, Delivery, OutboxLimits, Peering, PeeringConfig, PeeringError, PeeringEvent,
+    PeeringState, Remote, Returned, StatusChange,
 };
 use crate::protocol::arguments::arguments_key;
 use crate::protocol::generated::methods::{
-    BasicConsume, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind, QueueBind,
-    QueueDeclare, QueueDelete,
+    BasicConsume, BasicPublish, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind,
+    QueueBind, QueueDeclare, QueueDelete,
 };
+use crate::protocol::generated::properties::EncodedBasicProperties;
 use crate::protocol::{FieldTable, FieldValue, ReplyCode, ShortString};
+
+/// Forwards published to the peering and not yet confirmed, at most. The peering's
+/// outbox has room for more (the [`Backlog`] holds publishers back well before), so a
+/// forward is queued there at once and forwards go up in the order they were made.
+const FORWARDS_IN_FLIGHT: usize = Backlog::HIGH;
+
+/// The reason a link shows `blocked` for the downstream's memory alarm.
+const ALARM: &str = "downstream memory alarm";
+
+/// A forward's id and how the upstream took it.
+type ForwardOutcome = (u64, Result<(), PeeringError>);
 
 /// What a link is started with.
 pub(super) struct LinkSpec {
@@ -56,9 +82,6 @@ pub(super) struct LinkSpec {
     pub exchange: ExchangeSpec,
     pub upstream: Upstream,
     pub cluster_name: String,
-    /// The internal exchange's suffix this time (`A` or `B`); the other is deleted once
-    /// this one is bound, so bindings left from an earlier run go with it.
-    pub suffix: char,
     pub id: String,
 }
 
@@ -84,6 +107,7 @@ impl Link {
             reason: "starting".into(),
             since: SystemTime::now(),
             local_connection: String::new(),
+            mode: spec.upstream.mode.name(),
             counters: LinkCounters::default(),
         }));
         let (stop, stop_rx) = oneshot::channel();
@@ -173,6 +197,11 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         max: delay,
     });
     config.local_identifier = Some(spec.broker.identifier().to_owned());
+    // Room beyond what the backlog lets publishers queue (see `FORWARDS_IN_FLIGHT`).
+    config.outbox = OutboxLimits {
+        messages: 2 * Backlog::HIGH,
+        ..OutboxLimits::default()
+    };
     config.name = format!(
         "Federation link (upstream: {}, exchange: {})",
         spec.upstream.name,
@@ -180,6 +209,7 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
     );
     lock(&status).local_connection = config.name.clone();
     let (peering, events) = Peering::new(config);
+    let peering = Arc::new(peering);
     let ready = Arc::new(AtomicBool::new(false));
     {
         let (status, ready) = (status.clone(), ready.clone());
@@ -188,9 +218,39 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
     peering.start();
     let upstream_exchange = spec.upstream.exchange_for(&spec.exchange.name);
     let queue = queue_name(&upstream_exchange, &upstream_vhost, &spec);
-    let internal = format!("{queue} {}", spec.suffix);
+    let mut publisher = spec.broker.internal_publisher(&spec.vhost.name);
+    if let Some(p) = publisher.as_mut() {
+        // What comes down is never forwarded back up.
+        p.relayed();
+    }
+    let upstream_cluster = Arc::new(Mutex::new(None));
+    let backlog = Arc::new(Backlog::default());
+    let (forwards, hook) = if spec.upstream.mode.forwards() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hook: Arc<dyn ExchangeHook> = Arc::new(Forwarder {
+            mode: spec.upstream.mode,
+            max_hops: spec.upstream.max_hops,
+            upstream_cluster: upstream_cluster.clone(),
+            upstream_vhost: upstream_vhost.clone(),
+            queue: tx,
+            backlog: backlog.clone(),
+            status: status.clone(),
+        });
+        spec.vhost
+            .set_exchange_hook(spec.exchange.name.clone(), hook.clone());
+        (Some(rx), Some(hook))
+    } else {
+        (None, None)
+    };
     let mut session = Session {
-        publisher: spec.broker.internal_publisher(&spec.vhost.name),
+        publisher,
+        forwards,
+        hook,
+        backlog,
+        upstream_cluster,
+        confirms: JoinSet::new(),
+        returnable: VecDeque::new(),
+        next_forward: 0,
         spec,
         status: status.clone(),
         ready,
@@ -199,7 +259,8 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         upstream_exchange,
         upstream_vhost,
         queue,
-        internal,
+        suffix: 'A',
+        internal: String::new(),
         mirrored: Default::default(),
         pending: JoinSet::new(),
         origin: None,
@@ -241,12 +302,28 @@ struct Session {
     spec: LinkSpec,
     status: Arc<Mutex<LinkStatus>>,
     ready: Arc<AtomicBool>,
-    peering: Peering,
+    peering: Arc<Peering>,
     events: mpsc::UnboundedReceiver<PeeringEvent>,
     publisher: Option<InternalPublisher>,
+    /// Local publishes to forward up (the modes that forward), from `hook`.
+    forwards: Option<mpsc::UnboundedReceiver<Forward>>,
+    hook: Option<Arc<dyn ExchangeHook>>,
+    backlog: Arc<Backlog>,
+    /// The upstream's cluster name, once connected (the hook checks it too).
+    upstream_cluster: Arc<Mutex<Option<String>>>,
+    /// Forwards waiting for the upstream's confirm.
+    confirms: JoinSet<ForwardOutcome>,
+    /// Mandatory forwards not yet confirmed, oldest first: a return from the upstream
+    /// is one of them (it comes before that message's confirm).
+    returnable: VecDeque<(u64, MessageRef, PublishSource)>,
+    next_forward: u64,
     upstream_exchange: String,
     upstream_vhost: String,
     queue: String,
+    /// The internal exchange's suffix this time (`A` or `B`) and its name: the one an
+    /// earlier run left upstream is deleted once this one is bound, so its bindings go
+    /// with it (see `choose_internal_exchange`).
+    suffix: char,
     internal: String,
     /// The distinct local bindings mirrored upstream, by (routing key, arguments), with
     /// the arguments sent (`x-bound-from` added).
@@ -291,7 +368,7 @@ impl Session {
         }
     }
 
-    async fn setup(&mut self) -> Result<BindingSubscription, String> {
+    async fn setup(&mut self) -> Result<Option<BindingSubscription>, String> {
         let up = self.spec.upstream.clone();
         let x = self.spec.exchange.clone();
         let failed = |what: &str, e: PeeringError| format!("{what}: {e}");
@@ -320,6 +397,14 @@ impl Session {
             }
             Err(e) => return Err(failed("checking the upstream exchange", e)),
         }
+        if !up.mode.subscribes() {
+            self.note_upstream_cluster();
+            self.ready.store(true, Ordering::Release);
+            if matches!(self.peering.status().state, PeeringState::Running) {
+                self.set(LinkState::Running, "forwarding to the upstream exchange");
+            }
+            return Ok(None);
+        }
         let mut args = FieldTable::new();
         let mut put = |k: &'static str, v: FieldValue| args.insert(ShortString::from_static(k), v);
         if let Some(ms) = up.expires {
@@ -341,6 +426,7 @@ impl Session {
             })
             .await
             .map_err(|e| failed("declaring the upstream queue", e))?;
+        self.choose_internal_exchange().await;
         self.declare_internal_exchange().await?;
         self.peering
             .bind_queue(QueueBind {
@@ -375,17 +461,14 @@ impl Session {
             .await
             .map_err(|e| failed("consuming from the upstream queue", e))?;
         // The other suffix's exchange holds bindings from an earlier run, if any.
-        let other = if self.spec.suffix == 'A' { 'B' } else { 'A' };
+        let other = if self.suffix == 'A' { 'B' } else { 'A' };
         let old = format!("{} {other}", self.queue);
         let deleted = self.peering.pipelined(ExchangeDelete {
             exchange: short(&old),
             ..Default::default()
         });
         self.pending.spawn(async move { deleted.await.map(drop) });
-        let cluster_name = self.peering.server_properties().and_then(|p| {
-            p.get("cluster_name")
-                .and_then(|v| v.as_str().map(str::to_owned))
-        });
+        let cluster_name = self.note_upstream_cluster();
         self.origin = Some(Origin {
             uri: lock(&self.status).uri.clone(),
             exchange: self.upstream_exchange.clone(),
@@ -397,7 +480,50 @@ impl Session {
         if running {
             self.set(LinkState::Running, "consuming from the upstream queue");
         }
-        Ok(subscription)
+        Ok(Some(subscription))
+    }
+
+    /// The upstream's cluster name (its `cluster_name` server property), noted for the
+    /// forwarding hook's loop rule.
+    fn note_upstream_cluster(&self) -> Option<String> {
+        let cluster_name = self.peering.server_properties().and_then(|p| {
+            p.get("cluster_name")
+                .and_then(|v| v.as_str().map(str::to_owned))
+        });
+        *self
+            .upstream_cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = cluster_name.clone();
+        cluster_name
+    }
+
+    /// Which internal exchange this run uses: the upstream itself says which one an
+    /// earlier run (before a restart of this broker, say) left, as `A` existing or not,
+    /// and this run takes the other. One that a run stopped between the two may have
+    /// left holds stale bindings: it is deleted before it is declared afresh.
+    async fn choose_internal_exchange(&mut self) {
+        let a = format!("{} A", self.queue);
+        let a_left = self
+            .peering
+            .request(ExchangeDeclare {
+                exchange: short(&a),
+                r#type: ShortString::from_static("fanout"),
+                passive: true,
+                ..Default::default()
+            })
+            .await
+            .is_ok();
+        self.suffix = if a_left { 'B' } else { 'A' };
+        self.internal = format!("{} {}", self.queue, self.suffix);
+        if a_left {
+            let stale = self.peering.request(ExchangeDelete {
+                exchange: short(&self.internal),
+                ..Default::default()
+            });
+            if let Err(e) = stale.await {
+                tracing::debug!("federation link: deleting a stale internal exchange: {e}");
+            }
+        }
     }
 
     /// RabbitMQ's `x-federation-upstream` exchange, or a fanout one where the upstream
@@ -462,7 +588,7 @@ impl Session {
             "{}:{} {}",
             self.spec.vhost.name,
             text(&self.spec.exchange.name),
-            self.spec.suffix
+            self.suffix
         );
         let upstream_cluster = self
             .origin
@@ -481,6 +607,10 @@ impl Session {
     fn bind(&mut self, b: &DistinctBinding) {
         let key = (b.routing_key.clone(), arguments_key(&b.arguments));
         if self.mirrored.contains_key(&key) {
+            return;
+        }
+        // Service mode offers upstream only what exclusive queues take.
+        if self.spec.upstream.mode == Mode::Service && !b.exclusive {
             return;
         }
         let (exchange, upstream_cluster) = self.hop();
@@ -559,17 +689,24 @@ impl Session {
         }
     }
 
-    /// Moves messages and keeps bindings in step. `Ok`: the local side is gone (stop);
-    /// `Err`: set up again.
-    async fn work(&mut self, mut bindings: BindingSubscription) -> Result<(), String> {
+    /// Moves messages (down, and up in the forwarding modes) and keeps bindings in
+    /// step. `Ok`: the local side is gone (stop); `Err`: set up again.
+    async fn work(&mut self, mut bindings: Option<BindingSubscription>) -> Result<(), String> {
         let mut alarm = self.spec.broker.alarm();
+        let mut alarm_open = self.spec.upstream.mode.subscribes();
+        if alarm_open && *alarm.borrow_and_update() {
+            self.set(LinkState::Blocked, ALARM);
+        }
         loop {
+            let room = self.confirms.len() < FORWARDS_IN_FLIGHT;
             tokio::select! {
+                // Events first: a return is handled before the confirm of its message.
+                biased;
                 event = self.events.recv() => match event {
                     None => return Ok(()),
                     Some(PeeringEvent::Delivery(d)) => {
                         if *alarm.borrow() {
-                            self.set(LinkState::Blocked, "downstream memory alarm");
+                            self.set(LinkState::Blocked, ALARM);
                             let _ = alarm.wait_for(|on| !*on).await;
                             self.set(LinkState::Running, "memory alarm cleared");
                         }
@@ -577,6 +714,7 @@ impl Session {
                             return Ok(());
                         }
                     }
+                    Some(PeeringEvent::Returned(r)) => self.returned(r),
                     Some(PeeringEvent::Cancelled(_)) => {
                         return Err("the upstream cancelled the consumer (its queue was deleted)".into());
                     }
@@ -585,7 +723,7 @@ impl Session {
                     }
                     Some(_) => {}
                 },
-                notice = bindings.recv() => match notice {
+                notice = next(bindings.as_mut().map(BindingSubscription::recv)) => match notice {
                     Some(n) => self.binding_notice(n),
                     None => return Ok(()),
                 },
@@ -595,7 +733,125 @@ impl Session {
                         tracing::warn!("federation link: binding change refused upstream: {e}");
                     }
                 }
+                // The downstream's memory alarm: nothing is taken from the upstream
+                // while it lasts (the delivery in hand waits, see above), and the
+                // status says so at once.
+                r = alarm.changed(), if alarm_open => {
+                    alarm_open = r.is_ok();
+                    let on = *alarm.borrow_and_update();
+                    let mut s = lock(&self.status);
+                    if on {
+                        s.set(LinkState::Blocked, ALARM);
+                    } else if s.state == LinkState::Blocked && s.reason == ALARM {
+                        s.set(LinkState::Running, "memory alarm cleared");
+                    }
+                }
+                Some(done) = self.confirms.join_next() => match done {
+                    Ok(outcome) => self.confirmed(outcome),
+                    Err(e) => tracing::warn!("federation link: forward task failed: {e}"),
+                },
+                forward = next(self.forwards.as_mut().map(mpsc::UnboundedReceiver::recv)), if room => match forward {
+                    Some(f) => self.forward(f).await,
+                    None => return Ok(()),
+                },
             }
+        }
+    }
+
+    /// Publishes one local message to the upstream exchange through the peering's
+    /// confirmed outbox.
+    async fn forward(&mut self, f: Forward) {
+        let id = self.next_forward;
+        self.next_forward += 1;
+        let mut properties = f.message.properties().to_properties();
+        if self.spec.upstream.mode != Mode::Fanout {
+            // Fanout's forwards must come back down here; the others must not.
+            let mut h = properties.headers.take().unwrap_or_default();
+            prepend_forwarded_from(
+                &mut h,
+                &self.spec.cluster_name,
+                &self.spec.vhost.name,
+                &text(&self.spec.exchange.name),
+            );
+            properties.headers = Some(h);
+        }
+        if !self.spec.upstream.trust_user_id {
+            // The upstream checks user-id against the link's own user.
+            properties.user_id = None;
+        }
+        let method = BasicPublish {
+            exchange: short(&self.upstream_exchange),
+            routing_key: f.message.routing_key(),
+            mandatory: f.mandatory,
+            ..Default::default()
+        };
+        if f.mandatory {
+            self.returnable.push_back((id, f.message.clone(), f.source));
+        }
+        let peering = self.peering.clone();
+        let body = f.message.body_bytes();
+        let mut publish: Pin<Box<dyn Future<Output = ForwardOutcome> + Send>> =
+            Box::pin(async move {
+                let props = EncodedBasicProperties::encode(&properties);
+                (id, peering.publish(method, props, body).await)
+            });
+        // Polled once here, so that it reaches the outbox before the next forward.
+        let first = std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(outcome) => self.confirmed(outcome),
+            Poll::Pending => {
+                self.confirms.spawn(publish);
+            }
+        }
+    }
+
+    /// The upstream confirmed (or refused) forward `id`.
+    fn confirmed(&mut self, (id, result): ForwardOutcome) {
+        self.backlog.done();
+        self.returnable.retain(|(i, _, _)| *i != id);
+        match result {
+            Ok(()) => self.count(|c| c.forwarded += 1),
+            Err(e) => {
+                tracing::warn!("federation link: forward refused upstream: {e}");
+                self.count(|c| c.forward_failed += 1);
+            }
+        }
+        if self.backlog.len() <= Backlog::LOW {
+            let mut s = lock(&self.status);
+            if s.state == LinkState::Flow {
+                s.set(LinkState::Running, "forwarding backlog drained");
+            }
+        }
+    }
+
+    /// The upstream returned a mandatory forward: it goes back to its publisher.
+    fn returned(&mut self, r: Returned) {
+        let at = self
+            .returnable
+            .iter()
+            .position(|(_, m, _)| m.routing_key() == r.routing_key && m.body() == &r.body[..]);
+        let Some((_, message, source)) = at.and_then(|i| self.returnable.remove(i)) else {
+            tracing::warn!(routing_key = %r.routing_key, "federation link: a return matching no forward");
+            self.count(|c| c.returns_lost += 1);
+            return;
+        };
+        self.count(|c| c.returned += 1);
+        let sent = match source {
+            PublishSource::Client {
+                connection,
+                channel,
+            } => self.spec.broker.connections().send_return(
+                connection,
+                channel,
+                r.reply_code,
+                r.reply_text,
+                message,
+            ),
+            PublishSource::Internal { .. } => false,
+        };
+        if !sent {
+            tracing::warn!(routing_key = %r.routing_key, "federation link: returned message's publisher is gone");
+            self.count(|c| c.returns_lost += 1);
         }
     }
 
@@ -667,7 +923,14 @@ impl Session {
     /// Stops the peering; with `cleanup`, deletes the upstream queue and internal
     /// exchange first (unless `resource-cleanup-mode` is `never`).
     async fn finish(self, cleanup: bool) {
-        if cleanup && !self.spec.upstream.keep_resources {
+        if let Some(hook) = &self.hook {
+            self.spec
+                .vhost
+                .clear_exchange_hook(&self.spec.exchange.name, hook);
+        }
+        self.backlog.stop();
+        let subscribed = self.spec.upstream.mode.subscribes();
+        if cleanup && subscribed && !self.spec.upstream.keep_resources {
             let q = self.peering.pipelined(QueueDelete {
                 queue: short(&self.queue),
                 ..Default::default()
@@ -681,6 +944,14 @@ impl Session {
         }
         self.peering.stop().await;
         lock(&self.status).set(LinkState::Stopped, "stopped");
+    }
+}
+
+/// The next item of an optional stream: never, when there is none.
+async fn next<T>(recv: Option<impl Future<Output = Option<T>>>) -> Option<T> {
+    match recv {
+        Some(r) => r.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -10,11 +10,15 @@
 //! [`link`] running per (federated exchange, upstream), started, restarted with new
 //! settings, or stopped (deleting its upstream queue) as they change.
 //!
-//! A link is subscriber mode, RabbitMQ's behaviour: local bindings are mirrored
-//! upstream and the upstream's matching messages come down. Loops are prevented by the
-//! node's cluster name ([`Broker::cluster_name`]) and `max-hops`
+//! A link runs in one of OpenAMQ's modes, the fedamq-only upstream key `fedamq-mode`
+//! ([`upstream::Mode`]); without it subscriber mode, RabbitMQ's behaviour: local
+//! bindings are mirrored upstream and the upstream's matching messages come down. The
+//! other modes also forward local publishes up (`forward`: publisher, locator,
+//! fanout, service), through an exchange hook the core calls. Loops are prevented by
+//! the node's cluster name ([`Broker::cluster_name`]) and `max-hops`
 //! (`crate::broker::routing::upstream`).
 
+mod forward;
 mod headers;
 mod link;
 pub mod status;
@@ -45,8 +49,6 @@ type LinkKey = (String, ShortString, String);
 pub struct Federation {
     broker: Weak<Broker>,
     links: Mutex<BTreeMap<LinkKey, Link>>,
-    /// The internal exchange suffix last used per link, alternated on each start.
-    suffixes: Mutex<HashMap<LinkKey, char>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -64,7 +66,6 @@ impl Federation {
         let federation = Arc::new(Federation {
             broker: Arc::downgrade(broker),
             links: Mutex::default(),
-            suffixes: Mutex::default(),
         });
         tokio::spawn(watch_vhosts(Arc::downgrade(&federation)));
         federation
@@ -153,15 +154,6 @@ impl Federation {
         let Some(broker) = self.broker.upgrade() else {
             return;
         };
-        let suffix = {
-            let mut s = self.suffixes.lock().unwrap_or_else(|p| p.into_inner());
-            let next = match s.get(&key) {
-                Some('A') => 'B',
-                _ => 'A',
-            };
-            s.insert(key.clone(), next);
-            next
-        };
         let link = Link::start(LinkSpec {
             cluster_name: broker.cluster_name(),
             id: link_id(&key),
@@ -169,7 +161,6 @@ impl Federation {
             vhost: vhost.clone(),
             exchange,
             upstream,
-            suffix,
         });
         tracing::info!(vhost = %key.0, exchange = ?key.1, upstream = %key.2, "federation link started");
         self.lock().insert(key, link);

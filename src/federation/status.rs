@@ -13,6 +13,8 @@ pub enum LinkState {
     /// Connecting, declaring, mirroring bindings.
     Starting,
     Running,
+    /// Forwarding up cannot keep pace: the local publishers are held back.
+    Flow,
     /// The upstream has blocked the connection (connection.blocked).
     Blocked,
     /// Waiting to reconnect after a failure.
@@ -27,6 +29,7 @@ impl LinkState {
         match self {
             LinkState::Starting => "starting",
             LinkState::Running => "running",
+            LinkState::Flow => "flow",
             LinkState::Blocked => "blocked",
             LinkState::Backoff => "backoff",
             LinkState::Error => "error",
@@ -55,6 +58,19 @@ pub struct LinkCounters {
     pub bindings_pending: u64,
     /// Bindings mirrored upstream now.
     pub bindings: u64,
+    /// Local publishes forwarded up and confirmed there (publisher, locator, fanout,
+    /// service).
+    pub forwarded: u64,
+    /// Forwards the upstream refused (nacked, or closed the channel over).
+    pub forward_failed: u64,
+    /// Forwards the upstream returned (mandatory, unroutable there), handed back to
+    /// their publisher.
+    pub returned: u64,
+    /// Of those, whose publisher had gone (counted and logged).
+    pub returns_lost: u64,
+    /// Publishes after which the publisher was held back (flow) for a full forwarding
+    /// backlog.
+    pub held_back: u64,
 }
 
 /// One link's status.
@@ -74,6 +90,8 @@ pub struct LinkStatus {
     pub since: SystemTime,
     /// The upstream connection's name, as the upstream lists it.
     pub local_connection: String,
+    /// The upstream's `fedamq-mode`.
+    pub mode: &'static str,
     pub counters: LinkCounters,
 }
 
@@ -102,6 +120,7 @@ impl LinkStatus {
             "uri": self.uri,
             "timestamp": timestamp(self.since),
             "reason": self.reason,
+            "fedamq_mode": self.mode,
             "messages_received": c.received,
             "messages_published": c.published,
             "messages_acked": c.acked,
@@ -111,13 +130,18 @@ impl LinkStatus {
             "reconnects": c.connects.saturating_sub(1),
             "bindings": c.bindings,
             "bindings_pending": c.bindings_pending,
+            "messages_forwarded": c.forwarded,
+            "messages_forward_failed": c.forward_failed,
+            "messages_returned": c.returned,
+            "messages_returns_lost": c.returns_lost,
+            "publishes_held_back": c.held_back,
         });
         if let Some(m) = v.as_object_mut() {
             match self.state {
                 LinkState::Running => {
                     m.insert("local_connection".into(), json!(self.local_connection));
                 }
-                LinkState::Error | LinkState::Backoff | LinkState::Blocked => {
+                LinkState::Error | LinkState::Backoff | LinkState::Blocked | LinkState::Flow => {
                     m.insert("error".into(), json!(self.reason));
                 }
                 _ => {}

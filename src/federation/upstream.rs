@@ -22,6 +22,57 @@ pub enum AckMode {
     NoAck,
 }
 
+/// OpenAMQ's federation modes, chosen by the fedamq-only upstream key `fedamq-mode`
+/// (without it: subscriber, RabbitMQ's behaviour). See the module `link` for each
+/// mode's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Local bindings are mirrored upstream; the upstream's matching messages come down.
+    Subscriber,
+    /// Local publishes are routed locally and also forwarded up.
+    Publisher,
+    /// Local publishes are forwarded up only when no local queue took them.
+    Locator,
+    /// Subscriber plus publisher: client publishes go up without local routing, and
+    /// come back down through the mirrored bindings (the root fans out).
+    Fanout,
+    /// Subscriber plus locator, with only exclusive bindings mirrored.
+    Service,
+}
+
+impl Mode {
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Some(match name {
+            "subscriber" => Mode::Subscriber,
+            "publisher" => Mode::Publisher,
+            "locator" => Mode::Locator,
+            "fanout" => Mode::Fanout,
+            "service" => Mode::Service,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Subscriber => "subscriber",
+            Mode::Publisher => "publisher",
+            Mode::Locator => "locator",
+            Mode::Fanout => "fanout",
+            Mode::Service => "service",
+        }
+    }
+
+    /// Mirrors bindings and brings messages down.
+    pub fn subscribes(self) -> bool {
+        matches!(self, Mode::Subscriber | Mode::Fanout | Mode::Service)
+    }
+
+    /// Forwards local publishes up.
+    pub fn forwards(self) -> bool {
+        self != Mode::Subscriber
+    }
+}
+
 /// One upstream, as a link uses it: the parameter's value, with a set entry's
 /// overrides applied, and RabbitMQ's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +97,8 @@ pub struct Upstream {
     /// `resource-cleanup-mode: never`: a stopped link leaves its upstream queue and
     /// exchange in place.
     pub keep_resources: bool,
+    /// `fedamq-mode` (fedamq's own key; RabbitMQ ignores it).
+    pub mode: Mode,
 }
 
 impl Upstream {
@@ -88,6 +141,14 @@ impl Upstream {
                 ));
             }
         };
+        let mode = match get("fedamq-mode").and_then(Value::as_str) {
+            None => Mode::Subscriber,
+            Some(m) => Mode::from_name(m).ok_or_else(|| {
+                format!(
+                    "fedamq-mode {m} is not one of subscriber, publisher, locator, fanout, service"
+                )
+            })?,
+        };
         let prefetch = int("prefetch-count")?.unwrap_or(1000);
         let delay = match get("reconnect-delay") {
             Some(v) => v
@@ -111,6 +172,7 @@ impl Upstream {
             message_ttl: int("message-ttl")?,
             queue_type: get("queue-type").and_then(Value::as_str).map(str::to_owned),
             keep_resources: get("resource-cleanup-mode").and_then(Value::as_str) == Some("never"),
+            mode,
         })
     }
 
@@ -186,6 +248,7 @@ mod tests {
         assert_eq!(u.uris, ["amqp://h"]);
         assert_eq!((u.max_hops, u.prefetch_count), (1, 1000));
         assert_eq!(u.ack_mode, AckMode::OnConfirm);
+        assert_eq!(u.mode, Mode::Subscriber);
         assert_eq!(u.reconnect_delay, Duration::from_secs(5));
         assert!(!u.trust_user_id && !u.keep_resources);
         assert_eq!(u.exchange_for(&ShortString::from_static("x")), "x");
@@ -203,7 +266,18 @@ mod tests {
         assert_eq!(u.ack_mode, AckMode::NoAck);
         assert!(u.keep_resources);
 
-        for bad in [json!({}), json!({"uri": "amqp://h", "ack-mode": "later"})] {
+        let u = Upstream::from_json(
+            "u",
+            &json!({"uri": "amqp://h", "fedamq-mode": "locator"}),
+            &Map::new(),
+        )
+        .unwrap();
+        assert_eq!(u.mode, Mode::Locator);
+        for bad in [
+            json!({}),
+            json!({"uri": "amqp://h", "ack-mode": "later"}),
+            json!({"uri": "amqp://h", "fedamq-mode": "push"}),
+        ] {
             assert!(Upstream::from_json("u", &bad, &Map::new()).is_err());
         }
     }

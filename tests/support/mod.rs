@@ -8,6 +8,7 @@
 pub mod arbitrary;
 pub mod broker;
 pub mod fault_proxy;
+pub mod federation;
 pub mod management;
 pub mod prims;
 pub mod rabbitmq;

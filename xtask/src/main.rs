@@ -15,6 +15,7 @@ mod bench_env;
 mod bench_memory;
 mod brokers;
 mod deps;
+mod fed_soak;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         ["bench-compare", rest @ ..] => bench_compare::main(&root(), rest),
         ["bench-memory", rest @ ..] => bench_memory::main(&root(), rest),
         ["deps", rest @ ..] => deps::main(&root(), rest),
+        ["fed-soak", rest @ ..] => fed_soak::main(&root(), rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help]"

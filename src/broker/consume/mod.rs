@@ -144,7 +144,8 @@ impl InternalConsumer {
             }
             ConnectionEvent::WriterDrained
             | ConnectionEvent::Close { .. }
-            | ConnectionEvent::Report(_) => None,
+            | ConnectionEvent::Report(_)
+            | ConnectionEvent::Returned { .. } => None,
         }
     }
 

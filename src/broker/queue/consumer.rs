@@ -31,6 +31,15 @@ pub enum ConnectionEvent {
         channel: u16,
         consumer_tag: ShortString,
     },
+    /// A message published on `channel` that an exchange hook took, coming back
+    /// undeliverable (a federation's upstream returned it): the client is told with
+    /// basic.return.
+    Returned {
+        channel: u16,
+        reply_code: u16,
+        reply_text: ShortString,
+        message: crate::broker::message::MessageRef,
+    },
     /// The writer caught up: the connection is read again, and consumers paused on a
     /// full socket may go on.
     WriterDrained,

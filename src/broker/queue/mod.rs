@@ -705,3 +705,9 @@ impl Queue {
         next
     }
 }
+
+impl crate::broker::exchange_hook::HoldsBack for Queue {
+    fn holds_back(&self) -> bool {
+        Queue::holds_back(self)
+    }
+}

@@ -23,6 +23,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 
 use super::error::{AmqpError, AmqpResult};
 use super::exchange::{Exchange, ExchangeSpec};
+use super::exchange_hook::BindCheck;
 use super::message::MessageRef;
 use super::owner::Owner;
 use super::policy::ObjectKind;
@@ -580,6 +581,7 @@ impl VHost {
 
     fn bind_locked(&self, state: &mut TopologyState, b: BindingSpec, by: &Owner) -> AmqpResult<()> {
         let ex = self.check_binding(&b, by)?;
+        self.check_bind_hook(&ex, &b)?;
         let added = ex
             .table_mut()
             .bind(Binding {
@@ -592,6 +594,38 @@ impl VHost {
             self.binding_added(state, ex.spec.kind, b);
         }
         Ok(())
+    }
+
+    /// A queue bound to an exchange with a hook (`exchange_hook`): the hook may refuse it,
+    /// given the exclusivity of the queues already bound with the same key.
+    fn check_bind_hook(&self, ex: &Exchange, b: &BindingSpec) -> AmqpResult<()> {
+        let Destination::Queue(name) = &b.destination else {
+            return Ok(());
+        };
+        let Some(hook) = self.exchange_hook(&ex.spec.name) else {
+            return Ok(());
+        };
+        let exclusive = |q: &ShortString| {
+            self.queue(q)
+                .is_some_and(|q| q.spec.exclusive_owner.is_some())
+        };
+        let bound: Vec<bool> = ex
+            .table()
+            .bindings()
+            .filter(|x| {
+                x.routing_key == b.routing_key && same_arguments(&x.arguments, &b.arguments)
+            })
+            .filter_map(|x| match &x.destination {
+                Destination::Queue(q) if q != name => Some(exclusive(q)),
+                _ => None,
+            })
+            .collect();
+        hook.check_bind(&BindCheck {
+            routing_key: &b.routing_key,
+            arguments: &b.arguments,
+            exclusive: exclusive(name),
+            bound: &bound,
+        })
     }
 
     /// Unbinding from or to something that does not exist succeeds, as in RabbitMQ:

@@ -90,7 +90,9 @@ impl Connection {
         mandatory: bool,
         confirm_seq: Option<u64>,
     ) -> AmqpResult<()> {
-        let mut routed = self.publisher.route(exchange, message, mandatory);
+        let mut routed = self
+            .publisher
+            .route_on(channel, exchange, message, mandatory);
         if let Some(ch) = self.channels.get_mut(&channel) {
             let c = &mut ch.counters;
             c.publish += 1;
@@ -109,21 +111,8 @@ impl Connection {
             self.flow = Some(q);
         }
         if let Some(message) = &routed.returned {
-            let ret = BasicReturn {
-                reply_code: ReplyCode::NoRoute.code(),
-                reply_text: ShortString::from_static("NO_ROUTE"),
-                exchange: message.exchange(),
-                routing_key: message.routing_key(),
-            };
-            encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ret.encode(b));
-            encode_content(
-                &mut self.out,
-                channel,
-                BasicProperties::CLASS_ID,
-                message.properties().as_bytes(),
-                message.body(),
-                self.frame_max,
-            );
+            let text = ShortString::from_static("NO_ROUTE");
+            self.send_return(channel, ReplyCode::NoRoute.code(), text, message);
         }
         if let Some(seq) = confirm_seq {
             if routed.rejected {
@@ -134,6 +123,31 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// basic.return of `message` on `channel`.
+    pub(crate) fn send_return(
+        &mut self,
+        channel: u16,
+        reply_code: u16,
+        reply_text: ShortString,
+        message: &MessageRef,
+    ) {
+        let ret = BasicReturn {
+            reply_code,
+            reply_text,
+            exchange: message.exchange(),
+            routing_key: message.routing_key(),
+        };
+        encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| ret.encode(b));
+        encode_content(
+            &mut self.out,
+            channel,
+            BasicProperties::CLASS_ID,
+            message.properties().as_bytes(),
+            message.body(),
+            self.frame_max,
+        );
     }
 
     /// Acks (or rejects) deliveries by tag.
