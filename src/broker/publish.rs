@@ -291,7 +291,12 @@ impl Publisher {
         let unrouted = local && routed.queues == 0 && !routed.rejected && !taken;
         let returned = (mandatory && unrouted).then_some(message);
         // A message a hook took is not unroutable.
-        self.count(exchange, routed.queues as u64, routed.rejected || taken, mandatory);
+        self.count(
+            exchange,
+            routed.queues as u64,
+            routed.rejected || taken,
+            mandatory,
+        );
         Outcome {
             queues: routed.queues,
             rejected: routed.rejected,
