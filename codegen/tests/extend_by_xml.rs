@@ -196,7 +196,7 @@ fn a_service_overlay_becomes_a_service_trait_and_wrapper_and_stays_out_of_dispat
         .unwrap()
         .contents;
     assert!(text.contains("pub const ECHO: ServiceInfo"), "{text}");
-    assert!(text.contains("class_id: 1001"));
+    assert!(text.contains("class_id: 1900"));
     assert!(text.contains("version: 2"));
     assert!(text.contains("impl<S: EchoService> ServiceHandler for Echo<S>"));
 
