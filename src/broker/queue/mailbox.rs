@@ -19,7 +19,6 @@
 //! ends never takes messages with it. (Generic over the event so that this module needs
 //! nothing from the consumer whose events it carries.)
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -194,15 +193,11 @@ struct HeldWakes {
 /// A mailbox's notifier, without its event type.
 trait Wake: Send + Sync {
     fn notify(&self);
-    fn as_any(&self) -> &dyn Any;
 }
 
 impl<E: Send + 'static> Wake for Shared<E> {
     fn notify(&self) {
         self.wake.notify_one();
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -250,10 +245,11 @@ fn wake<E: Send + 'static>(shared: &Arc<Shared<E>>) {
         if !h.holding {
             return true;
         }
+        // Compared by address alone: the same mailbox whatever vtable it was seen with.
         let held = h
             .mailboxes
             .iter()
-            .any(|m| std::ptr::eq(m.as_any(), shared.as_ref() as &dyn Any));
+            .any(|m| std::ptr::addr_eq(Arc::as_ptr(m), Arc::as_ptr(shared)));
         if !held {
             h.mailboxes.push(shared.clone());
         }
