@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for a map of the code.
 
+pub mod arbiter;
 pub mod auth;
 pub mod broker;
 pub mod client;

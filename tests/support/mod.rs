@@ -7,6 +7,7 @@
 
 pub mod arbitrary;
 pub mod broker;
+pub mod etcd;
 pub mod fault_proxy;
 pub mod federation;
 pub mod management;
