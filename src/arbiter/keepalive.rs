@@ -88,6 +88,7 @@ pub async fn run(r: Renewal) {
                     later
                 });
                 next = sent + interval(ttl);
+                let deadline = r.state.borrow().deadline;
                 if let Some(reason) = check_key(&r, deadline).await {
                     tracing::warn!(%key, lease = r.lease, "arbiter: lease lost: {reason}");
                     lose(&r.state, reason);

@@ -55,7 +55,7 @@ impl LeaseWatch {
     pub async fn lost(&self) -> LostReason {
         let mut state = self.state.clone();
         loop {
-            let now = state.borrow_and_update().clone();
+            let now = *state.borrow_and_update();
             if let Some(reason) = now.lost_at(Instant::now()) {
                 return reason;
             }
