@@ -70,6 +70,36 @@ async fn one_holder_at_a_time_and_the_others_are_told_who() {
     ));
 }
 
+/// Contenders asking at the same moment: exactly one gets the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_contenders_one_wins() {
+    let Some(etcd) = EtcdServer::start("racing_contenders_one_wins").await else {
+        return;
+    };
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let a = arbiter(vec![etcd.endpoint()]);
+        racers.spawn(async move { (i, a.acquire(&format!("broker-{i}")).await) });
+    }
+    let (mut won, mut held) = (Vec::new(), Vec::new());
+    while let Some(r) = racers.join_next().await {
+        match r.unwrap() {
+            (i, Ok(lease)) => won.push((i, lease)),
+            (_, Err(ArbiterError::Held { holder, token })) => held.push((holder, token)),
+            (i, Err(e)) => panic!("broker-{i}: {e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "winners: {won:?}");
+    let (i, lease) = &won[0];
+    // Every loser was told the winner (none saw the key vanish).
+    for (holder, token) in &held {
+        assert_eq!(
+            (holder.as_str(), *token),
+            (format!("broker-{i}").as_str(), lease.token())
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_key_goes_to_the_next_with_a_larger_token() {
     let Some(etcd) = EtcdServer::start("a_released_key_goes_to_the_next").await else {

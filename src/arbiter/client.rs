@@ -134,7 +134,7 @@ impl EtcdClient {
         if id == 0 || granted <= 0 {
             return Err(ArbiterError::Protocol(format!("lease grant: {answer}")));
         }
-        Ok((id, Duration::from_secs(granted as u64)))
+        Ok((id, trusted_ttl(granted)))
     }
 
     /// Renews lease `id`: its remaining TTL, or `None` when etcd no longer has it.
@@ -143,7 +143,7 @@ impl EtcdClient {
             .call("/v3/lease/keepalive", &wire::lease_id(id))
             .await?;
         let ttl = wire::keepalive_ttl(&answer)?;
-        Ok((ttl > 0).then(|| Duration::from_secs(ttl as u64)))
+        Ok((ttl > 0).then(|| trusted_ttl(ttl)))
     }
 
     /// Revokes lease `id`, deleting the keys under it. A lease already gone is fine.
@@ -187,6 +187,13 @@ impl EtcdClient {
     }
 }
 
+/// A TTL etcd stated, in seconds (positive), at most an hour: counting a lease as
+/// shorter than etcd keeps it is always safe, and an absurd figure cannot overflow the
+/// deadline arithmetic.
+fn trusted_ttl(secs: i64) -> Duration {
+    Duration::from_secs(secs.clamp(1, 3600) as u64)
+}
+
 /// A request that did not get an answer from etcd: the next endpoint is tried.
 struct Unreached(String);
 
@@ -204,7 +211,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint_url;
+    use std::time::Duration;
+
+    use super::{endpoint_url, trusted_ttl};
+
+    #[test]
+    fn stated_ttls_are_clamped() {
+        assert_eq!(trusted_ttl(5), Duration::from_secs(5));
+        assert_eq!(trusted_ttl(i64::MAX), Duration::from_secs(3600));
+    }
 
     #[test]
     fn endpoints_are_base_urls() {

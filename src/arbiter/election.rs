@@ -41,9 +41,9 @@ impl EtcdArbiter {
         key: String,
         ttl: Duration,
     ) -> Result<EtcdArbiter, ArbiterError> {
-        if ttl < Duration::from_secs(1) {
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
             return Err(ArbiterError::Settings(format!(
-                "ttl must be at least 1 second, got {ttl:?}"
+                "ttl must be from 1 second to an hour, got {ttl:?}"
             )));
         }
         if key.is_empty() {
