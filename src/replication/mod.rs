@@ -24,3 +24,9 @@ pub use definition::{Change, Def};
 pub use drain::{DrainReport, drain_to};
 pub use sink::{Sink, SinkCounters};
 pub use source::{Source, SourceCounters};
+
+/// The definitions of `broker` that replication carries, in dependency order: what a
+/// sink ends up with, to compare two brokers.
+pub fn definitions(broker: &crate::broker::Broker) -> Vec<Def> {
+    definition::collect(broker).into_values().collect()
+}

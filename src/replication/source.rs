@@ -79,9 +79,15 @@ impl Source {
     /// Opens the `replica` tunnel to `remote` (a peering login there) and starts sending.
     /// Refused if this broker already replicates to that remote.
     pub fn start(broker: &Arc<Broker>, remote: Remote) -> Result<Source, OpenError> {
+        Source::start_with(broker, TunnelConfig::new(remote))
+    }
+
+    /// [`Source::start`] with the tunnel's own settings (its peering's heartbeat,
+    /// reconnect back-off, window).
+    pub fn start_with(broker: &Arc<Broker>, config: TunnelConfig) -> Result<Source, OpenError> {
         let (tx, resyncs) = mpsc::unbounded_channel();
         let tunnel = Arc::new(Tunnels::of(broker).open(
-            TunnelConfig::new(remote),
+            config,
             &REPLICA,
             move |_| Box::new(Replica(Requests(tx))),
         )?);
