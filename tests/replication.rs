@@ -269,7 +269,8 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     same_definitions(&a, &b).await;
     assert!(kinds_present(&b, 1).iter().all(|(_, p)| *p), "{:?}", kinds_present(&b, 1));
     assert!(b.broker().vhost("/").unwrap().queue(&s("mine")).is_none());
-    assert_eq!(sink.counters().snapshots_applied, 1);
+    let snapshots = sink.counters().snapshots_applied;
+    assert!(snapshots >= 1);
 
     // Then changes, each kind.
     make_one_of_each(&a, 2, &ch).await;
@@ -289,7 +290,11 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     assert!(b.broker().vhost("/").unwrap().exchange(&s("amq.topic")).is_some());
     assert!(b.broker().users().user("guest").is_some());
     assert!(source.counters().changes_sent > 0);
-    assert_eq!(sink.counters().snapshots_applied, 1, "changes, not snapshots");
+    assert_eq!(
+        sink.counters().snapshots_applied,
+        snapshots,
+        "changes, not snapshots"
+    );
     source.stop().await;
     a.shutdown().await;
     b.shutdown().await;
@@ -361,11 +366,40 @@ async fn a_sink_that_does_not_accept_applies_nothing_until_it_does() {
     accept.store(true, Ordering::SeqCst);
     sink.request_snapshots();
     same_definitions(&a, &b).await;
-    assert_eq!(sink.counters().snapshots_applied, 1);
+    assert!(sink.counters().snapshots_applied >= 1);
     assert!(source.counters().resyncs_received >= 1);
     source.stop().await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_sink_behind_the_same_address_gets_a_snapshot_without_waiting_for_a_change() {
+    let a = start().await;
+    let b = start().await;
+    let c = start().await;
+    let _sink_b = Sink::register(b.broker(), || true);
+    let sink_c = Sink::register(c.broker(), || true);
+    let proxy = FaultProxy::start(b.local_addr()).await;
+    let (_conn, ch) = broker::channel(&a).await;
+    make_one_of_each(&a, 1, &ch).await;
+    // A window of 2: the sink acknowledges every method at once, so nothing the old
+    // sink got is sent again to the new one by the tunnel itself.
+    let mut config = tunnel_config(&proxy.url("peer", "peer", "/"));
+    config.window = 2;
+    let source = Source::start_with(a.broker(), config).unwrap();
+    same_definitions(&a, &b).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The sink "restarts": another broker, with no tunnel state, behind the address.
+    proxy.set_upstream(c.local_addr());
+    proxy.cut();
+    same_definitions(&a, &c).await;
+    assert!(kinds_present(&c, 1).iter().all(|(_, p)| *p));
+    assert!(sink_c.counters().snapshots_applied >= 1);
+    source.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
 }
 
 const QUEUES: usize = 5;

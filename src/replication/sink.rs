@@ -1,6 +1,10 @@
 //! The receiving side: the `replica` tunnel service registered on a broker, applying
 //! what a source sends while the broker accepts it.
 //!
+//! A new tunnel endpoint here asks its source for a snapshot at once: the source may
+//! have sent its first one to an endpoint that is gone (this broker restarted), and the
+//! tunnel re-sends only what it never delivered.
+//!
 //! A sink that is not accepting (an active HA member) applies nothing and remembers
 //! that it dropped something. A sink with no snapshot applied on this tunnel (a fresh
 //! tunnel endpoint: this broker restarted, or the tunnel was closed and opened again)
@@ -67,12 +71,19 @@ impl Sink {
         let s = shared.clone();
         Tunnels::of(broker).register(&REPLICA, move |sender| {
             lock(&s.senders).push(sender.clone());
+            // A new endpoint: this broker knows nothing of what the source sent before
+            // (it restarted, or the tunnel was closed); the source's first snapshot
+            // may be long acknowledged. Asked now, the request leaves on attachment.
+            let asked = (s.accept)() && sender.try_send(resync("a new tunnel")).is_ok();
+            if asked {
+                lock(&s.counters).resyncs_asked += 1;
+            }
             Box::new(Replica(Receiver {
                 shared: s.clone(),
                 sender,
                 synced: false,
                 parts: Vec::new(),
-                asked: false,
+                asked,
             }))
         });
         Sink { shared }
