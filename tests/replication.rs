@@ -143,7 +143,7 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     let mut args = FieldTable::default();
     args.insert("x-max-priority".into(), AMQPValue::LongLongInt(5));
     ch.exchange_declare(
-        format!("x{n}").as_str().into(),
+        format!("x{n}").as_str(),
         ExchangeKind::Topic,
         ExchangeDeclareOptions {
             durable: true,
@@ -154,7 +154,7 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     .await
     .unwrap();
     ch.queue_declare(
-        format!("q{n}").as_str().into(),
+        format!("q{n}").as_str(),
         QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -164,9 +164,9 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     .await
     .unwrap();
     ch.queue_bind(
-        format!("q{n}").as_str().into(),
-        format!("x{n}").as_str().into(),
-        "k.#".into(),
+        format!("q{n}").as_str(),
+        format!("x{n}").as_str(),
+        "k.#",
         QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -178,22 +178,19 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
 async fn delete_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     let broker = b.broker();
     ch.queue_unbind(
-        format!("q{n}").as_str().into(),
-        format!("x{n}").as_str().into(),
-        "k.#".into(),
+        format!("q{n}").as_str(),
+        format!("x{n}").as_str(),
+        "k.#",
         FieldTable::default(),
     )
     .await
     .unwrap();
-    ch.queue_delete(format!("q{n}").as_str().into(), QueueDeleteOptions::default())
+    ch.queue_delete(format!("q{n}").as_str(), QueueDeleteOptions::default())
         .await
         .unwrap();
-    ch.exchange_delete(
-        format!("x{n}").as_str().into(),
-        ExchangeDeleteOptions::default(),
-    )
-    .await
-    .unwrap();
+    ch.exchange_delete(format!("x{n}").as_str(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
     let root = broker.vhost("/").unwrap();
     root.clear_policy(PolicyKind::User, &format!("p{n}"))
         .unwrap();
@@ -219,29 +216,53 @@ fn kinds_present(b: &BrokerHandle, n: u32) -> Vec<(&'static str, bool)> {
     let x = format!("x{n}");
     let q = format!("q{n}");
     vec![
-        ("vhost", has(b, |d| matches!(d, Def::Vhost { name } if *name == v))),
-        ("user", has(b, |d| matches!(d, Def::User { name, .. } if *name == u))),
+        (
+            "vhost",
+            has(b, |d| matches!(d, Def::Vhost { name } if *name == v)),
+        ),
+        (
+            "user",
+            has(b, |d| matches!(d, Def::User { name, .. } if *name == u)),
+        ),
         (
             "permission",
-            has(b, |d| matches!(d, Def::Permission { user, vhost, .. } if *user == u && *vhost == v)),
+            has(
+                b,
+                |d| matches!(d, Def::Permission { user, vhost, .. } if *user == u && *vhost == v),
+            ),
         ),
         (
             "global parameter",
-            has(b, |d| matches!(d, Def::GlobalParameter { name, .. } if *name == g)),
+            has(
+                b,
+                |d| matches!(d, Def::GlobalParameter { name, .. } if *name == g),
+            ),
         ),
         (
             "parameter",
-            has(b, |d| matches!(d, Def::Parameter { name, .. } if *name == up)),
+            has(
+                b,
+                |d| matches!(d, Def::Parameter { name, .. } if *name == up),
+            ),
         ),
-        ("policy", has(b, |d| matches!(d, Def::Policy { name, .. } if *name == p))),
+        (
+            "policy",
+            has(b, |d| matches!(d, Def::Policy { name, .. } if *name == p)),
+        ),
         (
             "exchange",
             has(b, |d| matches!(d, Def::Exchange { name, .. } if *name == x)),
         ),
-        ("queue", has(b, |d| matches!(d, Def::Queue { name, .. } if *name == q))),
+        (
+            "queue",
+            has(b, |d| matches!(d, Def::Queue { name, .. } if *name == q)),
+        ),
         (
             "binding",
-            has(b, |d| matches!(d, Def::Binding { source, destination, .. } if *source == x && *destination == q)),
+            has(
+                b,
+                |d| matches!(d, Def::Binding { source, destination, .. } if *source == x && *destination == q),
+            ),
         ),
     ]
 }
@@ -256,7 +277,7 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     make_one_of_each(&a, 1, &ch).await;
     // An exclusive queue is the connection's: never replicated.
     ch.queue_declare(
-        "mine".into(),
+        "mine",
         QueueDeclareOptions {
             exclusive: true,
             ..Default::default()
@@ -267,7 +288,11 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     .unwrap();
     let source = Source::start_with(a.broker(), tunnel_config(&b.url("peer", "peer"))).unwrap();
     same_definitions(&a, &b).await;
-    assert!(kinds_present(&b, 1).iter().all(|(_, p)| *p), "{:?}", kinds_present(&b, 1));
+    assert!(
+        kinds_present(&b, 1).iter().all(|(_, p)| *p),
+        "{:?}",
+        kinds_present(&b, 1)
+    );
     assert!(b.broker().vhost("/").unwrap().queue(&s("mine")).is_none());
     let snapshots = sink.counters().snapshots_applied;
     assert!(snapshots >= 1);
@@ -275,7 +300,11 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     // Then changes, each kind.
     make_one_of_each(&a, 2, &ch).await;
     same_definitions(&a, &b).await;
-    assert!(kinds_present(&b, 2).iter().all(|(_, p)| *p), "{:?}", kinds_present(&b, 2));
+    assert!(
+        kinds_present(&b, 2).iter().all(|(_, p)| *p),
+        "{:?}",
+        kinds_present(&b, 2)
+    );
     // The queue's arguments arrived with their types.
     let q2 = b.broker().vhost("/").unwrap().queue(&s("q2")).unwrap();
     assert!(q2.spec.durable);
@@ -284,10 +313,20 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
     // Deletions, each kind.
     delete_one_of_each(&a, 1, &ch).await;
     same_definitions(&a, &b).await;
-    assert!(kinds_present(&b, 1).iter().all(|(_, p)| !*p), "{:?}", kinds_present(&b, 1));
+    assert!(
+        kinds_present(&b, 1).iter().all(|(_, p)| !*p),
+        "{:?}",
+        kinds_present(&b, 1)
+    );
     assert!(kinds_present(&b, 2).iter().all(|(_, p)| *p));
     // The sink's own vhost, users and amq.* exchanges stay.
-    assert!(b.broker().vhost("/").unwrap().exchange(&s("amq.topic")).is_some());
+    assert!(
+        b.broker()
+            .vhost("/")
+            .unwrap()
+            .exchange(&s("amq.topic"))
+            .is_some()
+    );
     assert!(b.broker().users().user("guest").is_some());
     assert!(source.counters().changes_sent > 0);
     assert_eq!(
@@ -308,11 +347,8 @@ async fn changes_made_during_a_cut_deletions_too_arrive_after_the_reconnect() {
     let proxy = FaultProxy::start(b.local_addr()).await;
     let (_conn, ch) = broker::channel(&a).await;
     make_one_of_each(&a, 1, &ch).await;
-    let source = Source::start_with(
-        a.broker(),
-        tunnel_config(&proxy.url("peer", "peer", "/")),
-    )
-    .unwrap();
+    let source =
+        Source::start_with(a.broker(), tunnel_config(&proxy.url("peer", "peer", "/"))).unwrap();
     same_definitions(&a, &b).await;
 
     proxy.set_refuse(true);
@@ -328,8 +364,16 @@ async fn changes_made_during_a_cut_deletions_too_arrive_after_the_reconnect() {
     );
     proxy.set_refuse(false);
     same_definitions(&a, &b).await;
-    assert!(kinds_present(&b, 1).iter().all(|(_, p)| !*p), "{:?}", kinds_present(&b, 1));
-    assert!(kinds_present(&b, 2).iter().all(|(_, p)| *p), "{:?}", kinds_present(&b, 2));
+    assert!(
+        kinds_present(&b, 1).iter().all(|(_, p)| !*p),
+        "{:?}",
+        kinds_present(&b, 1)
+    );
+    assert!(
+        kinds_present(&b, 2).iter().all(|(_, p)| *p),
+        "{:?}",
+        kinds_present(&b, 2)
+    );
     assert!(proxy.connections_accepted() >= 2, "it reconnected");
     source.stop().await;
     a.shutdown().await;
@@ -415,7 +459,7 @@ async fn fill(b: &BrokerHandle) {
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongLongInt(1_000_000));
         ch.queue_declare(
-            format!("drain{q}").as_str().into(),
+            format!("drain{q}").as_str(),
             QueueDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -433,8 +477,8 @@ async fn fill(b: &BrokerHandle) {
                 .with_content_type("text/plain".into());
             confirms.push(
                 ch.basic_publish(
-                    "".into(),
-                    format!("drain{q}").as_str().into(),
+                    "",
+                    format!("drain{q}").as_str(),
                     BasicPublishOptions::default(),
                     format!("{q}/{i}").as_bytes(),
                     props,
@@ -475,8 +519,8 @@ async fn take_all(b: &BrokerHandle) -> HashMap<String, u32> {
             .map_or(0, |q| q.message_count());
         let mut consumer = ch
             .basic_consume(
-                format!("drain{q}").as_str().into(),
-                format!("check{q}").as_str().into(),
+                format!("drain{q}").as_str(),
+                format!("check{q}").as_str(),
                 BasicConsumeOptions {
                     no_ack: true,
                     ..Default::default()
@@ -497,9 +541,7 @@ async fn take_all(b: &BrokerHandle) -> HashMap<String, u32> {
                 d.properties.content_type().as_ref().map(|c| c.as_str()),
                 Some("text/plain")
             );
-            *seen
-                .entry(String::from_utf8(d.data).unwrap())
-                .or_default() += 1;
+            *seen.entry(String::from_utf8(d.data).unwrap()).or_default() += 1;
             got += 1;
         }
     }
@@ -558,7 +600,7 @@ async fn a_drain_cut_in_the_middle_loses_nothing() {
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(1_000_000));
     ch.queue_declare(
-        "drain0".into(),
+        "drain0",
         QueueDeclareOptions {
             durable: true,
             ..Default::default()

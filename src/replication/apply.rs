@@ -51,8 +51,13 @@ fn table(text: &str) -> Result<crate::protocol::FieldTable, String> {
     table_from_text(text).ok_or_else(|| "arguments are not an encoded table".to_owned())
 }
 
-fn vhost(broker: &Broker, name: &str) -> Result<std::sync::Arc<crate::broker::vhost::VHost>, String> {
-    broker.vhost(name).ok_or_else(|| format!("no vhost '{name}'"))
+fn vhost(
+    broker: &Broker,
+    name: &str,
+) -> Result<std::sync::Arc<crate::broker::vhost::VHost>, String> {
+    broker
+        .vhost(name)
+        .ok_or_else(|| format!("no vhost '{name}'"))
 }
 
 fn binding(def: &Def) -> Result<Option<(String, BindingSpec)>, String> {
@@ -129,7 +134,8 @@ fn put(broker: &Broker, def: Def) -> Result<(), String> {
             name,
             value,
         } => {
-            let p = Parameter::new(component, v, name, value.clone()).map_err(|e| format!("{e:?}"))?;
+            let p =
+                Parameter::new(component, v, name, value.clone()).map_err(|e| format!("{e:?}"))?;
             vhost(broker, v)?.set_parameter(p);
             Ok(())
         }
@@ -210,7 +216,10 @@ fn put(broker: &Broker, def: Def) -> Result<(), String> {
                 let same = q.spec.durable == declare.durable
                     && q.spec.auto_delete == declare.auto_delete
                     && q.spec.exclusive_owner.is_none()
-                    && crate::protocol::arguments::same_arguments(&q.spec.arguments, &declare.arguments);
+                    && crate::protocol::arguments::same_arguments(
+                        &q.spec.arguments,
+                        &declare.arguments,
+                    );
                 if same {
                     return Ok(());
                 }
@@ -221,7 +230,9 @@ fn put(broker: &Broker, def: Def) -> Result<(), String> {
                     by: by.clone(),
                 });
             }
-            vh.declare_queue(declare, by).map(drop).map_err(|e| e.to_string())
+            vh.declare_queue(declare, by)
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         Def::Binding { .. } => {
             let Some((v, b)) = binding(&def)? else {
@@ -306,7 +317,10 @@ fn delete(broker: &Broker, def: Def) -> Result<(), String> {
             };
             let name = short(name)?;
             // A client's exclusive queue of the same name is not the source's to delete.
-            if vh.queue(&name).is_some_and(|q| q.spec.exclusive_owner.is_some()) {
+            if vh
+                .queue(&name)
+                .is_some_and(|q| q.spec.exclusive_owner.is_some())
+            {
                 return Ok(());
             }
             vh.apply(TopologyChange::DeleteQueue {

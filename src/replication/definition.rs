@@ -306,7 +306,10 @@ mod tests {
     #[test]
     fn a_table_survives_the_text_form_with_its_types() {
         let mut t = FieldTable::new();
-        t.insert(ShortString::from_static("x-max-length"), FieldValue::I64(10));
+        t.insert(
+            ShortString::from_static("x-max-length"),
+            FieldValue::I64(10),
+        );
         t.insert(ShortString::from_static("x"), FieldValue::Bool(true));
         assert_eq!(table_from_text(&table_text(&t)), Some(t));
         assert_eq!(table_from_text("not base64!"), None);

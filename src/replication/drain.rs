@@ -96,7 +96,9 @@ async fn drain_queue(
     peering: &Arc<Peering>,
 ) -> Result<u64, (u64, String)> {
     let name = spec.name.clone();
-    declare_remote(peering, spec).await.map_err(|e| (0, e.to_string()))?;
+    declare_remote(peering, spec)
+        .await
+        .map_err(|e| (0, e.to_string()))?;
     let mut consumer = InternalConsumer::start(
         vhost,
         &name,

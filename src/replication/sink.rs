@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::broker::Broker;
 use crate::protocol::ShortString;
-use crate::protocol::generated::methods::{
-    Method, ReplicaChange, ReplicaResync, ReplicaSnapshot,
-};
+use crate::protocol::generated::methods::{Method, ReplicaChange, ReplicaResync, ReplicaSnapshot};
 use crate::protocol::generated::services::{REPLICA, Replica, ReplicaService};
 use crate::tunnel::{TunnelSender, Tunnels};
 
@@ -61,7 +59,10 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     /// Accepts `replica` tunnels on `broker`; what arrives is applied while `accept`
     /// says yes (it is asked at each method).
-    pub fn register(broker: &Arc<Broker>, accept: impl Fn() -> bool + Send + Sync + 'static) -> Sink {
+    pub fn register(
+        broker: &Arc<Broker>,
+        accept: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Sink {
         let shared = Arc::new(Shared {
             broker: Arc::downgrade(broker),
             accept: Box::new(accept),

@@ -21,9 +21,7 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::broker::events::DEFAULT_CAPACITY;
 use crate::peering::Remote;
-use crate::protocol::generated::methods::{
-    Method, ReplicaChange, ReplicaResync, ReplicaSnapshot,
-};
+use crate::protocol::generated::methods::{Method, ReplicaChange, ReplicaResync, ReplicaSnapshot};
 use crate::protocol::generated::services::{REPLICA, Replica, ReplicaService};
 use crate::tunnel::{OpenError, Tunnel, TunnelConfig, TunnelSender, TunnelStatus, Tunnels};
 
@@ -86,11 +84,9 @@ impl Source {
     /// reconnect back-off, window).
     pub fn start_with(broker: &Arc<Broker>, config: TunnelConfig) -> Result<Source, OpenError> {
         let (tx, resyncs) = mpsc::unbounded_channel();
-        let tunnel = Arc::new(Tunnels::of(broker).open(
-            config,
-            &REPLICA,
-            move |_| Box::new(Replica(Requests(tx))),
-        )?);
+        let tunnel = Arc::new(
+            Tunnels::of(broker).open(config, &REPLICA, move |_| Box::new(Replica(Requests(tx))))?,
+        );
         let counters = Arc::new(Mutex::new(SourceCounters::default()));
         let task = tokio::spawn(run(
             broker.clone(),
@@ -165,7 +161,9 @@ async fn run(
     mut resyncs: mpsc::UnboundedReceiver<String>,
     counters: Arc<Mutex<SourceCounters>>,
 ) {
-    let count = |f: &dyn Fn(&mut SourceCounters)| f(&mut counters.lock().unwrap_or_else(|e| e.into_inner()));
+    let count = |f: &dyn Fn(&mut SourceCounters)| {
+        f(&mut counters.lock().unwrap_or_else(|e| e.into_inner()))
+    };
     let mut users = broker.users().watch();
     let mut definitions = broker.watch_definitions();
     let mut watchers = Watchers {
