@@ -328,6 +328,27 @@ async fn a_snapshot_then_every_kind_of_change_and_deletion_reach_the_sink() {
             .is_some()
     );
     assert!(b.broker().users().user("guest").is_some());
+    // What the sink's configuration made stays, even when the source deletes it.
+    a.broker().users().delete_user("guest").unwrap();
+    a.broker().delete_vhost("v2");
+    a.broker().set_global_parameter("after", json!(1));
+    eventually(
+        || {
+            has(
+                &b,
+                |d| matches!(d, Def::GlobalParameter { name, .. } if name == "after"),
+            )
+        },
+        || "the change after the deletions".into(),
+    )
+    .await;
+    assert!(
+        b.broker().vhost("v2").is_none(),
+        "a vhost the source deleted"
+    );
+    assert!(b.broker().users().user("guest").is_some());
+    assert!(b.broker().users().may_access_vhost("guest", "/"));
+    assert!(b.broker().vhost("/").is_some());
     assert!(source.counters().changes_sent > 0);
     assert_eq!(
         sink.counters().snapshots_applied,

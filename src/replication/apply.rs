@@ -3,8 +3,9 @@
 //! bindings, the vhost's policy and parameter setters, the user table, the broker's
 //! vhosts. A change that fails is logged and skipped; the next snapshot repairs it.
 //!
-//! What the broker's own configuration made (its vhosts and users) and the `amq.*`
-//! exchanges are never deleted: a sink must stay reachable, whatever the source has.
+//! What the broker's own configuration made (its vhosts, users and permissions) and the
+//! `amq.*` exchanges are never deleted: a sink must stay reachable, whatever the source
+//! has.
 
 use crate::auth::PasswordHash;
 use crate::broker::Broker;
@@ -264,6 +265,14 @@ fn delete(broker: &Broker, def: Def) -> Result<(), String> {
             Ok(())
         }
         Def::Permission { user, vhost, .. } => {
+            // A configured permission may be what lets the source's login in.
+            if config
+                .permissions
+                .iter()
+                .any(|p| &p.user == user && &p.vhost == vhost)
+            {
+                return Ok(());
+            }
             let _ = broker.users().clear_permissions(user, vhost);
             Ok(())
         }
