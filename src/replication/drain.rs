@@ -22,8 +22,9 @@ use crate::peering::{Backoff, Peering, PeeringConfig, PeeringError, Remote};
 use crate::protocol::ShortString;
 use crate::protocol::generated::methods::{BasicPublish, QueueDeclare};
 
-/// Messages published and not yet confirmed, per queue.
-const IN_FLIGHT: usize = 512;
+/// Messages published and not yet confirmed, per queue: at most this many arrive twice
+/// after a cut.
+const IN_FLIGHT: usize = 256;
 
 /// How long an empty queue is watched before it counts as drained (a message may be on
 /// its way from a publisher that was still connected).

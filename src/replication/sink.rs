@@ -84,6 +84,7 @@ impl Sink {
                 sender,
                 synced: false,
                 parts: Vec::new(),
+                next_part: 0,
                 asked,
             }))
         });
@@ -120,8 +121,9 @@ struct Receiver {
     sender: TunnelSender,
     /// A snapshot was applied and every change since.
     synced: bool,
-    /// The parts of a snapshot arriving.
+    /// The parts of a snapshot arriving, and the number of the next one.
     parts: Vec<u8>,
+    next_part: u32,
     /// A resync was asked and its snapshot has not come yet.
     asked: bool,
 }
@@ -135,6 +137,7 @@ impl Receiver {
     fn drop_it(&mut self, why: &str) {
         self.synced = false;
         self.parts.clear();
+        self.next_part = 0;
         self.count(|c| c.dropped += 1);
         if (self.shared.accept)() && !self.asked {
             self.asked = true;
@@ -154,11 +157,18 @@ impl ReplicaService for Receiver {
         }
         if m.part == 0 {
             self.parts.clear();
+            self.next_part = 0;
         }
+        if m.part != self.next_part {
+            // The start of this snapshot was dropped (we were not accepting then).
+            return self.drop_it("a snapshot part is missing");
+        }
+        self.next_part += 1;
         self.parts.extend_from_slice(&m.items);
         if !m.last {
             return;
         }
+        self.next_part = 0;
         let parts = std::mem::take(&mut self.parts);
         match serde_json::from_slice::<Vec<Def>>(&parts) {
             Ok(defs) => {
