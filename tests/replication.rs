@@ -20,8 +20,9 @@ use fedamq::replication::{self, Def, Sink, Source, drain_to};
 use fedamq::tunnel::TunnelConfig;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, ExchangeKind};
@@ -140,6 +141,18 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
         )
         .unwrap(),
     );
+    root.set_policy(
+        Policy::new(
+            PolicyKind::Operator,
+            "/",
+            &format!("op{n}"),
+            &format!("^q{n}$"),
+            ApplyTo::Queues,
+            0,
+            &json!({"max-length": 2000}),
+        )
+        .unwrap(),
+    );
     let mut args = FieldTable::default();
     args.insert("x-max-priority".into(), AMQPValue::LongLongInt(5));
     ch.exchange_declare(
@@ -172,6 +185,15 @@ async fn make_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     )
     .await
     .unwrap();
+    ch.exchange_bind(
+        "amq.fanout",
+        format!("x{n}").as_str(),
+        "e.#",
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
 }
 
 /// Removes what [`make_one_of_each`] made.
@@ -194,6 +216,8 @@ async fn delete_one_of_each(b: &BrokerHandle, n: u32, ch: &lapin::Channel) {
     let root = broker.vhost("/").unwrap();
     root.clear_policy(PolicyKind::User, &format!("p{n}"))
         .unwrap();
+    root.clear_policy(PolicyKind::Operator, &format!("op{n}"))
+        .unwrap();
     root.clear_parameter("federation-upstream", &format!("up{n}"))
         .unwrap();
     assert!(broker.clear_global_parameter(&format!("g{n}")));
@@ -213,6 +237,7 @@ fn kinds_present(b: &BrokerHandle, n: u32) -> Vec<(&'static str, bool)> {
     let g = format!("g{n}");
     let up = format!("up{n}");
     let p = format!("p{n}");
+    let op = format!("op{n}");
     let x = format!("x{n}");
     let q = format!("q{n}");
     vec![
@@ -248,6 +273,20 @@ fn kinds_present(b: &BrokerHandle, n: u32) -> Vec<(&'static str, bool)> {
         (
             "policy",
             has(b, |d| matches!(d, Def::Policy { name, .. } if *name == p)),
+        ),
+        (
+            "operator policy",
+            has(
+                b,
+                |d| matches!(d, Def::Policy { name, operator: true, .. } if *name == op),
+            ),
+        ),
+        (
+            "exchange binding",
+            has(
+                b,
+                |d| matches!(d, Def::Binding { source, destination, destination_type, .. } if *source == x && destination == "amq.fanout" && destination_type == "exchange"),
+            ),
         ),
         (
             "exchange",
