@@ -12,6 +12,7 @@ pub mod federation;
 pub mod management;
 pub mod peering;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod transport;
 pub mod tunnel;

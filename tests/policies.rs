@@ -289,7 +289,7 @@ async fn policy_changes_are_announced_to_topology_subscribers() {
     vhost.set_policy(user("p", "^watched$", 0, json!({"max-length": 5})));
     vhost.clear_policy(PolicyKind::User, "p").unwrap();
     let mut seen = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..4 {
         let n = tokio::time::timeout(Duration::from_secs(5), sub.recv())
             .await
             .unwrap()
@@ -303,10 +303,21 @@ async fn policy_changes_are_announced_to_topology_subscribers() {
     assert_eq!(
         seen,
         [
+            // The policy itself, then what it changed.
+            TopologyEventKind::PolicyDefined {
+                operator: false,
+                name: "p".into(),
+                set: true
+            },
             TopologyEventKind::PolicyChanged {
                 object: watched.clone(),
                 policy: Some("p".into()),
                 operator_policy: None
+            },
+            TopologyEventKind::PolicyDefined {
+                operator: false,
+                name: "p".into(),
+                set: false
             },
             TopologyEventKind::PolicyChanged {
                 object: watched,

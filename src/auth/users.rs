@@ -63,6 +63,8 @@ struct UserEntry {
 pub struct Users {
     users: RwLock<HashMap<String, UserEntry>>,
     generation: AtomicU64,
+    /// The generation again, for those who wait for a change (definitions replication).
+    changed: tokio::sync::watch::Sender<u64>,
     /// Checked against when the user does not exist, so that case costs a hash too.
     decoy: PasswordHash,
 }
@@ -90,6 +92,7 @@ impl Users {
         Users {
             users: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            changed: tokio::sync::watch::channel(0).0,
             decoy: PasswordHash::new("fedamq timing decoy"),
         }
     }
@@ -110,7 +113,8 @@ impl Users {
         let mut users: RwLockWriteGuard<'_, _> =
             self.users.write().unwrap_or_else(PoisonError::into_inner);
         if change(&mut users)? {
-            self.generation.fetch_add(1, Ordering::Release);
+            let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
+            self.changed.send_replace(generation);
         }
         Ok(())
     }
@@ -130,6 +134,11 @@ impl Users {
     /// it *before* a check whose outcome you cache, and check again when it differs.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Follows [`Users::generation`]: wakes on every change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Adds a user with no permissions (`rabbitmqctl add_user`).

@@ -43,6 +43,8 @@ pub struct Broker {
     publish_totals: Arc<PublishTotals>,
     /// Runtime parameters of no vhost (`set_global_parameter`), by name.
     global_parameters: RwLock<BTreeMap<String, serde_json::Value>>,
+    /// Bumped when a vhost is added or deleted or a global parameter changes.
+    definitions: watch::Sender<u64>,
     /// When this broker was made, for its uptime.
     started: std::time::Instant,
 }
@@ -72,6 +74,7 @@ impl Broker {
             alarm: watch::channel(false).0,
             publish_totals: Arc::default(),
             global_parameters: RwLock::default(),
+            definitions: watch::channel(0).0,
             started: std::time::Instant::now(),
         })
     }
@@ -142,6 +145,16 @@ impl Broker {
         names
     }
 
+    /// Wakes on every vhost added or deleted and every global parameter set or cleared
+    /// (users and permissions: [`Users::watch`]; a vhost's contents: its topology events).
+    pub fn watch_definitions(&self) -> watch::Receiver<u64> {
+        self.definitions.subscribe()
+    }
+
+    fn definitions_changed(&self) {
+        self.definitions.send_modify(|n| *n += 1);
+    }
+
     /// Adds a vhost; adding one that exists is fine (as RabbitMQ's PUT).
     pub fn add_vhost(&self, name: &str) -> AmqpResult<Arc<VHost>> {
         if name.is_empty() || name.len() > 255 {
@@ -150,10 +163,18 @@ impl Broker {
             )));
         }
         let mut map = self.vhosts.write().unwrap_or_else(|p| p.into_inner());
+        let mut added = false;
         let vhost = map
             .entry(name.to_string())
-            .or_insert_with(|| VHost::with_memory(name, self.limits, &self.memory))
+            .or_insert_with(|| {
+                added = true;
+                VHost::with_memory(name, self.limits, &self.memory)
+            })
             .clone();
+        drop(map);
+        if added {
+            self.definitions_changed();
+        }
         Ok(vhost)
     }
 
@@ -178,15 +199,21 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), value);
+        self.definitions_changed();
     }
 
     /// Removes a global parameter; false if there was none.
     pub fn clear_global_parameter(&self, name: &str) -> bool {
-        self.global_parameters
+        let removed = self
+            .global_parameters
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
-            .is_some()
+            .is_some();
+        if removed {
+            self.definitions_changed();
+        }
+        removed
     }
 
     /// The global parameters, by name.
@@ -217,6 +244,7 @@ impl Broker {
         vhost.close_subscriptions();
         // Its permissions go with it, as in RabbitMQ.
         self.users.clear_vhost(name);
+        self.definitions_changed();
         true
     }
 }

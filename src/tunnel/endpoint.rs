@@ -274,6 +274,19 @@ impl Endpoint {
         generation
     }
 
+    /// The other side is a new process (it restarted) with no state for this tunnel:
+    /// what it acknowledged went with it, and it has received nothing from us nor sent
+    /// us anything. Numbering starts again from 1 in both directions; what it had not
+    /// acknowledged is sent again first. A service that must not lose what the old
+    /// process acknowledged re-sends it (the replica sink asks for a snapshot).
+    pub(crate) fn reset_peer(&self) {
+        let mut st = self.core.lock();
+        st.sent -= st.acked;
+        st.acked = 0;
+        st.received = 0;
+        st.flow_told = 0;
+    }
+
     /// The connection of attachment `generation` is gone.
     pub(crate) fn detach(&self, generation: u64) {
         let mut st = self.core.lock();
@@ -420,6 +433,41 @@ mod tests {
         assert_eq!(got.try_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(a.counters().resent, 2);
         assert_eq!(a.counters().sent, 4);
+    }
+
+    #[test]
+    fn after_a_reset_a_fresh_peer_gets_what_was_unacknowledged_and_acknowledges_it() {
+        let (a, b, _) = pair();
+        let (wire_a, carried) = recorder();
+        let (wire_b, _) = recorder();
+        a.attach(wire_a, 0, 4);
+        let gb = b.attach(wire_b, 0, 4);
+        let s = a.sender();
+        for i in 1..=3 {
+            s.try_send(hello(i)).unwrap();
+        }
+        let sent: Vec<Method> = carried.lock().unwrap().drain(..).collect();
+        for m in sent.into_iter().take(2) {
+            b.receive(gb, m).unwrap();
+        }
+        a.acknowledged(b.received());
+        // b restarts: a new endpoint that has received nothing.
+        let (tx, got) = mpsc::channel();
+        let fresh = Endpoint::new(&GREETING, 4, |_| Box::new(Greeting(Collect(tx))));
+        a.reset_peer();
+        let (wire_a, carried) = recorder();
+        a.attach(wire_a, fresh.received(), 4);
+        let (wire_f, _) = recorder();
+        let gf = fresh.attach(wire_f, a.received(), 4);
+        for m in carried.lock().unwrap().drain(..) {
+            fresh.receive(gf, m).unwrap();
+        }
+        assert_eq!(got.try_iter().collect::<Vec<_>>(), [3]);
+        // Its acknowledgements count: the window opens again.
+        a.acknowledged(fresh.received());
+        for i in 4..=7 {
+            s.try_send(hello(i)).unwrap();
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! On each connection: check the remote's `tunnels` capability (none: `failed` with
 //! `unsupported`, and the peering stops: a RabbitMQ remote never sees a tunnel
 //! method), open the channel, `tunnel.open` stating what we received, and on
-//! `tunnel.open-ok` attach the endpoint, which sends again what the remote missed.
+//! `tunnel.open-ok` attach the endpoint, which sends again what the remote missed. A
+//! remote whose `identifier` changed is a new process with no tunnel state: the
+//! endpoint's numbering starts again (`Endpoint::reset_peer`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,8 @@ impl Opener {
     ) {
         let mut phase = Phase::Down;
         let mut session = 0;
+        // The remote process's identifier (server property) on the last connection.
+        let mut remote: Option<Vec<u8>> = None;
         let End::Done = loop {
             tokio::select! {
                 ev = self.side.events.recv() => match ev {
@@ -82,6 +86,20 @@ impl Opener {
                             .await;
                             break End::Done;
                         }
+                        let identifier = server_properties
+                            .get("identifier")
+                            .and_then(FieldValue::as_bytes)
+                            .map(<[u8]>::to_vec);
+                        if remote.is_some() && identifier.is_some() && identifier != remote {
+                            // A restarted remote has a fresh endpoint: stating what the
+                            // old one sent us would make it drop what it sends now.
+                            self.endpoint.reset_peer();
+                            tracing::info!(
+                                service = self.endpoint.core.service.name,
+                                "tunnel: the remote is a new process; numbering starts again"
+                            );
+                        }
+                        remote = identifier.or(remote);
                         self.board.set(TunnelState::Opening, "connected; opening the tunnel");
                         self.side.send(session, Method::ChannelOpen(ChannelOpen {}));
                         phase = Phase::ChannelOpening;

@@ -63,6 +63,13 @@ pub enum TopologyEventKind {
         policy: Option<String>,
         operator_policy: Option<String>,
     },
+    /// A policy was set (`set: true`, new or replaced) or cleared (`operator`: an
+    /// operator policy), whether or not it applies to anything.
+    PolicyDefined {
+        operator: bool,
+        name: String,
+        set: bool,
+    },
     /// A runtime parameter was set (`set: true`, new or replaced) or cleared: features
     /// that read their settings from one (federation upstreams) look it up again.
     ParameterChanged {

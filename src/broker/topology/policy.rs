@@ -2,7 +2,8 @@
 //! so that a change is ordered with declarations: a queue declared meanwhile gets the
 //! old policies and then the change, or the new ones. A change applies to the existing
 //! queues at once (`Queue::apply_policy`) and is announced to topology subscribers as a
-//! `PolicyChanged` event for each queue and exchange whose policies it changed; a runtime
+//! `PolicyDefined` event, then a `PolicyChanged` event for each queue and exchange whose
+//! policies it changed; a runtime
 //! parameter set or cleared is a `ParameterChanged` event.
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use crate::protocol::ShortString;
 impl VHost {
     /// Adds or replaces a policy (checked by [`Policy::new`]) and applies it.
     pub fn set_policy(&self, policy: Policy) {
-        let _ = self.change_policies(|p| {
+        let defined = policy_defined(policy.kind, &policy.name, true);
+        let _ = self.change_policies(defined, |p| {
             p.set(policy);
             Ok(())
         });
@@ -27,7 +29,7 @@ impl VHost {
 
     /// Removes a policy and applies what is left; 404 if there is none of that name.
     pub fn clear_policy(&self, kind: PolicyKind, name: &str) -> Result<(), PolicyError> {
-        self.change_policies(|p| {
+        self.change_policies(policy_defined(kind, name, false), |p| {
             p.clear(kind, name)
                 .map(drop)
                 .ok_or_else(|| PolicyError::NotFound(format!("no policy '{name}'")))
@@ -93,11 +95,13 @@ impl VHost {
     /// change did to each queue and exchange. Nothing changes if `change` fails.
     fn change_policies(
         &self,
+        defined: TopologyEventKind,
         change: impl FnOnce(&mut VHostPolicies) -> Result<(), PolicyError>,
     ) -> Result<(), PolicyError> {
         let mut state = self.lock_topology();
         let before = self.policies_read().clone();
         change(&mut self.policies_write())?;
+        state.record(defined);
         let after = self.policies_read().clone();
         let exchanges: Vec<ShortString> = self.exchanges_read().keys().cloned().collect();
         for name in exchanges {
@@ -128,6 +132,14 @@ impl VHost {
         let settings = new.queue_settings(&q.spec.args, &q.spec.arguments);
         state.record(policy_changed(PolicyObject::Queue(q.name().clone()), &new));
         q.apply_policy(new, settings);
+    }
+}
+
+fn policy_defined(kind: PolicyKind, name: &str, set: bool) -> TopologyEventKind {
+    TopologyEventKind::PolicyDefined {
+        operator: kind == PolicyKind::Operator,
+        name: name.to_owned(),
+        set,
     }
 }
 

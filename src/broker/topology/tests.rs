@@ -170,6 +170,7 @@ fn every_kind_of_change_is_an_event_in_order() {
             TopologyEventKind::BindingAdded(_) => "binding added",
             TopologyEventKind::BindingRemoved(_) => "binding removed",
             TopologyEventKind::PolicyChanged { .. } => "policy changed",
+            TopologyEventKind::PolicyDefined { .. } => "policy defined",
             TopologyEventKind::ParameterChanged { .. } => "parameter changed",
         })
         .collect();
