@@ -36,23 +36,24 @@ fn user(name: &str, tags: &[&str]) -> UserConfig {
 /// A pair member: `guest` (administrator), `peer` (peering) and `app` (no tags), all
 /// with full access to "/"; the peer reached through `to_peer`.
 fn member(role: HaRole, to_peer: &FaultProxy, epoch_file: &Path) -> Config {
-    let mut c = Config::default();
-    c.users = vec![
-        user("guest", &["administrator"]),
-        user("peer", &["peering"]),
-        user("app", &[]),
-    ];
-    c.permissions = ["guest", "peer", "app"]
-        .iter()
-        .map(|u| PermissionConfig {
-            user: u.to_string(),
-            vhost: "/".into(),
-            configure: ".*".into(),
-            write: ".*".into(),
-            read: ".*".into(),
-        })
-        .collect();
-    c.prometheus.port = None;
+    let mut c = Config {
+        users: vec![
+            user("guest", &["administrator"]),
+            user("peer", &["peering"]),
+            user("app", &[]),
+        ],
+        permissions: ["guest", "peer", "app"]
+            .iter()
+            .map(|u| PermissionConfig {
+                user: u.to_string(),
+                vhost: "/".into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            })
+            .collect(),
+        ..Config::default()
+    };
     let mut ha = HaConfig::new(role, to_peer.url("peer", "peer", "/"));
     ha.timeout = TIMEOUT;
     ha.epoch_file = epoch_file.to_path_buf();
@@ -150,10 +151,9 @@ async fn connect(b: &BrokerHandle, who: &str) -> Result<Connection, lapin::Error
 
 /// An ordinary client is refused with 320 and a text naming the peer.
 async fn assert_refused(b: &BrokerHandle) {
-    let err = connect(b, "app")
-        .await
-        .err()
-        .expect("an ordinary client is refused");
+    let Err(err) = connect(b, "app").await else {
+        panic!("an ordinary client is refused");
+    };
     assert_eq!(reply_code(&err), Some(320), "{err}");
     let text = err.to_string();
     assert!(text.contains("HA pair"), "{text}");
@@ -212,6 +212,40 @@ async fn pair_forms_and_the_passive_member_refuses_clients() {
     assert_eq!(r.body["role"], "backup");
     assert_eq!(r.body["peer"]["state"], "active");
     assert!(r.body["last_peer_heartbeat_ms"].is_u64());
+
+    // fedamqctl ha status.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamqctl"))
+        .env_remove("FEDAMQCTL_HOST")
+        .env_remove("FEDAMQCTL_USER")
+        .env_remove("FEDAMQCTL_PASSWORD")
+        .env(
+            "FEDAMQCTL_PORT",
+            backup.management_addr().unwrap().port().to_string(),
+        )
+        .args(["ha", "status"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("passive") && text.contains("backup"),
+        "{text}"
+    );
+
+    // The Prometheus gauges.
+    let addr = primary.prometheus_addr().unwrap();
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fedamq_ha_state{state=\"active\",role=\"primary\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fedamq_ha_epoch 1"), "{metrics}");
     backup.shutdown().await;
     primary.shutdown().await;
 }

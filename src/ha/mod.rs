@@ -214,18 +214,19 @@ async fn beat(node: Arc<Node>, tunnel: Tunnel, mut stop: watch::Receiver<bool>) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sender = tunnel.sender();
     let mut last_sent = None;
-    let mut n: u64 = 0;
+    // Every other tick (timeout/2), and whenever the state changed since the last send.
+    let mut due = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
         let state = node.state();
-        if n.is_multiple_of(2) || last_sent != Some(state) {
+        if due || last_sent != Some(state) {
             let _ = sender.try_send(node.state_message(false));
             last_sent = Some(state);
         }
-        n += 1;
+        due = !due;
         node.check_silence();
     }
     tunnel.close().await;
