@@ -15,8 +15,10 @@ use std::time::Duration;
 use fedamq::BrokerHandle;
 use fedamq::auth::password::PasswordHash;
 use fedamq::config::{Config, HaConfig, HaRole, PermissionConfig, UserConfig};
-use fedamq::ha::HaStatus;
+use fedamq::ha::{HaHooks, HaStatus, HookFuture};
+use fedamq::peering::Remote;
 use lapin::{Connection, ConnectionProperties};
+use std::sync::{Arc, Mutex};
 use support::broker::{self, closed_by_broker, reply_code};
 use support::fault_proxy::FaultProxy;
 use support::management::Http;
@@ -281,11 +283,33 @@ async fn takeover_needs_a_client_after_the_active_goes_silent() {
     backup.shutdown().await;
 }
 
+/// Records what the pair tells its hooks (where replication plugs in).
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl HaHooks for Recorder {
+    fn activated(&self, epoch: u64, _: &Remote) {
+        self.0.lock().unwrap().push(format!("activated {epoch}"));
+    }
+    fn became_passive(&self, _: &Remote) {
+        self.0.lock().unwrap().push("passive".into());
+    }
+    fn step_down(&self, winner: &Remote) -> HookFuture {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("step-down to {}", winner.port));
+        Box::pin(async {})
+    }
+}
+
 #[tokio::test]
 async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     let pair = Pair::new().await;
     let primary = pair.start(HaRole::Primary).await;
     let backup = pair.start(HaRole::Backup).await;
+    let hooks = Arc::new(Recorder::default());
+    primary.ha().unwrap().set_hooks(hooks.clone());
     wait_state(&primary, "active").await;
     wait_peer(&backup, "active").await;
     let on_primary = connect(&primary, "app").await.unwrap();
@@ -319,6 +343,10 @@ async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     assert_eq!(status(&backup).state, "active");
     assert!(on_backup.status().connected());
     assert_refused(&primary).await;
+    // The step-down hook ran with the winner's address (the proxy to the backup).
+    let seen = hooks.0.lock().unwrap().clone();
+    let want = format!("step-down to {}", pair.to_backup.addr().port());
+    assert!(seen.contains(&want), "{seen:?}");
     backup.shutdown().await;
     primary.shutdown().await;
 }

@@ -383,3 +383,101 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Binary Star's rules as the generated machine has them (spec/ha.xml).
+    use super::*;
+
+    struct G {
+        primary: bool,
+        expired: bool,
+        peer_wins: bool,
+        may: bool,
+    }
+
+    impl Guards for G {
+        fn primary(&self) -> bool {
+            self.primary
+        }
+        fn peer_expired(&self) -> bool {
+            self.expired
+        }
+        fn peer_wins(&self) -> bool {
+            self.peer_wins
+        }
+        fn may_activate(&self) -> bool {
+            self.may
+        }
+    }
+
+    fn g(primary: bool) -> G {
+        G {
+            primary,
+            expired: false,
+            peer_wins: false,
+            may: true,
+        }
+    }
+
+    fn next(state: State, event: Event, guards: &G) -> Option<State> {
+        transition(state, event, guards).map(|s| s.next)
+    }
+
+    #[test]
+    fn start_up() {
+        use Event::*;
+        use State::*;
+        assert_eq!(next(Pending, Timeout, &g(true)), Some(Active));
+        assert_eq!(next(Pending, Timeout, &g(false)), Some(Passive));
+        assert_eq!(next(Pending, PeerPending, &g(true)), Some(Active));
+        assert_eq!(next(Pending, PeerPending, &g(false)), None);
+        assert_eq!(next(Pending, PeerActive, &g(true)), Some(Passive));
+        // The arbiter, when it says no, keeps the primary from activating.
+        let no = G {
+            may: false,
+            ..g(true)
+        };
+        assert_eq!(next(Pending, Timeout, &no), None);
+    }
+
+    #[test]
+    fn takeover_only_on_a_client_after_silence() {
+        use Event::*;
+        use State::*;
+        let backup = g(false);
+        assert_eq!(next(Passive, Timeout, &backup), Some(Passive));
+        let refused = transition(Passive, ClientRequest, &backup).unwrap();
+        assert_eq!(refused.next, Passive);
+        assert_eq!(refused.actions, &[Action::RefuseClient]);
+        let expired = G {
+            expired: true,
+            ..g(false)
+        };
+        let taken = transition(Passive, ClientRequest, &expired).unwrap();
+        assert_eq!(taken.next, Active);
+        assert_eq!(taken.actions, &[Action::Activate, Action::AcceptClient]);
+    }
+
+    #[test]
+    fn heal_and_failback() {
+        use Event::*;
+        use State::*;
+        let loses = G {
+            peer_wins: true,
+            ..g(true)
+        };
+        let step = transition(Active, PeerActive, &loses).unwrap();
+        assert_eq!(
+            (step.next, step.actions),
+            (Passive, &[Action::StepDown][..])
+        );
+        assert_eq!(next(Active, PeerActive, &g(true)), None);
+        assert_eq!(next(Active, Failback, &g(false)), Some(Passive));
+        assert_eq!(next(Active, Failback, &g(true)), None);
+        assert_eq!(next(Passive, Failback, &g(true)), Some(Active));
+        assert_eq!(next(Passive, PeerPassive, &g(true)), Some(Active));
+        assert_eq!(next(Passive, PeerPassive, &g(false)), None);
+        assert_eq!(next(Active, LostLease, &g(true)), Some(Passive));
+    }
+}
