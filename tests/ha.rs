@@ -427,6 +427,25 @@ async fn restarts_in_either_order_give_the_right_active_and_keep_the_epoch() {
     let s = wait_state(&primary, "active").await;
     assert_eq!(s.epoch, 4);
     wait_state(&backup, "passive").await;
+
+    // The link goes down, then the primary; a client makes the backup take over while
+    // the link is still down. The primary, back on a healed link, finds the backup
+    // active and stands by: what the backup said while passive is not news to it.
+    pair.split();
+    tokio::time::sleep(TIMEOUT).await;
+    primary.shutdown().await;
+    tokio::time::sleep(TIMEOUT).await;
+    let c = connect(&backup, "app").await.expect("takeover");
+    let taken = status(&backup);
+    assert_eq!(taken.state, "active");
+    let primary = pair.start(HaRole::Primary).await;
+    pair.heal();
+    let s = wait_state(&primary, "passive").await;
+    assert!(s.reason.contains("peer is active"), "{}", s.reason);
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!(status(&primary).state, "passive");
+    assert_eq!(status(&backup).state, "active");
+    assert!(c.status().connected());
     backup.shutdown().await;
     primary.shutdown().await;
 }

@@ -33,7 +33,7 @@ use crate::config::HaConfig;
 use crate::peering::{Backoff, Remote};
 use crate::protocol::generated::ha_machine::{Event, State};
 use crate::protocol::generated::services::{HA, Ha as HaWrapper, ServiceHandler};
-use crate::tunnel::{PEERING_TAG, Tunnel, TunnelConfig, Tunnels};
+use crate::tunnel::{PEERING_TAG, Tunnel, TunnelConfig, TunnelState, Tunnels};
 
 pub use hooks::{Arbiter, HaHooks, HookFuture, NoHooks};
 pub use status::{HaStatus, PeerStatus};
@@ -96,14 +96,22 @@ impl Ha {
         p.connect_timeout = config.timeout.max(Duration::from_secs(1));
         p.heartbeat = 1;
         let weak = Arc::downgrade(&node);
-        let tunnel = tunnels.open(tunnel_config, &HA, move |_| -> Box<dyn ServiceHandler> {
-            Box::new(HaWrapper(exchange::Receiver {
-                node: weak,
-                answer_with: None,
-            }))
-        })?;
+        let open = move || {
+            let weak = weak.clone();
+            tunnels.open(
+                tunnel_config.clone(),
+                &HA,
+                move |_| -> Box<dyn ServiceHandler> {
+                    Box::new(HaWrapper(exchange::Receiver {
+                        node: weak,
+                        answer_with: None,
+                    }))
+                },
+            )
+        };
+        let tunnel = open()?;
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(beat(node.clone(), tunnel, stop_rx.clone()));
+        tokio::spawn(beat(node.clone(), tunnel, open, stop_rx.clone()));
         tokio::spawn(follow_ups(node.clone(), follow_rx, stop_rx));
         tracing::info!(
             "HA: {} member, peer {}, timeout {:?}, epoch {}",
@@ -207,24 +215,57 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends our state every timeout/2 (and at once after a change) and checks the
-/// peer's silence every timeout/4, until stopped.
-async fn beat(node: Arc<Node>, tunnel: Tunnel, mut stop: watch::Receiver<bool>) {
+/// peer's silence every timeout/4, until stopped. States go only while the tunnel is
+/// open: one queued while it is down would reach the peer late, saying what is no
+/// longer so. A tunnel that failed for good (the peer refused the login or the
+/// service) is opened again after the timeout, with a warning.
+async fn beat(
+    node: Arc<Node>,
+    mut tunnel: Tunnel,
+    open: impl Fn() -> Result<Tunnel, crate::tunnel::OpenError>,
+    mut stop: watch::Receiver<bool>,
+) {
     let quarter = (node.timeout() / 4).max(Duration::from_millis(10));
     let mut tick = tokio::time::interval(quarter);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let sender = tunnel.sender();
     let mut last_sent = None;
     // Every other tick (timeout/2), and whenever the state changed since the last send.
     let mut due = true;
+    let mut failed_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let state = node.state();
-        if due || last_sent != Some(state) {
-            let _ = sender.try_send(node.state_message(false));
-            last_sent = Some(state);
+        let status = tunnel.status();
+        match status.state {
+            TunnelState::Open => {
+                failed_since = None;
+                let state = node.state();
+                if due || last_sent != Some(state) {
+                    let _ = tunnel.sender().try_send(node.state_message(false));
+                    last_sent = Some(state);
+                }
+            }
+            TunnelState::Failed(_) | TunnelState::Closed => {
+                let since = *failed_since.get_or_insert_with(|| {
+                    tracing::warn!(
+                        "HA: the tunnel to the peer {} failed ({}); trying again",
+                        node.peer().display(),
+                        status.why
+                    );
+                    tokio::time::Instant::now()
+                });
+                if since.elapsed() > node.timeout() {
+                    tunnel.close().await;
+                    match open() {
+                        Ok(t) => tunnel = t,
+                        Err(e) => tracing::warn!("HA: cannot open the tunnel again: {e}"),
+                    }
+                    failed_since = None;
+                }
+            }
+            _ => {}
         }
         due = !due;
         node.check_silence();

@@ -259,6 +259,12 @@ impl Node {
         let role = m.role.as_str().and_then(|r| HaRole::parse(r).ok());
         let identifier = String::from_utf8_lossy(m.identifier.as_bytes()).into_owned();
         let mut inner = self.lock();
+        // A pending member (just started) believes only answers to its own states:
+        // anything else may have waited in the peer's tunnel since before the peer's
+        // last change, and would decide the start-up on a state that is gone.
+        if inner.state == State::Pending && !m.answer {
+            return;
+        }
         let (Some(state), Some(role)) = (state, role) else {
             if !inner.misconfig_logged {
                 inner.misconfig_logged = true;
