@@ -15,9 +15,10 @@ use std::time::Duration;
 use fedamq::BrokerHandle;
 use fedamq::auth::password::PasswordHash;
 use fedamq::config::{Config, HaConfig, HaRole, PermissionConfig, UserConfig};
-use fedamq::ha::{HaHooks, HaStatus, HookFuture};
+use fedamq::ha::{Arbiter, HaHooks, HaStatus, HookFuture};
 use fedamq::peering::Remote;
 use lapin::{Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use support::broker::{self, closed_by_broker, reply_code};
 use support::fault_proxy::FaultProxy;
@@ -447,5 +448,39 @@ async fn restarts_in_either_order_give_the_right_active_and_keep_the_epoch() {
     assert_eq!(status(&backup).state, "active");
     assert!(c.status().connected());
     backup.shutdown().await;
+    primary.shutdown().await;
+}
+
+/// An arbiter whose lease a test grants and takes away.
+struct Lease(AtomicBool);
+
+impl Arbiter for Lease {
+    fn may_activate(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn fencing_token(&self) -> Option<u64> {
+        Some(7)
+    }
+}
+
+#[tokio::test]
+async fn an_arbiter_gates_activation_and_its_loss_steps_down() {
+    let pair = Pair::new().await;
+    let primary = pair.start(HaRole::Primary).await;
+    let lease = Arc::new(Lease(AtomicBool::new(false)));
+    let ha = primary.ha().unwrap();
+    ha.set_arbiter(Some(lease.clone()));
+    tokio::time::sleep(TIMEOUT * 3).await;
+    assert_eq!(status(&primary).state, "pending", "no lease, no activation");
+    lease.0.store(true, Ordering::SeqCst);
+    let s = wait_state(&primary, "active").await;
+    assert_eq!(s.fencing_token, Some(7));
+    let c = connect(&primary, "app").await.unwrap();
+    let mut events = c.events_listener();
+    lease.0.store(false, Ordering::SeqCst);
+    ha.lost_lease("test");
+    wait_state(&primary, "passive").await;
+    let err = closed_by_broker(&mut events).await;
+    assert_eq!(reply_code(&err), Some(320), "{err}");
     primary.shutdown().await;
 }

@@ -304,11 +304,13 @@ impl Node {
         self.fire_locked(&mut inner, event, &why);
     }
 
-    /// Called every tick: turns a silence longer than the timeout into one `timeout`.
+    /// Called every tick: turns a silence longer than the timeout into one `timeout`
+    /// (every tick while still pending: an arbiter that said no may say yes later).
     pub(super) fn check_silence(&self) {
         let mut inner = self.lock();
         let silence = self.silence(&inner, Instant::now());
-        if inner.silence_reported || silence <= self.timeout {
+        let reported = inner.silence_reported && inner.state != State::Pending;
+        if reported || silence <= self.timeout {
             return;
         }
         inner.silence_reported = true;
