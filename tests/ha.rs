@@ -344,10 +344,14 @@ async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     assert_eq!(status(&backup).state, "active");
     assert!(on_backup.status().connected());
     assert_refused(&primary).await;
-    // The step-down hook ran with the winner's address (the proxy to the backup).
+    // The hooks heard the activation (told when installed, or as it happened) and the
+    // step-down, with the winner's address (the proxy to the backup), in that order.
     let seen = hooks.0.lock().unwrap().clone();
     let want = format!("step-down to {}", pair.to_backup.addr().port());
-    assert!(seen.contains(&want), "{seen:?}");
+    let activated = seen.iter().position(|e| e == "activated 1");
+    let stepped = seen.iter().position(|e| *e == want);
+    assert!(activated.is_some() && stepped.is_some(), "{seen:?}");
+    assert!(activated < stepped, "{seen:?}");
     backup.shutdown().await;
     primary.shutdown().await;
 }

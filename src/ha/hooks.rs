@@ -11,7 +11,9 @@ use crate::peering::Remote;
 /// A future a hook returns; the pair waits for it where the doc says so.
 pub type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Told of the pair's changes, in order, from the pair's own task.
+/// Told of the pair's changes, in order, from the pair's own task (install with
+/// `Ha::set_hooks`, which first tells the state as it is). `activated` and
+/// `became_passive` must not block; `step_down` is awaited.
 pub trait HaHooks: Send + Sync {
     /// This broker became active with `epoch`: start streaming definitions to `peer`.
     fn activated(&self, epoch: u64, peer: &Remote) {

@@ -184,7 +184,9 @@ impl Ha {
         );
     }
 
-    /// Installs the replication hooks (see [`HaHooks`]).
+    /// Installs the replication hooks (see [`HaHooks`]). They are told the state as it
+    /// is then (`activated` or `became_passive`; nothing while pending), then every
+    /// change; a change just before the call may be told twice.
     pub fn set_hooks(&self, hooks: Arc<dyn HaHooks>) {
         self.node.set_hooks(hooks);
     }
@@ -287,6 +289,11 @@ async fn follow_ups(
         };
         let hooks = node.hooks();
         match f {
+            FollowUp::Replay => match node.state() {
+                State::Active => hooks.activated(node.epoch(), node.peer()),
+                State::Passive => hooks.became_passive(node.peer()),
+                State::Pending => {}
+            },
             FollowUp::Activated(epoch) => hooks.activated(epoch, node.peer()),
             FollowUp::BecamePassive => hooks.became_passive(node.peer()),
             FollowUp::StepDown { reason } => {

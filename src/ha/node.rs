@@ -25,9 +25,13 @@ use crate::protocol::{ReplyCode, ShortString};
 /// What the pair's task does after a change, outside the node's lock.
 #[derive(Debug)]
 pub(super) enum FollowUp {
+    /// New hooks: tell them the state as it is then.
+    Replay,
     Activated(u64),
     BecamePassive,
-    StepDown { reason: String },
+    StepDown {
+        reason: String,
+    },
 }
 
 /// The peer as its last message described it.
@@ -174,6 +178,12 @@ impl Node {
 
     pub(super) fn set_hooks(&self, hooks: Arc<dyn HaHooks>) {
         *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = hooks;
+        let _ = self.follow_ups.send(FollowUp::Replay);
+    }
+
+    /// The activation epoch now.
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch.get()
     }
 
     pub(super) fn set_arbiter(&self, arbiter: Option<Arc<dyn Arbiter>>) {
