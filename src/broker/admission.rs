@@ -52,6 +52,12 @@ impl Gate {
         *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
     }
 
+    /// Whether an admission is installed (so a caller can skip gathering a login's
+    /// details when none is).
+    pub fn installed(&self) -> bool {
+        self.current().is_some()
+    }
+
     /// Asks the installed admission, if any.
     pub fn admit(&self, login: Login<'_>) -> Result<(), AmqpError> {
         match self.current() {

@@ -317,14 +317,16 @@ pub async fn handshake(
         ));
         return Err(refuse(&mut reader, e, 10, 40).await);
     }
-    let tags = broker.users().user_tags(&user);
-    let login = Login {
-        user: &user,
-        tags: &tags,
-        vhost: &vhost_name,
-    };
-    if let Err(e) = broker.admission().admit(login) {
-        return Err(refuse(&mut reader, e, 10, 40).await);
+    if broker.admission().installed() {
+        let tags = broker.users().user_tags(&user);
+        let login = Login {
+            user: &user,
+            tags: &tags,
+            vhost: &vhost_name,
+        };
+        if let Err(e) = broker.admission().admit(login) {
+            return Err(refuse(&mut reader, e, 10, 40).await);
+        }
     }
     send(reader.stream, |b| ConnectionOpenOk {}.encode(b)).await?;
     Ok(Opened {
