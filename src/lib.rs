@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod federation;
+pub mod ha;
 pub mod management;
 pub mod peering;
 pub mod protocol;

@@ -18,6 +18,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
 use crate::federation::Federation;
+use crate::ha::Ha;
 use crate::management;
 use crate::transport::tls::{TlsError, TlsServer, certificate_user};
 use crate::transport::{Joined, Transport};
@@ -38,6 +39,8 @@ pub struct BrokerHandle {
     tls: Option<(SocketAddr, Arc<TlsServer>)>,
     broker: Arc<Broker>,
     federation: Arc<Federation>,
+    /// This broker's member of an HA pair (`[ha]`), if configured.
+    ha: Option<Arc<Ha>>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -61,6 +64,11 @@ impl Server {
             load_definitions(&broker, &path)?;
         }
         let federation = Federation::start(&broker);
+        // Before the listeners: no client may get in before the pair's gate is up.
+        let ha = match &broker.config().ha {
+            Some(config) => Some(Ha::start(&broker, config).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(watch_memory(broker.clone(), shutdown_rx.clone()));
         let management = match broker.config().management.port {
@@ -146,6 +154,7 @@ impl Server {
             tls,
             broker,
             federation,
+            ha,
             shutdown,
             task,
         })
@@ -246,6 +255,11 @@ impl BrokerHandle {
         &self.federation
     }
 
+    /// This broker's member of an HA pair, if `[ha]` is configured.
+    pub fn ha(&self) -> Option<&Arc<Ha>> {
+        self.ha.as_ref()
+    }
+
     /// The broker core, for broker objects and tests.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -270,6 +284,9 @@ impl BrokerHandle {
     /// Stops accepting and tells every connection to close with 320, without waiting
     /// (a signal handler's first step: it works while every worker is busy).
     pub fn close_all(&self) {
+        if let Some(ha) = &self.ha {
+            ha.stop();
+        }
         let _ = self.shutdown.send(true);
     }
 

@@ -19,6 +19,8 @@ use crate::xml::{self, Element};
 pub struct Manifest {
     pub layers: Vec<PathBuf>,
     pub peer_agent: Option<PathBuf>,
+    /// Event-driven state machines (`<state-machine file=…>`), in manifest order.
+    pub state_machines: Vec<PathBuf>,
 }
 
 /// Reads `protocol.xml` in `spec_dir`.
@@ -31,9 +33,10 @@ pub fn read_manifest(spec_dir: &Path) -> Result<Manifest> {
             "the manifest's root must be <protocol>",
         ));
     }
-    root.only_children(&["layer", "peer-agent", "doc"])?;
+    root.only_children(&["layer", "peer-agent", "state-machine", "doc"])?;
     let mut layers = Vec::new();
     let mut peer_agent = None;
+    let mut state_machines = Vec::new();
     for el in &root.children {
         match el.name.as_str() {
             "layer" => layers.push(spec_dir.join(el.required("file")?)),
@@ -43,13 +46,18 @@ pub fn read_manifest(spec_dir: &Path) -> Result<Manifest> {
                 }
                 peer_agent = Some(spec_dir.join(el.required("file")?));
             }
+            "state-machine" => state_machines.push(spec_dir.join(el.required("file")?)),
             _ => {}
         }
     }
     if layers.is_empty() {
         return Err(Error::spec(&root.loc, "the manifest names no <layer>"));
     }
-    Ok(Manifest { layers, peer_agent })
+    Ok(Manifest {
+        layers,
+        peer_agent,
+        state_machines,
+    })
 }
 
 /// Reads and merges the layers, in order, into a checked [`Spec`].

@@ -4,6 +4,7 @@
 //!
 //! Hand-written logic on top of the protocol layer: it sees typed methods only.
 
+pub mod admission;
 pub mod backlog;
 pub mod channels;
 pub mod clock;

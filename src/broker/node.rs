@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
+use super::admission::Gate;
 use super::connections::Connections;
 use super::error::{AmqpError, AmqpResult};
 use super::hash::HashMap;
@@ -32,6 +33,8 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     limits: VHostLimits,
     connections: Arc<Connections>,
+    /// Who may open a connection beyond authentication (the HA pair's gate).
+    admission: Gate,
     /// A random identifier of this broker process (server property `identifier`).
     identifier: String,
     /// What the broker holds, in bytes, as the memory high watermark counts it: see
@@ -69,6 +72,7 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             limits,
             connections: Arc::default(),
+            admission: Gate::default(),
             identifier: format!("fedamq-{:016x}", rand::rng().random::<u64>()),
             memory,
             alarm: watch::channel(false).0,
@@ -85,6 +89,11 @@ impl Broker {
 
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    /// The gate every login passes at connection.open (see [`super::admission`]).
+    pub fn admission(&self) -> &Gate {
+        &self.admission
     }
 
     pub fn identifier(&self) -> &str {

@@ -46,6 +46,16 @@ struct FileConfig {
     ssl_handshake_timeout: Option<Value>,
     ssl_cert_login_from: Option<Value>,
     ssl_options: Option<FileSslOptions>,
+    ha: Option<FileHa>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [ha] table")]
+struct FileHa {
+    role: Option<Value>,
+    peer: Option<Value>,
+    timeout: Option<Value>,
+    epoch_file: Option<Value>,
 }
 
 /// `[ssl_options]` and `[management.ssl]`; `port` is a key of the second only (the
@@ -278,6 +288,10 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         read_tls_options(ssl, "ssl_options", &mut config.ssl_options, &invalid)?;
     }
 
+    if let Some(h) = &file.ha {
+        config.ha = Some(read_ha(h, path, &invalid)?);
+    }
+
     if let Some(v) = &file.vhosts {
         let vhosts = string_list(v).map_err(|m| invalid("vhosts", m))?;
         let mut seen = HashSet::new();
@@ -308,6 +322,33 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
         config.permissions.clear();
     }
     check_permission_references(config, &invalid)
+}
+
+/// `[ha]`: role and peer are required; the epoch file defaults to beside `path`.
+fn read_ha(
+    h: &FileHa,
+    path: &Path,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<super::ha::HaConfig, ConfigError> {
+    use super::ha::{DEFAULT_EPOCH_FILE, HaConfig, HaRole, check_peer, check_timeout};
+    let role = required(&h.role, "ha.role", invalid)?;
+    let role = HaRole::parse(&role).map_err(|m| invalid("ha.role", m))?;
+    let peer = required(&h.peer, "ha.peer", invalid)?;
+    let peer = check_peer(peer).map_err(|m| invalid("ha.peer", m))?;
+    let mut ha = HaConfig::new(role, peer);
+    if let Some(v) = &h.timeout {
+        ha.timeout = duration(v)
+            .and_then(check_timeout)
+            .map_err(|m| invalid("ha.timeout", m))?;
+    }
+    ha.epoch_file = match &h.epoch_file {
+        Some(v) => PathBuf::from(string(v).map_err(|m| invalid("ha.epoch_file", m))?),
+        None => path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(DEFAULT_EPOCH_FILE),
+    };
+    Ok(ha)
 }
 
 /// One listener's TLS settings (`[ssl_options]`, `[management.ssl]`) onto `tls`;

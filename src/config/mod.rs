@@ -63,6 +63,10 @@
 //! max_queues = "unlimited"      # per vhost
 //! max_exchanges = 1000          # per vhost
 //!
+//! [ha]                          # one member of an HA pair: see `ha`
+//! role = "primary"
+//! peer = "amqp://peer:secret@10.0.0.2:5672"
+//!
 //! [[user]]
 //! name = "admin"
 //! password = "change-me"        # hashed when the file is read
@@ -101,11 +105,13 @@
 //!   permissions into the broker's [`crate::auth::Users`];
 //! - [`file`](mod@file): the TOML file; [`cli`]: the flags; [`values`]: the value parsers and
 //!   checks both share; [`memory`]: the memory watermark and total memory;
+//! - [`ha`]: the `[ha]` section (an HA pair's member);
 //! - [`error`]: why loading failed ([`ConfigError`]).
 
 pub mod cli;
 pub mod error;
 pub mod file;
+pub mod ha;
 pub mod memory;
 pub mod settings;
 pub mod values;
@@ -116,6 +122,7 @@ mod tests;
 pub use cli::{Cli, apply_cli};
 pub use error::ConfigError;
 pub use file::apply_file;
+pub use ha::{HaConfig, HaRole};
 pub use memory::{
     DEFAULT_MEMORY_FRACTION, FALLBACK_MEMORY_HIGH_WATERMARK, MemoryLimit, total_memory,
 };

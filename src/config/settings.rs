@@ -60,6 +60,8 @@ pub struct Config {
     /// The management API's HTTPS listener (RabbitMQ's `management.ssl.*`), on
     /// `management.bind`.
     pub management_ssl: ManagementTls,
+    /// This broker as a member of an HA pair (`[ha]`); None: standalone.
+    pub ha: Option<super::ha::HaConfig>,
 }
 
 /// The management API over HTTPS. It runs when `options.certfile` is set, beside the
@@ -187,6 +189,7 @@ impl Default for Config {
             ssl_port: 5671,
             ssl_options: TlsServerSettings::default(),
             ssl_cert_login_from: CertLoginFrom::default(),
+            ha: None,
         }
     }
 }

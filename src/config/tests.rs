@@ -669,3 +669,32 @@ fn tls_settings_for_amqps_and_for_the_management_api() {
     let e = super::check_tls(&no_ca).unwrap_err().to_string();
     assert!(e.contains("management.ssl.cacertfile"), "{e}");
 }
+
+#[test]
+fn ha_section() {
+    use crate::config::{HaRole, apply_file};
+    let path = std::path::Path::new("/etc/fedamq/fedamq.toml");
+    let mut c = Config::default();
+    apply_file(
+        &mut c,
+        path,
+        "[ha]\nrole = \"backup\"\npeer = \"amqp://peer:pw@10.0.0.1:5672\"\ntimeout = \"500ms\"\n",
+    )
+    .unwrap();
+    let ha = c.ha.unwrap();
+    assert_eq!(ha.role, HaRole::Backup);
+    assert_eq!(ha.timeout, std::time::Duration::from_millis(500));
+    assert_eq!(ha.epoch_file, std::path::Path::new("/etc/fedamq/ha-epoch"));
+    for (text, key) in [
+        ("[ha]\npeer = \"amqp://h\"\n", "ha.role"),
+        ("[ha]\nrole = \"main\"\npeer = \"amqp://h\"\n", "ha.role"),
+        ("[ha]\nrole = \"primary\"\npeer = \"http://h\"\n", "ha.peer"),
+        (
+            "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\ntimeout = 100\n",
+            "ha.timeout",
+        ),
+    ] {
+        let err = apply_file(&mut Config::default(), path, text).unwrap_err();
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+}

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::sasl::{MECHANISMS, MECHANISMS_WITH_EXTERNAL};
 use crate::broker::Broker;
+use crate::broker::admission::Login;
 use crate::broker::error::AmqpError;
 use crate::broker::vhost::VHost;
 use crate::protocol::frame::{FrameDecoder, FramePayload, encode_frame_with};
@@ -315,6 +316,17 @@ pub async fn handshake(
             "access to vhost '{vhost_name}' refused for user '{user}'"
         ));
         return Err(refuse(&mut reader, e, 10, 40).await);
+    }
+    if broker.admission().installed() {
+        let tags = broker.users().user_tags(&user);
+        let login = Login {
+            user: &user,
+            tags: &tags,
+            vhost: &vhost_name,
+        };
+        if let Err(e) = broker.admission().admit(login) {
+            return Err(refuse(&mut reader, e, 10, 40).await);
+        }
     }
     send(reader.stream, |b| ConnectionOpenOk {}.encode(b)).await?;
     Ok(Opened {

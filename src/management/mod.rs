@@ -42,6 +42,7 @@ mod channels;
 mod connections;
 mod exchanges;
 mod federation_links;
+mod ha;
 mod https;
 mod overview;
 mod page;
@@ -92,6 +93,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(definitions::routes::routes())
         .merge(federation_links::routes())
         .merge(tunnels::routes())
+        .merge(ha::routes())
         .fallback(|| async { error::ApiError::not_found() })
         // RabbitMQ's default `management.http_max_body_size`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

@@ -200,6 +200,22 @@ pub enum Verb {
     FederationStatus(Columns),
     /// Restarts a federation link of a vhost (-p), by the id federation_status shows.
     RestartFederationLink { id: String },
+    /// The HA pair: `ha status`, `ha failback`, `ha promote`.
+    Ha {
+        #[command(subcommand)]
+        verb: HaVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum HaVerb {
+    /// This broker's HA state, role, epoch, and the peer as last heard.
+    Status,
+    /// Hands control back to the primary (on the passive primary or the active backup).
+    Failback,
+    /// Makes this broker active without an active peer (its peer is gone for good).
+    Promote,
 }
 
 fn main() -> ExitCode {

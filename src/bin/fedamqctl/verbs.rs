@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client::Client;
 use crate::output::{self, Output};
-use crate::{Columns, CtlError, Verb};
+use crate::{Columns, CtlError, HaVerb, Verb};
 
 /// A list verb.
 struct List {
@@ -346,6 +346,7 @@ pub fn run(client: &Client, verb: &Verb, vhost: &str, out: Output) -> Result<(),
                 .map_err(|e| not_found(e, format!("connection '{name}' does not exist")))?;
         }
         Verb::Status => status(client, out)?,
+        Verb::Ha { verb } => ha(client, verb, out)?,
         _ => unreachable!("list verbs are handled above"),
     }
     let _ = std::io::stdout().flush();
@@ -357,6 +358,49 @@ fn not_found(e: CtlError, text: String) -> CtlError {
         CtlError::NotFound(_) => CtlError::NotFound(text),
         other => other,
     }
+}
+
+/// `ha status|failback|promote`: `/api/ha`, and its two actions.
+fn ha(client: &Client, verb: &HaVerb, out: Output) -> Result<(), CtlError> {
+    let s = match verb {
+        HaVerb::Status => {
+            out.info("HA pair status ...");
+            client.get(&["ha"])?
+        }
+        HaVerb::Failback => {
+            out.info("Failing back to the primary ...");
+            client.post(&["ha", "failback"], &json!({}))?
+        }
+        HaVerb::Promote => {
+            out.info("Promoting this broker to active ...");
+            client.post(&["ha", "promote"], &json!({}))?
+        }
+    };
+    let age = match s["last_peer_heartbeat_ms"].as_u64() {
+        Some(ms) => format!("{ms} ms ago"),
+        None => "never".into(),
+    };
+    let peer = if s["peer"].is_null() {
+        "not heard".to_string()
+    } else {
+        format!(
+            "{} {} (epoch {})",
+            output::cell(&s["peer"]["state"]),
+            output::cell(&s["peer"]["role"]),
+            s["peer"]["epoch"]
+        )
+    };
+    let lines = [
+        ("State", output::cell(&s["state"])),
+        ("Role", output::cell(&s["role"])),
+        ("Epoch", output::cell(&s["epoch"])),
+        ("Peer", output::cell(&s["peer_address"])),
+        ("Peer state", peer),
+        ("Last peer heartbeat", age),
+        ("Last change", output::cell(&s["reason"])),
+    ];
+    out.object(&s, &lines);
+    Ok(())
 }
 
 /// `status`: the node, versions, listeners and object totals from `/api/overview`.

@@ -78,6 +78,8 @@ struct Scrape {
     memory_used: u64,
     watermark: u64,
     alarm: bool,
+    /// This broker's member of an HA pair, if it is one.
+    ha: Option<crate::ha::HaStatus>,
 }
 
 /// Binds `addr` and serves `/metrics` until `shutdown` turns true; returns the bound
@@ -172,6 +174,7 @@ impl Metrics {
             memory_used: broker.memory().used(),
             watermark: broker.config().memory_high_watermark,
             alarm: *broker.alarm().borrow(),
+            ha: crate::ha::Ha::of(broker).map(|h| h.status()),
         }
     }
 }
@@ -231,6 +234,10 @@ fn render(s: &Scrape, per_object: bool) -> String {
         "is 1 if VM memory watermark alarm is in effect",
         u8::from(s.alarm),
     );
+
+    if let Some(ha) = &s.ha {
+        render_ha(&mut e, ha);
+    }
 
     // Objects.
     e.single(
@@ -493,6 +500,48 @@ fn render(s: &Scrape, per_object: bool) -> String {
 }
 
 /// The process's resident set size (Linux's `/proc/self/status`), if known.
+/// The HA pair's gauges (fedamq's own names: RabbitMQ has no such pair).
+fn render_ha(e: &mut Exposition, ha: &crate::ha::HaStatus) {
+    e.family(
+        "fedamq_ha_state",
+        Kind::Gauge,
+        "1 for this broker's HA state (pending, active, passive), 0 for the others",
+    );
+    for state in ["pending", "active", "passive"] {
+        e.sample(
+            "fedamq_ha_state",
+            &[("state", state), ("role", ha.role)],
+            u8::from(ha.state == state),
+        );
+    }
+    e.single(
+        "fedamq_ha_epoch",
+        Kind::Gauge,
+        "The HA activation epoch (raised at every activation)",
+        ha.epoch,
+    );
+    if let Some(ms) = ha.last_peer_heartbeat_ms {
+        e.single(
+            "fedamq_ha_peer_heartbeat_age_seconds",
+            Kind::Gauge,
+            "Seconds since the HA peer's last state message",
+            ms as f64 / 1000.0,
+        );
+    }
+    e.single(
+        "fedamq_ha_transitions_total",
+        Kind::Counter,
+        "HA state changes since start",
+        ha.transitions,
+    );
+    e.single(
+        "fedamq_ha_refused_clients_total",
+        Kind::Counter,
+        "Client connections refused while not active",
+        ha.refused_clients,
+    );
+}
+
 fn resident_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

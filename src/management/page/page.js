@@ -72,13 +72,16 @@ async function start() {
 
 async function poll() {
   try {
-    const [overview, queues, exchanges, connections, links] = await Promise.all([
+    const [overview, queues, exchanges, connections, links, ha] = await Promise.all([
       api("/api/overview"),
       api("/api/queues"),
       api("/api/exchanges"),
       api("/api/connections"),
       api("/api/federation-links"),
+      // Not an HA member (404) or not allowed to see it: no HA section.
+      api("/api/ha").catch(() => null),
     ]);
+    showHa(ha);
     showOverview(overview);
     showQueues(queues || []);
     showExchanges(exchanges || []);
@@ -214,6 +217,20 @@ function showLinks(links) {
     (l) => l.exchange ?? l.queue,
     (l) => l.status,
   ], links === null ? "Federation links are not available on this broker" : "No federation links");
+}
+
+// The HA pair's member on this broker; `null` hides the section.
+function showHa(ha) {
+  $("ha").hidden = ha === null;
+  if (ha === null) return;
+  $("ha-state").textContent = ha.state;
+  $("ha-role").textContent = ha.role;
+  $("ha-epoch").textContent = String(ha.epoch);
+  $("ha-peer").textContent =
+    ha.peer_address + (ha.peer ? " (" + ha.peer.state + ")" : " (not heard)");
+  $("ha-heard").textContent =
+    ha.last_peer_heartbeat_ms === null ? "never" : ha.last_peer_heartbeat_ms + " ms ago";
+  $("ha-reason").textContent = ha.reason;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
