@@ -36,7 +36,8 @@ pub struct TunnelCounters {
     pub sent: u64,
     /// Service methods handed to the service.
     pub received: u64,
-    /// Methods sent again after a reconnect.
+    /// Methods written again after a reconnect (a method that waited for the tunnel
+    /// to open, never written before, is not counted).
     pub resent: u64,
 }
 
@@ -58,6 +59,9 @@ struct State {
     acked: u64,
     /// Numbers `acked + 1 ..= sent`.
     unacked: VecDeque<Method>,
+    /// The last number written on any wire: what an attachment writes up to it is a
+    /// re-send.
+    written: u64,
     received: u64,
     /// The last `received` told to the other side.
     flow_told: u64,
@@ -164,6 +168,7 @@ fn transmit(st: &mut State, method: Method) {
     st.counters.sent += 1;
     if let Some((_, wire)) = &st.wire {
         wire(&method);
+        st.written = st.sent;
     }
     st.unacked.push_back(method);
 }
@@ -193,6 +198,7 @@ impl Endpoint {
                 sent: 0,
                 acked: 0,
                 unacked: VecDeque::new(),
+                written: 0,
                 received: 0,
                 flow_told: 0,
                 ack_every: 1,
@@ -268,7 +274,8 @@ impl Endpoint {
         for m in &st.unacked {
             wire(m);
         }
-        st.counters.resent += st.unacked.len() as u64;
+        st.counters.resent += st.written.saturating_sub(st.acked);
+        st.written = st.sent;
         st.flow_told = st.received;
         st.wire = Some((generation, wire));
         generation
@@ -418,7 +425,8 @@ mod tests {
             b.receive(gb, m).unwrap();
         }
         assert_eq!(got.try_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert_eq!(a.counters().resent, 2);
+        // 3 is written again; 4 waited and is written for the first time.
+        assert_eq!(a.counters().resent, 1);
         assert_eq!(a.counters().sent, 4);
     }
 

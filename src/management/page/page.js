@@ -72,18 +72,21 @@ async function start() {
 
 async function poll() {
   try {
-    const [overview, queues, exchanges, connections, links] = await Promise.all([
+    const [overview, queues, exchanges, connections, links, tunnels] = await Promise.all([
       api("/api/overview"),
       api("/api/queues"),
       api("/api/exchanges"),
       api("/api/connections"),
       api("/api/federation-links"),
+      // Node-wide, for monitoring users only: others see the section say so.
+      api("/api/tunnels").catch((e) => (e instanceof Unauthorized ? undefined : Promise.reject(e))),
     ]);
     showOverview(overview);
     showQueues(queues || []);
     showExchanges(exchanges || []);
     showConnections(connections || []);
     showLinks(links);
+    showTunnels(tunnels);
     $("status").textContent = "";
   } catch (e) {
     if (e instanceof Unauthorized) {
@@ -214,6 +217,23 @@ function showLinks(links) {
     (l) => l.exchange ?? l.queue,
     (l) => l.status,
   ], links === null ? "Federation links are not available on this broker" : "No federation links");
+}
+
+// `null`: no tunnels endpoint (404); `undefined`: the user may not see them.
+function showTunnels(tunnels) {
+  const counter = (t, name) => (t.counters ? t.counters[name] : undefined);
+  fill("tunnels", tunnels || [], [
+    (t) => t.direction,
+    (t) => t.service,
+    (t) => t.remote ?? t.opener,
+    (t) => t.state,
+    (t) => t.reason ?? t.why,
+    (t) => counter(t, "sent"),
+    (t) => counter(t, "received"),
+    (t) => counter(t, "resent"),
+    (t) => t.last_error,
+  ], tunnels === null ? "Tunnels are not available on this broker"
+    : tunnels === undefined ? "Tunnels are shown to monitoring users" : "No tunnels");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
