@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::node::Broker;
 use crate::peering::{Backoff, Peering, PeeringConfig, Remote};
-use crate::protocol::generated::methods::Method;
-use crate::protocol::generated::services::{ServiceHandler, ServiceInfo};
+pub use crate::protocol::generated::services::{SERVICE_CLASS_IDS, service_method_ids};
+use crate::protocol::generated::services::{ServiceHandler, ServiceInfo, ServiceMethod};
 
 pub use acceptor::{Acceptor, Attach, FrameWriter};
 pub use endpoint::{DEFAULT_WINDOW, SendError, TrySendError, TunnelCounters, TunnelSender};
@@ -290,7 +290,7 @@ impl std::fmt::Debug for Tunnel {
 
 impl Tunnel {
     /// Sends to the other side's service (see [`TunnelSender::send`]).
-    pub async fn send(&self, method: impl Into<Method>) -> Result<(), SendError> {
+    pub async fn send(&self, method: impl ServiceMethod) -> Result<(), SendError> {
         self.inner.endpoint.sender().send(method).await
     }
 

@@ -129,6 +129,7 @@ impl Opener {
                             break end;
                         }
                     }
+                    Some(SideEvent::Service(payload)) => self.service_method(phase, &payload),
                 },
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
                     refusals.retry_at = None;
@@ -150,6 +151,24 @@ impl Opener {
                 }
             }
         };
+    }
+
+    /// A service method (its frame's payload) from the remote.
+    fn service_method(&self, phase: Phase, payload: &[u8]) {
+        let Phase::Open(g) = phase else {
+            tracing::warn!(
+                service = self.endpoint.core.service.name,
+                "tunnel: a service method before the tunnel is open; ignored"
+            );
+            return;
+        };
+        if let Err(e) = self.endpoint.receive(g, payload) {
+            tracing::warn!(
+                service = self.endpoint.core.service.name,
+                "tunnel: a method of class {} from the remote; ignored",
+                e.0
+            );
+        }
     }
 
     /// `channel.open` on connection `session`: the tunnel is `opening`.
@@ -182,8 +201,8 @@ impl Opener {
             }
             (Phase::TunnelOpening, Method::TunnelOpenOk(ok)) => {
                 let side = self.side.sender();
-                let wire = Box::new(move |m: &Method| {
-                    side.send(session, m.clone());
+                let wire = Box::new(move |payload: &bytes::Bytes| {
+                    side.send_payload(session, payload.clone());
                 });
                 let g = self.endpoint.attach(wire, ok.received, ok.window);
                 *phase = Phase::Open(g);
@@ -219,9 +238,6 @@ impl Opener {
                 let why = format!("closed by the remote: {} {}", c.reply_code, c.reply_text);
                 self.finish(TunnelState::Closed, &why).await;
                 return Some(End::Done);
-            }
-            (Phase::Open(g), m) if m.class_id() == service.class_id => {
-                let _ = self.endpoint.receive(g, m);
             }
             (_, other) => {
                 tracing::warn!(

@@ -306,6 +306,13 @@ impl Session {
                     self.send(channel, &method);
                 }
             }
+            Command::SidePayload(channel, session, payload) => {
+                if t.sides.writable(channel, session) {
+                    encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| {
+                        b.extend_from_slice(&payload)
+                    });
+                }
+            }
             Command::Start | Command::Stop(_) => {}
         }
     }
@@ -328,6 +335,16 @@ impl Session {
             let mut inbox = Inbox::default();
             let step = match frame_type {
                 FrameType::Heartbeat => Ok(()),
+                // A tunnel service's method goes to its side channel undecoded.
+                FrameType::Method
+                    if channel > CHANNEL
+                        && t.sides.owns(channel)
+                        && crate::protocol::generated::services::service_method_ids(&payload)
+                            .is_some() =>
+                {
+                    t.sides.deliver_service(channel, payload);
+                    Ok(())
+                }
                 FrameType::Method => match Method::decode(&payload) {
                     // A side channel's methods go to its owner (`side.rs`).
                     Ok(m) if channel > CHANNEL && t.sides.owns(channel) => {
