@@ -397,3 +397,69 @@ async fn bad_usage_unreachable_brokers_and_wrong_credentials_exit_non_zero() {
     assert_eq!((r.code, r.out.as_str()), (0, "name\n/\n"));
     b.shutdown().await;
 }
+
+/// `list_tunnels`: the opener's tunnel as outgoing, the remote's as incoming, with
+/// their state and counters.
+#[tokio::test]
+async fn list_tunnels_shows_both_sides() {
+    use fedamq::auth::password::PasswordHash;
+    use fedamq::peering::Remote;
+    use fedamq::protocol::generated::services::{GREETING, Greeting};
+    use fedamq::tunnel::greeting::{Forward, hello};
+    use fedamq::tunnel::{PEERING_TAG, TunnelConfig, Tunnels};
+
+    let a = broker::start().await;
+    let b = broker::start().await;
+    let r = ctl(&a, &["list_tunnels"]).await;
+    assert_eq!(r.out.lines().next(), Some("Listing tunnels ..."));
+    assert_eq!(
+        r.table(),
+        ["direction\tservice\tremote\tstate\treason\tsent\treceived\tresent\tlast_error"]
+    );
+    let users = b.broker().users();
+    users
+        .add_user("link", PasswordHash::new("link"), vec![PEERING_TAG.into()])
+        .unwrap();
+    users
+        .set_permissions("link", "/", ".*", ".*", ".*")
+        .unwrap();
+    let remote = Remote::from_uri(&b.url("link", "link")).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let t = Tunnels::of(a.broker())
+        .open(TunnelConfig::new(remote), &GREETING, |_| {
+            Box::new(Greeting(Forward(tx)))
+        })
+        .unwrap();
+    t.send(hello(1, "ctl")).await.unwrap();
+    rx.recv().await.expect("a hello-ok");
+
+    let r = ctl(&a, &["list_tunnels"]).await;
+    let remote = t.status().remote;
+    assert_eq!(
+        r.table()[1..],
+        [format!("outgoing\tgreeting\t{remote}\topen\t\t1\t1\t0\t")]
+    );
+    let r = ctl(
+        &b,
+        &[
+            "--formatter",
+            "json",
+            "list_tunnels",
+            "direction",
+            "remote",
+            "state",
+            "received",
+        ],
+    )
+    .await;
+    let list: Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(
+        list,
+        json!([{"direction": "incoming", "remote": a.identifier(), "state": "open", "received": 1}])
+    );
+    t.close().await;
+    let r = ctl(&a, &["list_tunnels", "service", "state"]).await;
+    assert_eq!(r.table()[1..], ["greeting\tclosed"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -345,3 +345,97 @@ async fn own_listener_not_the_api_and_unknown_paths_are_404() {
     assert_eq!(missing.status(), 404);
     b.shutdown().await;
 }
+
+/// Each tunnel has its state and counters on both brokers (opener `outgoing`, remote
+/// `incoming`), and the page with them passes promtool.
+#[tokio::test]
+async fn each_tunnel_has_its_state_and_counters() {
+    use fedamq::auth::password::PasswordHash;
+    use fedamq::peering::Remote;
+    use fedamq::protocol::generated::services::{GREETING, Greeting};
+    use fedamq::tunnel::greeting::{Forward, hello};
+    use fedamq::tunnel::{PEERING_TAG, TunnelConfig, Tunnels};
+
+    let a = broker::start().await;
+    let b = broker::start().await;
+    let (_, idle) = scrape(&a, "/metrics").await;
+    assert!(!idle.contains("fedamq_tunnel_"), "no tunnels, no series");
+    let users = b.broker().users();
+    users
+        .add_user("link", PasswordHash::new("link"), vec![PEERING_TAG.into()])
+        .unwrap();
+    users
+        .set_permissions("link", "/", ".*", ".*", ".*")
+        .unwrap();
+    let remote = Remote::from_uri(&b.url("link", "link")).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let t = Tunnels::of(a.broker())
+        .open(TunnelConfig::new(remote), &GREETING, |_| {
+            Box::new(Greeting(Forward(tx)))
+        })
+        .unwrap();
+    for serial in 1..=3 {
+        t.send(hello(serial, "metrics")).await.unwrap();
+    }
+    for _ in 1..=3 {
+        rx.recv().await.expect("a hello-ok");
+    }
+
+    let (_, out) = scrape(&a, "/metrics").await;
+    let at = format!(
+        "direction=\"outgoing\",service=\"greeting\",remote=\"{}\"",
+        t.status().remote
+    );
+    assert_eq!(
+        value(&out, &format!("fedamq_tunnel_state{{{at},state=\"open\"}}")),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &out,
+            &format!("fedamq_tunnel_state{{{at},state=\"retrying\"}}")
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&out, &format!("fedamq_tunnel_methods_sent_total{{{at}}}")),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &out,
+            &format!("fedamq_tunnel_methods_received_total{{{at}}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(&out, &format!("fedamq_tunnel_methods_resent_total{{{at}}}")),
+        0.0
+    );
+    assert!(out.contains("# TYPE fedamq_tunnel_methods_sent_total counter\n"));
+    promtool_check(&out, "/metrics with a tunnel");
+
+    let (_, remote_side) = scrape(&b, "/metrics/per-object").await;
+    let at = format!(
+        "direction=\"incoming\",service=\"greeting\",remote=\"{}\"",
+        a.identifier()
+    );
+    assert_eq!(
+        value(
+            &remote_side,
+            &format!("fedamq_tunnel_state{{{at},state=\"open\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &remote_side,
+            &format!("fedamq_tunnel_methods_received_total{{{at}}}")
+        ),
+        3.0
+    );
+    promtool_check(&remote_side, "/metrics/per-object with a tunnel");
+    t.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

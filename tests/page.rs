@@ -307,3 +307,70 @@ async fn the_page_files_are_served_without_credentials() {
     }
     assert_eq!(api.get("/api/overview").await.status, 401);
 }
+
+/// The tunnels section lists a tunnel this broker opened, with its state and counters.
+#[tokio::test]
+async fn the_page_lists_tunnels_in_chromium() {
+    use fedamq::auth::password::PasswordHash;
+    use fedamq::peering::Remote;
+    use fedamq::protocol::generated::services::{GREETING, Greeting};
+    use fedamq::tunnel::greeting::{Forward, hello};
+    use fedamq::tunnel::{PEERING_TAG, TunnelConfig, Tunnels};
+
+    if !browser_available("the_page_lists_tunnels_in_chromium") {
+        return;
+    }
+    let a = broker::start().await;
+    let b = broker::start().await;
+    let users = b.broker().users();
+    users
+        .add_user("link", PasswordHash::new("link"), vec![PEERING_TAG.into()])
+        .unwrap();
+    users
+        .set_permissions("link", "/", ".*", ".*", ".*")
+        .unwrap();
+    let remote = Remote::from_uri(&b.url("link", "link")).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let t = Tunnels::of(a.broker())
+        .open(TunnelConfig::new(remote), &GREETING, |_| {
+            Box::new(Greeting(Forward(tx)))
+        })
+        .unwrap();
+    t.send(hello(1, "page")).await.unwrap();
+    rx.recv().await.expect("a hello-ok");
+    let page = format!("http://{}/", a.management_addr().expect("management is on"));
+
+    let driver = start_driver().await;
+    let browser = open_browser(&driver).await;
+    let check = async {
+        browser.goto(&page).await.expect("the page loads");
+        // Logged in as guest (what the login form stores), then reloaded.
+        eval(
+            &browser,
+            "sessionStorage.setItem('fedamq.auth', btoa('guest:guest')); location.reload(); return 0",
+        )
+        .await;
+        eventually("the tunnel in the tunnels section", || async {
+            let cells = eval(
+                &browser,
+                "return [...document.querySelectorAll('#tunnels tbody td')].map(td => td.textContent)",
+            )
+            .await;
+            cells.as_array().is_some_and(|c| {
+                c.len() == 9
+                    && c[0] == "outgoing"
+                    && c[1] == "greeting"
+                    && c[3] == "open"
+                    && c[5] == "1"
+                    && c[6] == "1"
+            })
+        })
+        .await;
+    };
+    let outcome = AssertUnwindSafe(check).catch_unwind().await;
+    let _ = browser.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    t.close().await;
+}

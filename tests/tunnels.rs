@@ -376,3 +376,117 @@ async fn the_api_lists_tunnels_on_both_sides() {
         .await;
     assert_eq!(plain.status, 401, "{plain:?}");
 }
+
+/// Waits until the transitions so far satisfy `what`.
+async fn wait_transitions(t: &Tunnel, what: impl Fn(&[(TunnelState, String)]) -> bool) {
+    let mut w = t.watch_status();
+    tokio::time::timeout(PATIENCE, async {
+        while !what(&t.transitions()) {
+            w.changed().await.expect("status board");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("transitions never came: {:?}", t.transitions()))
+}
+
+/// Every state change is reported, in order and with its reason: a refusal (no such
+/// service yet: 404) is `failed` and asked again slowly until the remote has the
+/// service; a cut connection is `retrying` until the tunnel is open again.
+#[tokio::test]
+async fn status_transitions_are_reported_in_order_with_their_reasons() {
+    use fedamq::protocol::generated::services::ServiceInfo;
+    use fedamq::tunnel::greeting::Responder;
+    static LATER: ServiceInfo = ServiceInfo {
+        name: "greeting-later",
+        ..GREETING
+    };
+    let a = broker::start().await;
+    let b = broker::start().await;
+    add_user(&b, "link", &[PEERING_TAG]);
+    let proxy = FaultProxy::start(b.local_addr()).await;
+    let mut c = config(&proxy.url("link", "link", "/"));
+    c.refused_retry = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let t = Tunnels::of(a.broker())
+        .open(c, &LATER, |_| Box::new(Greeting(Forward(tx))))
+        .unwrap();
+    // Refused twice: the tunnel asked again on its own.
+    let failed = |s: &TunnelState| matches!(s, TunnelState::Failed(_));
+    wait_transitions(&t, |ts| ts.iter().filter(|(s, _)| failed(s)).count() >= 2).await;
+    // Refused, yet the tunnel is still trying: a second one is not allowed.
+    let again =
+        Tunnels::of(a.broker()).open(config(&proxy.url("link", "link", "/")), &LATER, |_| {
+            Box::new(Greeting(Forward(mpsc::unbounded_channel().0)))
+        });
+    assert!(
+        matches!(again, Err(OpenError::AlreadyOpen { .. })),
+        "{again:?}"
+    );
+
+    let from = b.identifier().to_owned();
+    Tunnels::of(b.broker()).register(&LATER, move |s| {
+        Box::new(Greeting(Responder::new(s, &from)))
+    });
+    wait_for(&t, |s| s.state == TunnelState::Open).await;
+    t.send(hello(1, "after the refusals")).await.unwrap();
+    assert_eq!(hello_ok(rx.recv().await.unwrap()).serial, 1);
+
+    let opens =
+        |ts: &[(TunnelState, String)]| ts.iter().filter(|(s, _)| *s == TunnelState::Open).count();
+    proxy.cut();
+    wait_transitions(&t, |ts| opens(ts) == 2).await;
+    t.send(hello(2, "after the cut")).await.unwrap();
+    assert_eq!(hello_ok(rx.recv().await.unwrap()).serial, 2);
+    t.close().await;
+
+    let ts = t.transitions();
+    // In order: inactive, then (opening, failed) at least twice, then opening, open,
+    // retrying, opening, open, closed.
+    let names: Vec<&str> = ts
+        .iter()
+        .map(|(s, _)| match s {
+            TunnelState::Inactive => "inactive",
+            TunnelState::Opening => "opening",
+            TunnelState::Open => "open",
+            TunnelState::Retrying => "retrying",
+            TunnelState::Failed(_) => "failed",
+            TunnelState::Closed => "closed",
+        })
+        .collect();
+    let refusals = names.iter().filter(|n| **n == "failed").count();
+    let mut expected = vec!["inactive"];
+    for _ in 0..refusals {
+        expected.extend(["opening", "failed"]);
+    }
+    expected.extend(["opening", "open", "retrying", "opening", "open", "closed"]);
+    assert_eq!(names, expected, "{ts:#?}");
+    assert!(refusals >= 2, "{ts:#?}");
+    // With their reasons.
+    for (i, (state, why)) in ts.iter().enumerate() {
+        match state {
+            TunnelState::Failed(reason) => {
+                assert!(reason.contains("404"), "{reason}");
+                assert!(reason.contains("greeting-later"), "{reason}");
+                assert!(why.starts_with(reason.as_str()), "{why}");
+                assert!(why.contains("asking again in"), "{why}");
+            }
+            TunnelState::Opening if i > 1 && names[i - 1] == "failed" => {
+                assert_eq!(why, "asking the remote again after its refusal")
+            }
+            TunnelState::Opening => assert_eq!(why, "connected; opening the tunnel"),
+            TunnelState::Retrying => assert!(why.contains("connection was lost"), "{why}"),
+            TunnelState::Open => assert_eq!(why, "open at version 1"),
+            TunnelState::Closed => assert_eq!(why, "closed by its owner"),
+            TunnelState::Inactive => assert_eq!(why, "created"),
+        }
+    }
+    // The last error stays after the tunnel opened again.
+    assert!(
+        t.status()
+            .last_error
+            .is_some_and(|e| e.contains("connection was lost"))
+    );
+}

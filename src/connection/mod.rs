@@ -409,6 +409,18 @@ impl Connection {
     }
 
     fn method_frame(&mut self, channel: u16, payload: &[u8]) -> AmqpResult<()> {
+        // A tunnel service's method goes to its tunnel undecoded: the service may be one
+        // this broker's spec does not define (see tunnel.rs).
+        if self.capabilities.tunnels && self.closing.is_none() {
+            if let Some((class_id, method_id)) =
+                crate::protocol::generated::services::service_method_ids(payload)
+            {
+                if let Err(e) = self.tunnel_service_method(channel, payload) {
+                    self.fail(channel, e, class_id, method_id);
+                }
+                return Ok(());
+            }
+        }
         let method = Method::decode(payload)?;
         let (class_id, method_id) = (method.class_id(), method.method_id());
         // To a client that did not announce tunnels, their classes do not exist.

@@ -17,6 +17,9 @@ use crate::protocol::frame::FrameDecoder;
 use crate::transport::tls::connect_tls;
 use crate::transport::{self, Joined, Transport};
 
+/// The writer joins queued buffers into one write up to this many bytes.
+const WRITE_BATCH: usize = 1 << 20;
+
 /// Channels we ask for: the peering uses one, reopened after a channel error.
 pub(crate) const CHANNEL_MAX: u16 = 8;
 
@@ -155,15 +158,24 @@ impl Link {
         let writer = self.writer.take();
         let task = tokio::spawn(async move {
             let Some(mut writer) = writer else { return };
+            let mut joined = BytesMut::new();
             while let Some(first) = rx.recv().await {
-                let mut ok = writer.write_all(&first).await.is_ok();
-                // Whatever else is queued goes in the same breath.
-                while ok {
-                    match rx.try_recv() {
-                        Ok(more) => ok = writer.write_all(&more).await.is_ok(),
-                        Err(_) => break,
+                // Whatever else is queued goes in the same write (one syscall).
+                let ok = match rx.try_recv() {
+                    Err(_) => writer.write_all(&first).await.is_ok(),
+                    Ok(second) => {
+                        joined.clear();
+                        joined.extend_from_slice(&first);
+                        joined.extend_from_slice(&second);
+                        while joined.len() < WRITE_BATCH {
+                            match rx.try_recv() {
+                                Ok(more) => joined.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                        writer.write_all(&joined).await.is_ok()
                     }
-                }
+                };
                 if !ok {
                     return;
                 }

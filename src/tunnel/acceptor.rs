@@ -81,19 +81,23 @@ impl Acceptor {
             Method::TunnelOpenOk(_) => Err(AmqpError::command_invalid(
                 "tunnel.open-ok is sent by the acceptor, not to it".to_string(),
             )),
-            m => {
-                let name = m.name();
-                let (endpoint, generation) = self.on(channel, name)?;
-                let (endpoint, generation) = (endpoint.clone(), *generation);
-                endpoint.receive(generation, m).map_err(|e| {
-                    AmqpError::command_invalid(format!(
-                        "{} is not a method of the tunnel's service {}",
-                        e.0, endpoint.core.service.name
-                    ))
-                })?;
-                Ok(None)
-            }
+            m => Err(AmqpError::command_invalid(format!(
+                "{} is not a tunnel method",
+                m.name()
+            ))),
         }
+    }
+
+    /// A service method on `channel`, as its frame's payload (the connection does not
+    /// decode it: the service may be one the broker's spec does not define).
+    pub fn service_method(&mut self, channel: u16, payload: &[u8]) -> Result<(), AmqpError> {
+        let (endpoint, generation) = self.on(channel, "a service method")?;
+        endpoint.receive(*generation, payload).map_err(|e| {
+            AmqpError::command_invalid(format!(
+                "class {} is not the tunnel's service {} (class {})",
+                e.0, endpoint.core.service.name, endpoint.core.service.class_id
+            ))
+        })
     }
 
     fn on(&self, channel: u16, name: &str) -> Result<(&Arc<Endpoint>, &u64), AmqpError> {
@@ -159,9 +163,11 @@ impl Acceptor {
     pub fn attach(&mut self, a: Attach) {
         let writer = self.writer.clone();
         let channel = a.channel;
-        let wire: Wire = Box::new(move |m: &Method| {
-            let mut buf = BytesMut::new();
-            encode(&mut buf, channel, m);
+        let wire: Wire = Box::new(move |payload: &bytes::Bytes| {
+            let mut buf = BytesMut::with_capacity(payload.len() + 8);
+            encode_frame_with(&mut buf, FRAME_METHOD, channel, |b| {
+                b.extend_from_slice(payload)
+            });
             writer(buf.freeze());
         });
         let generation =

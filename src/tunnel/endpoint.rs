@@ -10,6 +10,11 @@
 //! side then sends again everything after it, and nothing it already had. A sender
 //! with a full window (`window` methods unacknowledged) waits.
 //!
+//! A service method is encoded once, when it is sent (its method frame's payload); the
+//! endpoint keeps that payload until acknowledged, so a re-send writes the same bytes,
+//! and a service the broker's spec does not define (a test overlay's) travels as well
+//! as its own. Arriving payloads go to the service's generated wrapper, which decodes.
+//!
 //! The endpoint outlives connections: a *wire* (how to write on the connection of the
 //! moment) is attached when the tunnel opens and detached when the connection goes.
 //! Each attachment has a generation, so methods still arriving from a connection that
@@ -18,13 +23,29 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use crate::protocol::generated::methods::{Method, TunnelFlow, TunnelOpenOk};
-use crate::protocol::generated::services::{ServiceHandler, ServiceInfo};
+use crate::protocol::generated::services::{ServiceHandler, ServiceInfo, ServiceMethod};
 
-/// Writes one method on the connection of the moment.
-pub(crate) type Wire = Box<dyn Fn(&Method) + Send + Sync>;
+/// Writes one method frame, given its payload, on the connection of the moment.
+pub(crate) type Wire = Box<dyn Fn(&Bytes) + Send + Sync>;
+
+/// The payload of a method frame.
+pub(crate) fn payload(method: &impl ServiceMethod) -> Bytes {
+    let mut buf = BytesMut::new();
+    method.encode_payload(&mut buf);
+    buf.freeze()
+}
+
+/// The class id a method frame's payload starts with (0 if it is too short).
+pub(crate) fn class_of(payload: &[u8]) -> u16 {
+    match payload {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
 
 /// The default number of unacknowledged methods per direction.
 pub const DEFAULT_WINDOW: u32 = 1024;
@@ -36,7 +57,8 @@ pub struct TunnelCounters {
     pub sent: u64,
     /// Service methods handed to the service.
     pub received: u64,
-    /// Methods sent again after a reconnect.
+    /// Methods written again after a reconnect (a method that waited for the tunnel
+    /// to open, never written before, is not counted).
     pub resent: u64,
 }
 
@@ -56,8 +78,11 @@ struct State {
     /// The number the next method sent gets, minus one: the last number assigned.
     sent: u64,
     acked: u64,
-    /// Numbers `acked + 1 ..= sent`.
-    unacked: VecDeque<Method>,
+    /// The payloads of numbers `acked + 1 ..= sent`.
+    unacked: VecDeque<Bytes>,
+    /// The last number written on any wire: what an attachment writes up to it is a
+    /// re-send.
+    written: u64,
     received: u64,
     /// The last `received` told to the other side.
     flow_told: u64,
@@ -102,8 +127,8 @@ impl TunnelSender {
     /// Sends `method`, waiting while the window is full. It reaches the other side's
     /// service exactly once, after everything sent before it, even across reconnects;
     /// while the tunnel is down it waits in the window.
-    pub async fn send(&self, method: impl Into<Method>) -> Result<(), SendError> {
-        let method = self.check(method.into())?;
+    pub async fn send(&self, method: impl ServiceMethod) -> Result<(), SendError> {
+        let method = self.check(&method)?;
         loop {
             let room = self.core.room.notified();
             {
@@ -122,8 +147,8 @@ impl TunnelSender {
 
     /// Sends `method` if the window has room now; gives it back otherwise. For a
     /// service's handlers, which must not wait.
-    pub fn try_send(&self, method: impl Into<Method>) -> Result<(), TrySendError> {
-        let method = self.check(method.into()).map_err(TrySendError::Refused)?;
+    pub fn try_send<M: ServiceMethod>(&self, method: M) -> Result<(), TrySendError<M>> {
+        let encoded = self.check(&method).map_err(TrySendError::Refused)?;
         let mut st = self.core.lock();
         if st.closed {
             return Err(TrySendError::Refused(SendError::Closed));
@@ -131,18 +156,19 @@ impl TunnelSender {
         if st.sent - st.acked >= self.core.window {
             return Err(TrySendError::Full(Box::new(method)));
         }
-        transmit(&mut st, method);
+        transmit(&mut st, encoded);
         Ok(())
     }
 
-    fn check(&self, method: Method) -> Result<Method, SendError> {
+    /// The method's payload, if it is one of this service's.
+    fn check(&self, method: &impl ServiceMethod) -> Result<Bytes, SendError> {
         if method.class_id() != self.core.service.class_id {
             return Err(SendError::WrongService {
                 method: method.name(),
                 service: self.core.service.name,
             });
         }
-        Ok(method)
+        Ok(payload(method))
     }
 
     /// The service this sender speaks.
@@ -153,19 +179,20 @@ impl TunnelSender {
 
 /// Why [`TunnelSender::try_send`] did not send.
 #[derive(Debug)]
-pub enum TrySendError {
+pub enum TrySendError<M = Method> {
     /// The window is full: the method is given back.
-    Full(Box<Method>),
+    Full(Box<M>),
     Refused(SendError),
 }
 
-fn transmit(st: &mut State, method: Method) {
+fn transmit(st: &mut State, payload: Bytes) {
     st.sent += 1;
     st.counters.sent += 1;
     if let Some((_, wire)) = &st.wire {
-        wire(&method);
+        wire(&payload);
+        st.written = st.sent;
     }
-    st.unacked.push_back(method);
+    st.unacked.push_back(payload);
 }
 
 /// One side of a tunnel: the shared core and the service's implementation.
@@ -174,9 +201,9 @@ pub(crate) struct Endpoint {
     handler: Mutex<Option<Box<dyn ServiceHandler>>>,
 }
 
-/// A method of another class arrived for this service.
+/// A method of another class (this class id) arrived for this service.
 #[derive(Debug)]
-pub(crate) struct NotThisService(pub &'static str);
+pub(crate) struct NotThisService(pub u16);
 
 impl Endpoint {
     /// An endpoint for `service`; `make` builds the service's implementation from the
@@ -193,6 +220,7 @@ impl Endpoint {
                 sent: 0,
                 acked: 0,
                 unacked: VecDeque::new(),
+                written: 0,
                 received: 0,
                 flow_told: 0,
                 ack_every: 1,
@@ -255,11 +283,11 @@ impl Endpoint {
     ) -> u64 {
         let mut st = self.core.lock();
         if let Some(version) = open_ok {
-            wire(&Method::TunnelOpenOk(TunnelOpenOk {
+            wire(&payload(&Method::TunnelOpenOk(TunnelOpenOk {
                 version,
                 received: st.received,
                 window: u32::try_from(self.core.window).unwrap_or(u32::MAX),
-            }));
+            })));
         }
         st.ack_every = (u64::from(their_window) / 2).max(1);
         ack(&self.core, &mut st, theirs);
@@ -268,7 +296,8 @@ impl Endpoint {
         for m in &st.unacked {
             wire(m);
         }
-        st.counters.resent += st.unacked.len() as u64;
+        st.counters.resent += st.written.saturating_sub(st.acked);
+        st.written = st.sent;
         st.flow_told = st.received;
         st.wire = Some((generation, wire));
         generation
@@ -282,6 +311,7 @@ impl Endpoint {
     pub(crate) fn reset_peer(&self) {
         let mut st = self.core.lock();
         st.sent -= st.acked;
+        st.written = st.written.saturating_sub(st.acked);
         st.acked = 0;
         st.received = 0;
         st.flow_told = 0;
@@ -301,11 +331,13 @@ impl Endpoint {
         ack(&self.core, &mut st, theirs);
     }
 
-    /// A service method from the other side on attachment `generation`: handed to the
-    /// service, unless a newer attachment replaced that one.
-    pub(crate) fn receive(&self, generation: u64, method: Method) -> Result<(), NotThisService> {
-        if method.class_id() != self.core.service.class_id {
-            return Err(NotThisService(method.name()));
+    /// A service method (its frame's payload) from the other side on attachment
+    /// `generation`: handed to the service, unless a newer attachment replaced that
+    /// one.
+    pub(crate) fn receive(&self, generation: u64, method: &[u8]) -> Result<(), NotThisService> {
+        let class_id = class_of(method);
+        if class_id != self.core.service.class_id {
+            return Err(NotThisService(class_id));
         }
         {
             let mut st = self.core.lock();
@@ -317,9 +349,9 @@ impl Endpoint {
             // Acknowledge every half window, so the sender never stalls on a full one.
             if st.received - st.flow_told >= st.ack_every {
                 st.flow_told = st.received;
-                let flow = Method::TunnelFlow(TunnelFlow {
+                let flow = payload(&Method::TunnelFlow(TunnelFlow {
                     received: st.received,
-                });
+                }));
                 if let Some((_, wire)) = &st.wire {
                     wire(&flow);
                 }
@@ -328,7 +360,12 @@ impl Endpoint {
         // The service runs outside the state's lock: it may send from its handlers.
         let mut handler = self.handler.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = handler.as_mut() {
-            let _ = h.handle(method);
+            if let Err(what) = h.handle(method) {
+                tracing::warn!(
+                    service = self.core.service.name,
+                    "tunnel: the service refused {what}; dropped"
+                );
+            }
         }
         Ok(())
     }
@@ -375,11 +412,11 @@ mod tests {
         fn hello_ok(&mut self, _: crate::protocol::generated::methods::GreetingHelloOk) {}
     }
 
-    fn hello(serial: u64) -> Method {
-        Method::GreetingHello(GreetingHello {
+    fn hello(serial: u64) -> GreetingHello {
+        GreetingHello {
             serial,
             text: bytes::Bytes::new(),
-        })
+        }
     }
 
     fn pair() -> (Arc<Endpoint>, Arc<Endpoint>, mpsc::Receiver<u64>) {
@@ -392,11 +429,11 @@ mod tests {
     }
 
     /// A wire that records what it carried.
-    fn recorder() -> (Wire, Arc<Mutex<Vec<Method>>>) {
+    fn recorder() -> (Wire, Arc<Mutex<Vec<Bytes>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         (
-            Box::new(move |m: &Method| l.lock().unwrap().push(m.clone())),
+            Box::new(move |m: &Bytes| l.lock().unwrap().push(m.clone())),
             log,
         )
     }
@@ -413,9 +450,9 @@ mod tests {
             s.try_send(hello(i)).unwrap();
         }
         // Only the first two arrive before the cut.
-        let sent: Vec<Method> = carried.lock().unwrap().drain(..).collect();
+        let sent: Vec<Bytes> = carried.lock().unwrap().drain(..).collect();
         for m in sent.into_iter().take(2) {
-            b.receive(gb, m).unwrap();
+            b.receive(gb, &m).unwrap();
         }
         a.detach(ga);
         b.detach(gb);
@@ -428,10 +465,11 @@ mod tests {
         let (wire_b, _) = recorder();
         let gb = b.attach(wire_b, a.received(), 4);
         for m in carried.lock().unwrap().drain(..) {
-            b.receive(gb, m).unwrap();
+            b.receive(gb, &m).unwrap();
         }
         assert_eq!(got.try_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert_eq!(a.counters().resent, 2);
+        // 3 is written again; 4 waited and is written for the first time.
+        assert_eq!(a.counters().resent, 1);
         assert_eq!(a.counters().sent, 4);
     }
 
@@ -446,9 +484,9 @@ mod tests {
         for i in 1..=3 {
             s.try_send(hello(i)).unwrap();
         }
-        let sent: Vec<Method> = carried.lock().unwrap().drain(..).collect();
+        let sent: Vec<Bytes> = carried.lock().unwrap().drain(..).collect();
         for m in sent.into_iter().take(2) {
-            b.receive(gb, m).unwrap();
+            b.receive(gb, &m).unwrap();
         }
         a.acknowledged(b.received());
         // b restarts: a new endpoint that has received nothing.
@@ -460,7 +498,7 @@ mod tests {
         let (wire_f, _) = recorder();
         let gf = fresh.attach(wire_f, a.received(), 4);
         for m in carried.lock().unwrap().drain(..) {
-            fresh.receive(gf, m).unwrap();
+            fresh.receive(gf, &m).unwrap();
         }
         assert_eq!(got.try_iter().collect::<Vec<_>>(), [3]);
         // Its acknowledgements count: the window opens again.
@@ -487,12 +525,10 @@ mod tests {
         let old = b.attach(w1, 0, 4);
         let (w2, _) = recorder();
         let new = b.attach(w2, 0, 4);
-        b.receive(old, hello(1)).unwrap();
-        b.receive(new, hello(1)).unwrap();
+        b.receive(old, &payload(&hello(1))).unwrap();
+        b.receive(new, &payload(&hello(1))).unwrap();
         assert_eq!(got.try_iter().collect::<Vec<_>>(), [1]);
-        assert!(
-            b.receive(new, Method::TunnelFlow(TunnelFlow { received: 1 }))
-                .is_err()
-        );
+        let flow = Method::TunnelFlow(TunnelFlow { received: 1 });
+        assert!(b.receive(new, &payload(&flow)).is_err());
     }
 }

@@ -39,9 +39,9 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::node::Broker;
-use crate::peering::{Peering, PeeringConfig, Remote};
-use crate::protocol::generated::methods::Method;
-use crate::protocol::generated::services::{ServiceHandler, ServiceInfo};
+use crate::peering::{Backoff, Peering, PeeringConfig, Remote};
+pub use crate::protocol::generated::services::{SERVICE_CLASS_IDS, service_method_ids};
+use crate::protocol::generated::services::{ServiceHandler, ServiceInfo, ServiceMethod};
 
 pub use acceptor::{Acceptor, Attach, FrameWriter};
 pub use endpoint::{DEFAULT_WINDOW, SendError, TrySendError, TunnelCounters, TunnelSender};
@@ -105,7 +105,7 @@ impl Tunnels {
 
     /// Opens a tunnel to `service` on the remote in `config`, with `handler` as this
     /// side's implementation. One per (remote, service): a second is refused while the
-    /// first is neither closed nor failed.
+    /// first is still trying (not closed, nor failed for good).
     pub fn open(
         self: &Arc<Self>,
         config: TunnelConfig,
@@ -116,8 +116,8 @@ impl Tunnels {
         let key = (remote.clone(), service.name);
         let mut opened = lock(&self.opened);
         if let Some(t) = opened.get(&key).and_then(Weak::upgrade) {
-            let state = t.board.get(TunnelCounters::default()).state;
-            if !matches!(state, TunnelState::Closed | TunnelState::Failed(_)) {
+            // Its task ended (closed, or failed for good) once nothing hears `close`.
+            if !t.close.is_closed() {
                 return Err(OpenError::AlreadyOpen {
                     remote,
                     service: service.name,
@@ -139,6 +139,7 @@ impl Tunnels {
             endpoint: endpoint.clone(),
             board: board.clone(),
             identifier: self.identifier.clone(),
+            refused_retry: config.refused_retry,
         };
         opener.peering.start();
         tokio::spawn(opener.run(close_rx, peering_events));
@@ -224,17 +225,30 @@ pub struct AcceptedStatus {
 /// How to open a tunnel.
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
-    /// The peering the tunnel rides (its remote, reconnect backoff, heartbeat, …).
+    /// The peering the tunnel rides (its remote, heartbeat, …). Its `reconnect`
+    /// back-off is the tunnel's after a lost connection: short waits first, growing to
+    /// long ones (100 ms to 30 s by default).
     pub peering: PeeringConfig,
     /// Unacknowledged methods per direction before a sender waits.
     pub window: u32,
+    /// After the remote refused the tunnel (403, 404, 406): how long until asking
+    /// again, growing with each refusal in a row (10 s to 5 min by default).
+    pub refused_retry: Backoff,
 }
+
+/// The default wait after a refusal: slow, since a refusal is the remote's
+/// configuration, which changes seldom.
+pub const REFUSED_RETRY: Backoff = Backoff {
+    min: std::time::Duration::from_secs(10),
+    max: std::time::Duration::from_secs(300),
+};
 
 impl TunnelConfig {
     pub fn new(remote: Remote) -> TunnelConfig {
         TunnelConfig {
             peering: PeeringConfig::new(remote),
             window: DEFAULT_WINDOW,
+            refused_retry: REFUSED_RETRY,
         }
     }
 }
@@ -276,7 +290,7 @@ impl std::fmt::Debug for Tunnel {
 
 impl Tunnel {
     /// Sends to the other side's service (see [`TunnelSender::send`]).
-    pub async fn send(&self, method: impl Into<Method>) -> Result<(), SendError> {
+    pub async fn send(&self, method: impl ServiceMethod) -> Result<(), SendError> {
         self.inner.endpoint.sender().send(method).await
     }
 

@@ -8,13 +8,22 @@
 //! `tunnel.open-ok` attach the endpoint, which sends again what the remote missed. A
 //! remote whose `identifier` changed is a new process with no tunnel state: the
 //! endpoint's numbering starts again (`Endpoint::reset_peer`).
+//!
+//! Two kinds of retry. A lost connection is the peering's to retry (its back-off,
+//! short waits growing to long ones); the tunnel is `retrying` meanwhile and re-opens
+//! on the next connection. A refusal (the remote closes the channel: 403 the user may
+//! not, 404 no such service, 406 another version) leaves the connection up; the
+//! tunnel is `failed` with the reason, and opens the channel again after a slow
+//! back-off of its own ([`super::TunnelConfig::refused_retry`]), since the remote's
+//! configuration may change.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use crate::peering::{Peering, PeeringEvent, SideChannel, SideEvent};
+use crate::peering::{Backoff, Peering, PeeringEvent, SideChannel, SideEvent};
 use crate::protocol::generated::methods::{
     ChannelCloseOk, ChannelOpen, Method, TunnelClose, TunnelCloseOk, TunnelOpen,
 };
@@ -34,6 +43,8 @@ enum Phase {
     TunnelOpening,
     /// Open on this attachment generation.
     Open(u64),
+    /// Connected, the remote refused the tunnel: waiting for the slow retry.
+    Refused,
 }
 
 pub(crate) struct Opener {
@@ -43,6 +54,15 @@ pub(crate) struct Opener {
     pub board: Arc<StatusBoard>,
     /// This broker's identifier, which names the tunnel to the acceptor.
     pub identifier: String,
+    /// The wait after a refusal before asking again.
+    pub refused_retry: Backoff,
+}
+
+/// Refusals in a row, and when to ask again.
+#[derive(Default)]
+struct Refusals {
+    count: u32,
+    retry_at: Option<Instant>,
 }
 
 /// Whether the remote's server properties announce tunnels.
@@ -69,7 +89,9 @@ impl Opener {
         let mut session = 0;
         // The remote process's identifier (server property) on the last connection.
         let mut remote: Option<Vec<u8>> = None;
+        let mut refusals = Refusals::default();
         let End::Done = loop {
+            let retry_at = refusals.retry_at;
             tokio::select! {
                 ev = self.side.events.recv() => match ev {
                     None => {
@@ -100,26 +122,39 @@ impl Opener {
                             );
                         }
                         remote = identifier.or(remote);
-                        self.board.set(TunnelState::Opening, "connected; opening the tunnel");
-                        self.side.send(session, Method::ChannelOpen(ChannelOpen {}));
-                        phase = Phase::ChannelOpening;
+                        if refusals.retry_at.is_some() {
+                            // Refused before: asked again when the slow retry is due.
+                            phase = Phase::Refused;
+                        } else {
+                            self.open_channel(session, &mut phase, "connected; opening the tunnel");
+                        }
                     }
                     Some(SideEvent::Down) => {
                         if let Phase::Open(g) = phase {
                             self.endpoint.detach(g);
                         }
                         phase = Phase::Down;
-                        self.board.set(
-                            TunnelState::Retrying,
-                            "the connection was lost; the peering reconnects",
-                        );
+                        // A refused tunnel stays `failed` with its reason until asked again.
+                        if refusals.retry_at.is_none() {
+                            self.board.set(
+                                TunnelState::Retrying,
+                                "the connection was lost; the peering reconnects",
+                            );
+                        }
                     }
                     Some(SideEvent::Method(m)) => {
-                        if let Some(end) = self.method(session, &mut phase, m).await {
+                        if let Some(end) = self.method(session, &mut phase, &mut refusals, m).await {
                             break end;
                         }
                     }
+                    Some(SideEvent::Service(payload)) => self.service_method(phase, &payload),
                 },
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    refusals.retry_at = None;
+                    if phase == Phase::Refused {
+                        self.open_channel(session, &mut phase, "asking the remote again after its refusal");
+                    }
+                }
                 // The peering's own channel is idle; its events are not ours.
                 Some(_) = peering_events.recv() => {}
                 done = close.recv() => {
@@ -136,8 +171,39 @@ impl Opener {
         };
     }
 
+    /// A service method (its frame's payload) from the remote.
+    fn service_method(&self, phase: Phase, payload: &[u8]) {
+        let Phase::Open(g) = phase else {
+            tracing::warn!(
+                service = self.endpoint.core.service.name,
+                "tunnel: a service method before the tunnel is open; ignored"
+            );
+            return;
+        };
+        if let Err(e) = self.endpoint.receive(g, payload) {
+            tracing::warn!(
+                service = self.endpoint.core.service.name,
+                "tunnel: a method of class {} from the remote; ignored",
+                e.0
+            );
+        }
+    }
+
+    /// `channel.open` on connection `session`: the tunnel is `opening`.
+    fn open_channel(&mut self, session: u64, phase: &mut Phase, why: &str) {
+        self.board.set(TunnelState::Opening, why);
+        self.side.send(session, Method::ChannelOpen(ChannelOpen {}));
+        *phase = Phase::ChannelOpening;
+    }
+
     /// One method from the remote on the tunnel's channel; `Some` ends the task.
-    async fn method(&mut self, session: u64, phase: &mut Phase, m: Method) -> Option<End> {
+    async fn method(
+        &mut self,
+        session: u64,
+        phase: &mut Phase,
+        refusals: &mut Refusals,
+        m: Method,
+    ) -> Option<End> {
         let service = self.endpoint.core.service;
         match (*phase, m) {
             (Phase::ChannelOpening, Method::ChannelOpenOk(_)) => {
@@ -153,11 +219,12 @@ impl Opener {
             }
             (Phase::TunnelOpening, Method::TunnelOpenOk(ok)) => {
                 let side = self.side.sender();
-                let wire = Box::new(move |m: &Method| {
-                    side.send(session, m.clone());
+                let wire = Box::new(move |payload: &bytes::Bytes| {
+                    side.send_payload(session, payload.clone());
                 });
                 let g = self.endpoint.attach(wire, ok.received, ok.window);
                 *phase = Phase::Open(g);
+                *refusals = Refusals::default();
                 self.board
                     .set(TunnelState::Open, format!("open at version {}", ok.version));
             }
@@ -165,12 +232,23 @@ impl Opener {
             (_, Method::ChannelClose(c)) => {
                 self.side
                     .send(session, Method::ChannelCloseOk(ChannelCloseOk {}));
-                let why = format!(
+                if let Phase::Open(g) = *phase {
+                    self.endpoint.detach(g);
+                }
+                *phase = Phase::Refused;
+                refusals.count += 1;
+                let wait = self.refused_retry.delay(refusals.count);
+                refusals.retry_at = Some(Instant::now() + wait);
+                let reason = format!(
                     "the remote refused the tunnel: {} {}",
                     c.reply_code, c.reply_text
                 );
-                self.finish(TunnelState::Failed(why.clone()), &why).await;
-                return Some(End::Done);
+                let why = format!(
+                    "{reason}; asking again in {} ms (refusal {} in a row)",
+                    wait.as_millis(),
+                    refusals.count
+                );
+                self.board.set(TunnelState::Failed(reason), why);
             }
             (_, Method::TunnelClose(c)) => {
                 self.side
@@ -178,9 +256,6 @@ impl Opener {
                 let why = format!("closed by the remote: {} {}", c.reply_code, c.reply_text);
                 self.finish(TunnelState::Closed, &why).await;
                 return Some(End::Done);
-            }
-            (Phase::Open(g), m) if m.class_id() == service.class_id => {
-                let _ = self.endpoint.receive(g, m);
             }
             (_, other) => {
                 tracing::warn!(
@@ -219,5 +294,13 @@ impl Opener {
         self.endpoint.close();
         self.board.set(state, why);
         self.peering.stop().await;
+    }
+}
+
+/// Sleeps until `at`; never wakes without one (the select's guard keeps it unpolled).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

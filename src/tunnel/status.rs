@@ -20,9 +20,8 @@ pub enum TunnelState {
     Open,
     /// The connection went; the peering reconnects (short, then long waits).
     Retrying,
-    /// Retrying cannot help (the remote lacks the capability, refused the user or the
-    /// service): the reason says which. `unsupported` starts the reason of a remote
-    /// without tunnels.
+    /// The reason says why. `unsupported` (the remote lacks the capability) is final;
+    /// a refusal (of the user, the service or its version) is asked again slowly.
     Failed(String),
     /// Closed by either side.
     Closed,

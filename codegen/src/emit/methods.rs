@@ -15,7 +15,7 @@ pub fn emit(spec: &Spec) -> TokenStream {
     let structs = spec
         .methods()
         .enumerate()
-        .map(|(i, (c, m))| method_struct(c, m, i));
+        .map(|(i, (c, m))| method_struct(c, m, Some(i)));
     let all: Vec<_> = spec.methods().collect();
     let variants = all.iter().map(|(c, m)| {
         let ty = naming::method_type(&c.name, &m.name);
@@ -220,7 +220,10 @@ fn steps(fields: &[Field]) -> Vec<Step<'_>> {
     out
 }
 
-fn method_struct(c: &Class, m: &Method, info_index: usize) -> TokenStream {
+/// One method's struct with its encoder and decoder. `info_index` is its place in
+/// `METHODS`; `None` for a method outside the broker's spec (a test overlay's), which
+/// has no metadata there.
+pub(crate) fn method_struct(c: &Class, m: &Method, info_index: Option<usize>) -> TokenStream {
     let ty = naming::method_type(&c.name, &m.name);
     let dotted = naming::dotted(&c.name, &m.name);
     let mut doc = format!("`{dotted}`");
@@ -230,7 +233,15 @@ fn method_struct(c: &Class, m: &Method, info_index: usize) -> TokenStream {
     }
     let doc = doc_text(&doc);
     let (ci, mi) = (num(c.index.into()), num(m.index.into()));
-    let info_index = num(info_index as u64);
+    let info_fn = info_index.map(|i| {
+        let i = num(i as u64);
+        quote! {
+            /// What the spec says about this method.
+            pub fn info() -> &'static MethodInfo {
+                &METHODS[#i]
+            }
+        }
+    });
 
     let fields = m.fields.iter().filter_map(|f| {
         let name = field_ident(f)?;
@@ -314,10 +325,7 @@ fn method_struct(c: &Class, m: &Method, info_index: usize) -> TokenStream {
             pub const METHOD_ID: u16 = #mi;
             pub const NAME: &'static str = #dotted;
 
-            /// What the spec says about this method.
-            pub fn info() -> &'static MethodInfo {
-                &METHODS[#info_index]
-            }
+            #info_fn
 
             /// Writes the method frame payload: class id, method id, then arguments.
             pub fn encode(&self, buf: &mut BytesMut) {

@@ -200,6 +200,9 @@ pub enum Verb {
     FederationStatus(Columns),
     /// Restarts a federation link of a vhost (-p), by the id federation_status shows.
     RestartFederationLink { id: String },
+    /// Tunnels this node opened (outgoing) and those opened to it (incoming)
+    /// (direction service remote state reason sent received resent last_error).
+    ListTunnels(Columns),
     /// The HA pair: `ha status`, `ha failback`, `ha promote`.
     Ha {
         #[command(subcommand)]

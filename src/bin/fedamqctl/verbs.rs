@@ -106,6 +106,22 @@ fn listing(verb: &Verb) -> Option<(List, &Columns)> {
             ],
             c,
         ),
+        Verb::ListTunnels(c) => (
+            "tunnels",
+            false,
+            &[
+                "direction",
+                "service",
+                "remote",
+                "state",
+                "reason",
+                "sent",
+                "received",
+                "resent",
+                "last_error",
+            ],
+            c,
+        ),
         _ => return None,
     };
     Some((
@@ -133,6 +149,7 @@ fn list_path<'a>(verb: &Verb, vhost: &'a str) -> Vec<&'a str> {
         Verb::ListPolicies(_) => vec!["policies", vhost],
         // No per-vhost list of every component in the API: filtered below.
         Verb::ListParameters(_) => vec!["parameters"],
+        Verb::ListTunnels(_) => vec!["tunnels"],
         _ => vec!["federation-links"],
     }
 }
@@ -148,6 +165,11 @@ fn field(item: &Value, column: &str) -> Value {
         "queue_name" => "queue.name",
         "channel_pid" => "channel_details.name",
         "pid" => "name",
+        // A tunnel: the other broker is the remote (outgoing) or the opener (incoming).
+        "remote" if item.get("opener").is_some() => "opener",
+        "sent" | "received" | "resent" if item.get("counters").is_some() => {
+            return item["counters"][column].clone();
+        }
         other => other,
     };
     let mut v = item;

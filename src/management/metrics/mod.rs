@@ -9,6 +9,8 @@
 //! queues keep under their own lock), the broker's publish totals (which publishers add
 //! to once per batch), the connection registry (with each connection's channel count)
 //! and the memory gauge.
+//! Each tunnel (opened by this node or to it) has its own series, labelled
+//! `direction`, `service` and `remote`, in both views: there are few of them.
 //! The message path does no extra work for metrics. Counters must never go down, but a
 //! deleted queue takes its counters with it, so the scraper remembers each queue's last
 //! counters and keeps a deleted queue's in [`Totals::retired`] (what a queue did between
@@ -30,6 +32,7 @@ use crate::broker::Broker;
 use crate::broker::hash::HashMap;
 use crate::broker::publish::PublishCounts;
 use crate::broker::queue::{Queue, QueueCounters};
+use crate::tunnel::{TunnelCounters, TunnelState, Tunnels};
 
 mod exposition;
 
@@ -63,8 +66,36 @@ struct QueueRow {
     counters: QueueCounters,
 }
 
+/// One tunnel, as scraped.
+struct TunnelRow {
+    /// `outgoing` (this node opened it) or `incoming`.
+    direction: &'static str,
+    service: &'static str,
+    /// The other broker: the remote's address, or the opener's identifier.
+    remote: String,
+    state: &'static str,
+    counters: TunnelCounters,
+}
+
+/// The names of the tunnel states, as `/api/tunnels` writes them.
+const TUNNEL_STATES: [&str; 6] = [
+    "inactive", "opening", "open", "retrying", "failed", "closed",
+];
+
+fn state_name(s: &TunnelState) -> &'static str {
+    match s {
+        TunnelState::Inactive => "inactive",
+        TunnelState::Opening => "opening",
+        TunnelState::Open => "open",
+        TunnelState::Retrying => "retrying",
+        TunnelState::Failed(_) => "failed",
+        TunnelState::Closed => "closed",
+    }
+}
+
 /// The broker, read at one scrape.
 struct Scrape {
+    tunnels: Vec<TunnelRow>,
     queues: Vec<QueueRow>,
     /// Over all queues, deleted ones included.
     counters: QueueCounters,
@@ -162,7 +193,27 @@ impl Metrics {
             stats::add(&mut counters, &q.counters);
         }
         let open = broker.connections().list();
+        let registry = Tunnels::of(broker);
+        let mut tunnels: Vec<TunnelRow> = registry
+            .list()
+            .into_iter()
+            .map(|t| TunnelRow {
+                direction: "outgoing",
+                service: t.service,
+                remote: t.remote,
+                state: state_name(&t.state),
+                counters: t.counters,
+            })
+            .collect();
+        tunnels.extend(registry.list_accepted().into_iter().map(|t| TunnelRow {
+            direction: "incoming",
+            service: t.service,
+            remote: t.opener,
+            state: state_name(&t.state),
+            counters: t.counters,
+        }));
         Scrape {
+            tunnels,
             queues,
             counters,
             publishes: broker.publish_totals().read(),
@@ -496,7 +547,67 @@ fn render(s: &Scrape, per_object: bool) -> String {
         "Bytes held for connections whose clients have not read them yet",
         s.pending_bytes,
     );
+    tunnel_series(&mut e, &s.tunnels);
     e.finish()
+}
+
+/// Each tunnel's state (1 for the state it is in, 0 for the others) and counters;
+/// no families at all without tunnels.
+fn tunnel_series(e: &mut Exposition, tunnels: &[TunnelRow]) {
+    if tunnels.is_empty() {
+        return;
+    }
+    e.family(
+        "fedamq_tunnel_state",
+        Kind::Gauge,
+        "A tunnel's state: 1 for the state it is in, 0 for the others",
+    );
+    for t in tunnels {
+        for state in TUNNEL_STATES {
+            e.sample(
+                "fedamq_tunnel_state",
+                &[
+                    ("direction", t.direction),
+                    ("service", t.service),
+                    ("remote", &t.remote),
+                    ("state", state),
+                ],
+                u8::from(t.state == state),
+            );
+        }
+    }
+    type Field = fn(&TunnelCounters) -> u64;
+    let counters: [(&str, &str, Field); 3] = [
+        (
+            "fedamq_tunnel_methods_sent_total",
+            "Service methods a tunnel sent (each once, however often re-sent)",
+            |c| c.sent,
+        ),
+        (
+            "fedamq_tunnel_methods_received_total",
+            "Service methods a tunnel handed to its service",
+            |c| c.received,
+        ),
+        (
+            "fedamq_tunnel_methods_resent_total",
+            "Service methods a tunnel sent again after a reconnect",
+            |c| c.resent,
+        ),
+    ];
+    for (name, help, field) in counters {
+        e.family(name, Kind::Counter, help);
+        for t in tunnels {
+            e.sample(
+                name,
+                &[
+                    ("direction", t.direction),
+                    ("service", t.service),
+                    ("remote", &t.remote),
+                ],
+                field(&t.counters),
+            );
+        }
+    }
 }
 
 /// The process's resident set size (Linux's `/proc/self/status`), if known.

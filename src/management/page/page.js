@@ -72,7 +72,7 @@ async function start() {
 
 async function poll() {
   try {
-    const [overview, queues, exchanges, connections, links, ha] = await Promise.all([
+    const [overview, queues, exchanges, connections, links, ha, tunnels] = await Promise.all([
       api("/api/overview"),
       api("/api/queues"),
       api("/api/exchanges"),
@@ -80,6 +80,8 @@ async function poll() {
       api("/api/federation-links"),
       // Not an HA member (404) or not allowed to see it: no HA section.
       api("/api/ha").catch(() => null),
+      // Node-wide, for monitoring users only: others see the section say so.
+      api("/api/tunnels").catch((e) => (e instanceof Unauthorized ? undefined : Promise.reject(e))),
     ]);
     showHa(ha);
     showOverview(overview);
@@ -87,6 +89,7 @@ async function poll() {
     showExchanges(exchanges || []);
     showConnections(connections || []);
     showLinks(links);
+    showTunnels(tunnels);
     $("status").textContent = "";
   } catch (e) {
     if (e instanceof Unauthorized) {
@@ -231,6 +234,23 @@ function showHa(ha) {
   $("ha-heard").textContent =
     ha.last_peer_heartbeat_ms === null ? "never" : ha.last_peer_heartbeat_ms + " ms ago";
   $("ha-reason").textContent = ha.reason;
+}
+
+// `null`: no tunnels endpoint (404); `undefined`: the user may not see them.
+function showTunnels(tunnels) {
+  const counter = (t, name) => (t.counters ? t.counters[name] : undefined);
+  fill("tunnels", tunnels || [], [
+    (t) => t.direction,
+    (t) => t.service,
+    (t) => t.remote ?? t.opener,
+    (t) => t.state,
+    (t) => t.reason ?? t.why,
+    (t) => counter(t, "sent"),
+    (t) => counter(t, "received"),
+    (t) => counter(t, "resent"),
+    (t) => t.last_error,
+  ], tunnels === null ? "Tunnels are not available on this broker"
+    : tunnels === undefined ? "Tunnels are shown to monitoring users" : "No tunnels");
 }
 
 document.addEventListener("DOMContentLoaded", () => {

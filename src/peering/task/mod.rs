@@ -23,6 +23,8 @@ pub(crate) mod side;
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -56,6 +58,8 @@ pub(crate) enum Command {
     AttachSide(u16, mpsc::UnboundedSender<side::SideEvent>),
     /// A method for a side channel, on connection number `.1`.
     SideSend(u16, u64, Method),
+    /// An encoded method (a frame's payload) for a side channel, on connection `.1`.
+    SidePayload(u16, u64, Bytes),
 }
 
 /// What the owner does with a delivery.
@@ -243,7 +247,7 @@ impl TaskState {
             Command::Settle { .. } => {}
             Command::AttachSide(channel, owner) => self.sides.attach(channel, owner),
             // Not connected: the owner re-sends after the next `Up`.
-            Command::SideSend(..) => {}
+            Command::SideSend(..) | Command::SidePayload(..) => {}
         }
         false
     }
@@ -306,7 +310,8 @@ impl TaskState {
                 Command::Start
                 | Command::Settle { .. }
                 | Command::AttachSide(..)
-                | Command::SideSend(..) => {}
+                | Command::SideSend(..)
+                | Command::SidePayload(..) => {}
             }
         }
         for w in self.stop_waiters.drain(..) {

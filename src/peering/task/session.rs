@@ -28,6 +28,9 @@ use super::inbox::{Content, Handed, Inbox, Violation};
 use super::pending::{Answered, InFlight, Pending};
 use super::{CHANNEL, Command, Ended, Settle, TaskState};
 
+/// Commands handled at most per wake-up before the frames they made are flushed.
+const COMMAND_BATCH: usize = 256;
+
 /// One connection's worth of state.
 pub(super) struct Session {
     link: Link,
@@ -126,7 +129,21 @@ impl Session {
                         t.stop_waiters.push(done);
                         return self.close(t, commands).await;
                     }
-                    Some(c) => self.command(t, c),
+                    Some(c) => {
+                        self.command(t, c);
+                        // What else is queued is encoded too, so one flush (and one
+                        // write) carries many commands' frames.
+                        for _ in 0..COMMAND_BATCH {
+                            match commands.try_recv() {
+                                Ok(Command::Stop(done)) => {
+                                    t.stop_waiters.push(done);
+                                    return self.close(t, commands).await;
+                                }
+                                Ok(c) => self.command(t, c),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 },
                 _ = send_beat.tick(), if !beat.is_zero() => encode_heartbeat(&mut self.out),
                 _ = tokio::time::sleep_until(dead_at), if !beat.is_zero() => {
@@ -306,6 +323,13 @@ impl Session {
                     self.send(channel, &method);
                 }
             }
+            Command::SidePayload(channel, session, payload) => {
+                if t.sides.writable(channel, session) {
+                    encode_frame_with(&mut self.out, FRAME_METHOD, channel, |b| {
+                        b.extend_from_slice(&payload)
+                    });
+                }
+            }
             Command::Start | Command::Stop(_) => {}
         }
     }
@@ -328,6 +352,16 @@ impl Session {
             let mut inbox = Inbox::default();
             let step = match frame_type {
                 FrameType::Heartbeat => Ok(()),
+                // A tunnel service's method goes to its side channel undecoded.
+                FrameType::Method
+                    if channel > CHANNEL
+                        && t.sides.owns(channel)
+                        && crate::protocol::generated::services::service_method_ids(&payload)
+                            .is_some() =>
+                {
+                    t.sides.deliver_service(channel, payload);
+                    Ok(())
+                }
                 FrameType::Method => match Method::decode(&payload) {
                     // A side channel's methods go to its owner (`side.rs`).
                     Ok(m) if channel > CHANNEL && t.sides.owns(channel) => {

@@ -9,10 +9,13 @@
 //! number, given with `Up`; anything sent for an earlier one is dropped, so nothing
 //! meant for a channel of the last connection lands on a fresh one before its owner
 //! opened it there).
-//! Side channels carry methods only, no content.
+//! Side channels carry methods only, no content. A tunnel service's methods (class ids
+//! in [`crate::protocol::generated::services::SERVICE_CLASS_IDS`]) pass undecoded both ways, as their frames'
+//! payloads: the service may be one the broker's spec does not define.
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::protocol::FieldTable;
@@ -31,6 +34,8 @@ pub enum SideEvent {
     },
     /// A method the remote sent on the channel.
     Method(Method),
+    /// A tunnel service's method the remote sent on the channel: its frame's payload.
+    Service(Bytes),
     /// The connection is gone; nothing sent meanwhile reaches the remote.
     Down,
 }
@@ -73,6 +78,13 @@ impl SideSender {
     pub fn send(&self, session: u64, method: Method) -> bool {
         self.commands
             .send(Command::SideSend(self.channel, session, method))
+            .is_ok()
+    }
+
+    /// Sends a method already encoded (its frame's payload), as [`SideChannel::send`].
+    pub fn send_payload(&self, session: u64, payload: Bytes) -> bool {
+        self.commands
+            .send(Command::SidePayload(self.channel, session, payload))
             .is_ok()
     }
 }
@@ -130,6 +142,13 @@ impl Sides {
     pub(crate) fn deliver(&mut self, channel: u16, method: Method) {
         if let Some(o) = self.owners.get(&channel) {
             let _ = o.send(SideEvent::Method(method));
+        }
+    }
+
+    /// Hands a tunnel service's method (its frame's payload) to the channel's owner.
+    pub(crate) fn deliver_service(&mut self, channel: u16, payload: Bytes) {
+        if let Some(o) = self.owners.get(&channel) {
+            let _ = o.send(SideEvent::Service(payload));
         }
     }
 }
