@@ -15,6 +15,7 @@
 //! - `requests.rs`: which requests an owner may make, completed so a replay repeats
 //!   them exactly.
 
+mod acks;
 mod inbox;
 mod pending;
 mod requests;
