@@ -8,7 +8,7 @@
 //! Everything is read when Prometheus scrapes: queue snapshots (depths and the counters
 //! queues keep under their own lock), the broker's publish totals (which publishers add
 //! to once per batch), the connection registry (with each connection's channel count)
-//! and the memory gauge.
+//! and the memory gauge; each federation link's status (`federation.rs`).
 //! The message path does no extra work for metrics. Counters must never go down, but a
 //! deleted queue takes its counters with it, so the scraper remembers each queue's last
 //! counters and keeps a deleted queue's in [`Totals::retired`] (what a queue did between
@@ -30,8 +30,10 @@ use crate::broker::Broker;
 use crate::broker::hash::HashMap;
 use crate::broker::publish::PublishCounts;
 use crate::broker::queue::{Queue, QueueCounters};
+use crate::federation::{Federation, LinkStatus};
 
 mod exposition;
+mod federation;
 
 use exposition::{CONTENT_TYPE, Exposition, Kind};
 
@@ -39,6 +41,7 @@ use exposition::{CONTENT_TYPE, Exposition, Kind};
 #[derive(Debug)]
 struct Metrics {
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     totals: Mutex<Totals>,
 }
 
@@ -78,12 +81,14 @@ struct Scrape {
     memory_used: u64,
     watermark: u64,
     alarm: bool,
+    links: Vec<LinkStatus>,
 }
 
 /// Binds `addr` and serves `/metrics` until `shutdown` turns true; returns the bound
 /// address.
 pub async fn start(
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
@@ -91,6 +96,7 @@ pub async fn start(
     let bound = listener.local_addr()?;
     let app = router(Arc::new(Metrics {
         broker,
+        federation,
         totals: Mutex::default(),
     }));
     tokio::spawn(async move {
@@ -172,6 +178,7 @@ impl Metrics {
             memory_used: broker.memory().used(),
             watermark: broker.config().memory_high_watermark,
             alarm: *broker.alarm().borrow(),
+            links: self.federation.links(),
         }
     }
 }
@@ -489,6 +496,7 @@ fn render(s: &Scrape, per_object: bool) -> String {
         "Bytes held for connections whose clients have not read them yet",
         s.pending_bytes,
     );
+    federation::render(&mut e, &s.links);
     e.finish()
 }
 

@@ -90,7 +90,12 @@ impl Pair {
                 let defs_arg = defs.display().to_string();
                 let down = Broker::start_fedamq(
                     fedamq,
-                    &["--cluster-name", "bench-down", "--load-definitions", &defs_arg],
+                    &[
+                        "--cluster-name",
+                        "bench-down",
+                        "--load-definitions",
+                        &defs_arg,
+                    ],
                 )?;
                 let down_uri = down.uri();
                 Ok(Pair {
@@ -242,7 +247,9 @@ fn await_link(ctx: &Ctx, pair: &Pair, queue: &str) -> Result<(), String> {
     waiter.extend(["-e".into(), EXCHANGE.into(), "-u".into(), queue.into()]);
     waiter.extend(strings(&["-D", "1"]));
     let mut child = spawn_perf(ctx, &pair.down_uri, &waiter)?;
-    let probe = strings(&["-x1", "-y0", "-s16", "-p", "-e", EXCHANGE, "-k", "ready", "-C", "1"]);
+    let probe = strings(&[
+        "-x1", "-y0", "-s16", "-p", "-e", EXCHANGE, "-k", "ready", "-C", "1",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -288,7 +295,9 @@ fn transfer(
         let _ = consumer.kill();
         let _ = consumer.wait();
         let _ = finish_perf(publisher, "publisher", Duration::from_secs(5));
-        return Err(format!("F1: the consumer had not received {messages} in time"));
+        return Err(format!(
+            "F1: the consumer had not received {messages} in time"
+        ));
     }
     let elapsed = started.elapsed().as_secs_f64();
     let c = finish_perf(consumer, "consumer", Duration::from_secs(1))?;
@@ -338,7 +347,10 @@ pub(super) fn run_round(
     let cpu = (pair.cpu_ticks()? - before) as f64 / ctx.ticks;
     let mut put = |m: Metric, v: Option<f64>| {
         if let Some(v) = v {
-            figures.entry((SCENARIO.to_string(), m)).or_default().push(v);
+            figures
+                .entry((SCENARIO.to_string(), m))
+                .or_default()
+                .push(v);
         }
     };
     put(Metric::ConsumeRate, Some(rate));
@@ -368,13 +380,19 @@ mod tests {
         assert_eq!(p["value"]["ack-mode"], "on-confirm");
         assert_eq!(p["value"]["prefetch-count"], 1000);
         assert_eq!(d["policies"][0]["pattern"], "^bench-f1$");
-        assert_eq!(d["policies"][0]["definition"]["federation-upstream"], "bench-up");
+        assert_eq!(
+            d["policies"][0]["definition"]["federation-upstream"],
+            "bench-up"
+        );
     }
 
     #[test]
     fn perf_flags() {
         let c = consumer_flags("q", 10).join(" ");
-        assert_eq!(c, "-x0 -y1 -s16 -q100 -t direct -e bench-f1 -u q -k f1 -D 10");
+        assert_eq!(
+            c,
+            "-x0 -y1 -s16 -q100 -t direct -e bench-f1 -u q -k f1 -D 10"
+        );
         let p = publisher_flags(10).join(" ");
         assert_eq!(p, "-x1 -y0 -s16 -c1000 -p -e bench-f1 -k f1 -C 10");
     }
