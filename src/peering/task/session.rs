@@ -197,6 +197,8 @@ impl Session {
             self.send(CHANNEL, &open);
             self.pending.push(Pending::ChannelOpen);
             t.incarnation += 1;
+            t.live
+                .store(t.incarnation, std::sync::atomic::Ordering::Release);
             self.acks = AckRun::default();
             self.next_seq = 1;
             self.ready = false;
@@ -508,6 +510,7 @@ impl Session {
                     acker: Acker {
                         commands: t.commands_tx.clone(),
                         incarnation: t.incarnation,
+                        live: t.live.clone(),
                         delivery_tag: m.delivery_tag,
                         no_ack,
                     },
