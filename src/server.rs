@@ -111,7 +111,12 @@ impl Server {
         let prometheus = match broker.config().prometheus.port {
             Some(port) => {
                 let at = SocketAddr::new(broker.config().prometheus.bind, port);
-                let started = management::metrics::start(broker.clone(), at, shutdown_rx.clone());
+                let started = management::metrics::start(
+                    broker.clone(),
+                    federation.clone(),
+                    at,
+                    shutdown_rx.clone(),
+                );
                 Some(started.await.map_err(|e| {
                     std::io::Error::new(e.kind(), format!("Prometheus endpoint on {at}: {e}"))
                 })?)

@@ -419,3 +419,62 @@ async fn rabbitmq_as_upstream_in_publisher_mode() {
     let _ = rch.queue_delete(&queue, Default::default()).await;
     let _ = rch.exchange_delete(&exchange, Default::default()).await;
 }
+
+/// Each link's state and counters are in `/metrics`, labelled by vhost, exchange and
+/// upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_status_in_prometheus() {
+    let up = bare_node("up").await;
+    let down = support::broker::start_with(fedamq::config::Config {
+        cluster_name: Some("down".into()),
+        ..Default::default()
+    })
+    .await;
+    let (_conns, uch, dch) = fed_on_both(&up, &down).await;
+    federate(&down, "up", &up.url("guest", "guest"), "^fed$");
+    bound_queue(&dch, "local", "fed", "#").await;
+    eventually("mirrored", || bindings_of(&up, "fed") == 1).await;
+    eventually("the link runs", || links_run(&down, 1)).await;
+    for key in ["a", "b", "c"] {
+        publish_confirmed(&uch, "fed", key, key.as_bytes()).await;
+    }
+    wait_depth(&down, "local", 3).await;
+    eventually("settled", || links_settled(&down)).await;
+    let addr = down
+        .prometheus_addr()
+        .expect("the Prometheus endpoint is on");
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = r#"vhost="/",exchange="fed",upstream="up""#;
+    for (series, value) in [
+        (
+            format!("fedamq_federation_link_state{{{labels},state=\"running\"}}"),
+            "1",
+        ),
+        (
+            format!("fedamq_federation_link_state{{{labels},state=\"blocked\"}}"),
+            "0",
+        ),
+        (
+            format!("fedamq_federation_link_messages_received_total{{{labels}}}"),
+            "3",
+        ),
+        (
+            format!("fedamq_federation_link_messages_acked_total{{{labels}}}"),
+            "3",
+        ),
+        (
+            format!("fedamq_federation_link_messages_in_flight{{{labels}}}"),
+            "0",
+        ),
+        (format!("fedamq_federation_link_bindings{{{labels}}}"), "1"),
+    ] {
+        let line = format!("{series} {value}");
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    assert!(text.contains("# TYPE fedamq_federation_link_messages_received_total counter"));
+}

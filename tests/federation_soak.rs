@@ -234,3 +234,72 @@ async fn long_soak() {
     .await;
     check(&r);
 }
+
+/// Binds `bindings` distinct keys downstream (pipelined, nowait) while the link's
+/// connection has 100 ms of added latency each way, and returns how long it took from
+/// the first bind until all of them were mirrored upstream. The link pipelines its
+/// `exchange.bind`s, so this is a few round trips, not one per binding.
+async fn binding_propagation(bindings: usize) -> std::time::Duration {
+    let up = bare_node("up").await;
+    let down = bare_node("down").await;
+    let proxy = FaultProxy::start(up.local_addr()).await;
+    let (_conns, _uch, dch) = fed_on_both(&up, &down).await;
+    proxy.set_delay(std::time::Duration::from_millis(100));
+    federate(&down, "up", &proxy.url("guest", "guest", "/"), "^fed$");
+    eventually("the link runs", || links_run(&down, 1)).await;
+    dch.queue_declare(
+        "q",
+        lapin::options::QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    for i in 0..bindings {
+        dch.queue_bind(
+            "q",
+            "fed",
+            &format!("k.{i}"),
+            lapin::options::QueueBindOptions { nowait: true },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // A hang guard only: how long it takes is the report's figure, not a test bound.
+    let give_up = Instant::now() + PATIENCE * 4;
+    while bindings_of(&up, "fed") < bindings {
+        assert!(
+            Instant::now() < give_up,
+            "only {} of {bindings} bindings mirrored",
+            bindings_of(&up, "fed")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    assert_eq!(depth(&down, "q"), 0);
+    eventually("the link settles", || links_settled(&down)).await;
+    assert_eq!(links(&down)[0].counters.bindings, bindings as u64);
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_propagate_pipelined_over_a_slow_link() {
+    let took = binding_propagation(2_000).await;
+    println!("fed-soak: 2000 bindings mirrored over 100 ms latency in {took:?}");
+}
+
+/// `cargo xtask fed-soak --bindings N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by cargo xtask fed-soak --bindings"]
+async fn long_binding_propagation() {
+    let n = std::env::var("FEDAMQ_SOAK_BINDINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40_000);
+    let took = binding_propagation(n).await;
+    println!(
+        "fed-soak: {n} bindings mirrored over a link with 100 ms added latency in {:.2} s",
+        took.as_secs_f64()
+    );
+}

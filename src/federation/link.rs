@@ -858,6 +858,12 @@ impl Session {
     /// Republishes one delivery locally and settles it upstream. False: the local
     /// exchange is gone.
     async fn deliver(&mut self, d: Delivery) -> bool {
+        if d.acker.is_stale() {
+            // Its connection is gone: the upstream has requeued it and delivers it
+            // again on the next one; taking it now would only make a duplicate.
+            self.count(|c| c.stale += 1);
+            return true;
+        }
         let redelivered = d.redelivered;
         self.count(|c| {
             c.received += 1;

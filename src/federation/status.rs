@@ -49,6 +49,9 @@ pub struct LinkCounters {
     pub acked: u64,
     /// Dropped by the loop rule (max-hops, or back at its origin), acked.
     pub dropped: u64,
+    /// Deliveries of a connection that had already ended, skipped unsettled (the
+    /// upstream requeued them and delivers them again).
+    pub stale: u64,
     /// Received with the redelivered flag (possible duplicates, flagged in
     /// `x-received-from`).
     pub redelivered: u64,
@@ -127,6 +130,7 @@ impl LinkStatus {
             "messages_dropped": c.dropped,
             "messages_in_flight": c.received.saturating_sub(c.acked + c.dropped),
             "messages_redelivered": c.redelivered,
+            "messages_stale_skipped": c.stale,
             "reconnects": c.connects.saturating_sub(1),
             "bindings": c.bindings,
             "bindings_pending": c.bindings_pending,

@@ -165,11 +165,21 @@ pub struct Returned {
 pub struct Acker {
     commands: mpsc::WeakUnboundedSender<Command>,
     incarnation: u64,
+    /// The incarnation whose channel is open now (the task moves it on when the
+    /// connection or channel ends).
+    live: Arc<std::sync::atomic::AtomicU64>,
     delivery_tag: u64,
     no_ack: bool,
 }
 
 impl Acker {
+    /// The delivery came on a channel or connection that has ended: the remote has
+    /// requeued it and will deliver it again, so the owner may drop it unsettled
+    /// instead of taking a copy it will get anyway.
+    pub fn is_stale(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire) != self.incarnation
+    }
+
     /// The owner has the message: the remote may forget it.
     pub fn ack(self) {
         self.settle(Settle::Ack);

@@ -3,7 +3,8 @@
 //! hits both; one table with each figure for both brokers and their ratio, also written
 //! to `bench/results/<date>-<commit>.md`. The brokers are started and measured by
 //! `brokers.rs`; the TLS scenarios' certificates and listeners, and the report's TLS cost,
-//! by `bench_compare/tls.rs`.
+//! by `bench_compare/tls.rs`; the federation scenario's pairs of brokers by
+//! `bench_compare/federation.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bench_env::{release_binaries, revision, task_main, thousands};
+mod federation;
 mod tls;
 
 use crate::brokers::{
@@ -22,11 +24,11 @@ use crate::brokers::{
     vm_kib, wait_exit,
 };
 
-const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1b,S2,S1t,S2t,S3,S4,S5,S6,S7] \
+const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1b,S2,S1t,S2t,S3,S4,S5,S6,S7,F1] \
 [--seconds N] [--rounds N] [--backlog N] [--connections N] [--no-build] [--no-write]";
 
-const ALL: [&str; 11] = [
-    "S1", "S1u", "S1b", "S2", "S1t", "S2t", "S3", "S4", "S5", "S6", "S7",
+const ALL: [&str; 12] = [
+    "S1", "S1u", "S1b", "S2", "S1t", "S2t", "S3", "S4", "S5", "S6", "S7", "F1",
 ];
 
 struct Options {
@@ -430,6 +432,13 @@ fn run_scenario(
     Ok(())
 }
 
+/// `/proc/loadavg`'s first three figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "-".into())
+}
+
 fn per_million(cpu_s: f64, msgs: f64) -> Option<f64> {
     (msgs > 0.0).then(|| cpu_s / (msgs / 1e6))
 }
@@ -480,6 +489,7 @@ fn scenario_title(s: &str, o: &Options) -> String {
         return tls::title(s, &scenario_title(plain, o));
     }
     match s {
+        federation::SCENARIO => federation::title(),
         "S1" => "S1: 1p/1c, 16 B, auto-ack".into(),
         "S1u" => "S1u: S1 with one write per publish (as pika, amqplib, amqprs)".into(),
         "S1b" => "S1b: 1p/1c, 1 KiB, auto-ack".into(),
@@ -564,6 +574,7 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
         ticks: clock_ticks_per_second(),
     };
     let started = Instant::now();
+    let load_before = load_average();
     let mut figures: [Figures; 2] = [Figures::new(), Figures::new()];
     // Per broker: RSS right after start (one per start), version, Erlang release.
     let mut idle_rss: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
@@ -576,6 +587,15 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
             // gets a freshly started broker, so memory figures are the scenario's own and
             // not what an earlier one left in the allocator.
             for (i, which) in [Which::Fedamq, Which::Rabbit].into_iter().enumerate() {
+                if s == federation::SCENARIO {
+                    let (name, rss) =
+                        federation::run_round(&ctx, which, &fedamq_bin, round, &mut figures[i])?;
+                    idle_rss[i].push(rss);
+                    if let Some(name) = name {
+                        names[i] = name;
+                    }
+                    continue;
+                }
                 let mut broker = match certs.as_ref().filter(|_| tls::plain_of(s).is_some()) {
                     Some(certs) => tls::start(which, &fedamq_bin, certs)?,
                     None if which == Which::Fedamq => Broker::start_fedamq(&fedamq_bin, &[])?,
@@ -614,7 +634,8 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     md.push_str(&revision.lines());
     let _ = writeln!(
         md,
-        "- brokers: {} (release build) and {}{} (Debian package, no plugins, default configuration)",
+        "- brokers: {} (release build) and {}{} (Debian package, no plugins but F1's \
+         rabbitmq_federation, default configuration)",
         names[0],
         names[1],
         if erlang.is_empty() {
@@ -635,6 +656,11 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     );
     let _ = writeln!(
         md,
+        "- load average (1, 5, 15 min) before the run: {load_before}; after: {}",
+        load_average()
+    );
+    let _ = writeln!(
+        md,
         "- load generator: fedamq-perf on the same machine as the broker (they share the cores); \
          one connection per producer and consumer; each run starts its broker afresh (RSS \
          2 s after start: fedamq {:.1} MiB, RabbitMQ {:.1} MiB)",
@@ -650,6 +676,9 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
          all connections open divided by their number; ✓ marks the figures where fedamq is better by more than 5 %\n"
     );
     md.push_str(&table(o, (&names[0], &names[1]), &figures[0], &figures[1]));
+    if o.scenarios.iter().any(|s| s == federation::SCENARIO) {
+        md.push_str(&federation::notes(&figures[0]));
+    }
     md.push_str(&tls::cost_section(
         o,
         (&names[0], &names[1]),

@@ -235,6 +235,15 @@ impl Broker {
 
     /// `config` is the node's whole `rabbitmq.conf` (in the new-style format).
     pub(crate) fn start_rabbit(config: &str) -> Result<Broker, String> {
+        Broker::start_rabbit_with_plugins(config, &[])
+    }
+
+    /// As [`Broker::start_rabbit`], with these plugins enabled (their dependencies
+    /// follow).
+    pub(crate) fn start_rabbit_with_plugins(
+        config: &str,
+        plugins: &[&str],
+    ) -> Result<Broker, String> {
         let server = find_rabbit_server().ok_or("rabbitmq-server not found after install")?;
         let bin_dir = server.parent().map(Path::to_path_buf).unwrap_or_default();
         let ctl = bin_dir.join("rabbitmqctl");
@@ -245,9 +254,13 @@ impl Broker {
         let dir = std::env::temp_dir().join(format!("fedamq-bench-rabbit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // No plugins (the host's enabled_plugins may start management on a fixed port),
-        // and our own config file so the host's rabbitmq.conf does not apply.
-        std::fs::write(dir.join("enabled_plugins"), "[].\n").map_err(|e| e.to_string())?;
+        // Only the plugins asked for (the host's enabled_plugins may start management on
+        // a fixed port), and our own config file so the host's rabbitmq.conf does not apply.
+        std::fs::write(
+            dir.join("enabled_plugins"),
+            format!("[{}].\n", plugins.join(",")),
+        )
+        .map_err(|e| e.to_string())?;
         std::fs::write(dir.join("rabbitmq.conf"), config).map_err(|e| e.to_string())?;
         let d = |p: &str| dir.join(p).display().to_string();
         let env: Vec<(String, String)> = vec![

@@ -4,15 +4,20 @@
 //! (each must be flagged redelivered). The soak itself is the ignored test `long_soak`
 //! in tests/federation_soak.rs (its short version runs with the test suite); this runs
 //! it in release mode with the sizes given.
+//!
+//! With `--bindings N` it runs the binding-propagation measure instead (the ignored
+//! test `long_binding_propagation`): N bindings made downstream, mirrored upstream over
+//! a link with 100 ms of added latency; it prints how long that took.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask fed-soak [--messages N] [--cuts K]";
+const USAGE: &str = "usage: cargo xtask fed-soak [--messages N] [--cuts K] | --bindings N";
 
 pub fn main(root: &Path, args: &[&str]) -> ExitCode {
     let mut messages = 100_000u64;
     let mut cuts = 1_000u64;
+    let mut bindings = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let value = |it: &mut std::slice::Iter<'_, &str>| it.next().and_then(|v| v.parse().ok());
@@ -25,6 +30,10 @@ pub fn main(root: &Path, args: &[&str]) -> ExitCode {
                 Some(n) => cuts = n,
                 None => return usage(),
             },
+            "--bindings" => match value(&mut it) {
+                Some(n) => bindings = Some(n),
+                None => return usage(),
+            },
             _ => return usage(),
         }
     }
@@ -32,6 +41,7 @@ pub fn main(root: &Path, args: &[&str]) -> ExitCode {
         .current_dir(root)
         .env("FEDAMQ_SOAK_MESSAGES", messages.to_string())
         .env("FEDAMQ_SOAK_CUTS", cuts.to_string())
+        .env("FEDAMQ_SOAK_BINDINGS", bindings.unwrap_or(0).to_string())
         .args([
             "test",
             "--release",
@@ -40,7 +50,11 @@ pub fn main(root: &Path, args: &[&str]) -> ExitCode {
             "--",
             "--ignored",
             "--exact",
-            "long_soak",
+            if bindings.is_some() {
+                "long_binding_propagation"
+            } else {
+                "long_soak"
+            },
             "--nocapture",
         ])
         .status();

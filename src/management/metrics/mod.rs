@@ -8,7 +8,7 @@
 //! Everything is read when Prometheus scrapes: queue snapshots (depths and the counters
 //! queues keep under their own lock), the broker's publish totals (which publishers add
 //! to once per batch), the connection registry (with each connection's channel count)
-//! and the memory gauge.
+//! and the memory gauge; each federation link's status (`federation.rs`).
 //! Each tunnel (opened by this node or to it) has its own series, labelled
 //! `direction`, `service` and `remote`, in both views: there are few of them.
 //! The message path does no extra work for metrics. Counters must never go down, but a
@@ -33,8 +33,10 @@ use crate::broker::hash::HashMap;
 use crate::broker::publish::PublishCounts;
 use crate::broker::queue::{Queue, QueueCounters};
 use crate::tunnel::{TunnelCounters, TunnelState, Tunnels};
+use crate::federation::{Federation, LinkStatus};
 
 mod exposition;
+mod federation;
 
 use exposition::{CONTENT_TYPE, Exposition, Kind};
 
@@ -42,6 +44,7 @@ use exposition::{CONTENT_TYPE, Exposition, Kind};
 #[derive(Debug)]
 struct Metrics {
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     totals: Mutex<Totals>,
 }
 
@@ -111,12 +114,14 @@ struct Scrape {
     alarm: bool,
     /// This broker's member of an HA pair, if it is one.
     ha: Option<crate::ha::HaStatus>,
+    links: Vec<LinkStatus>,
 }
 
 /// Binds `addr` and serves `/metrics` until `shutdown` turns true; returns the bound
 /// address.
 pub async fn start(
     broker: Arc<Broker>,
+    federation: Arc<Federation>,
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
@@ -124,6 +129,7 @@ pub async fn start(
     let bound = listener.local_addr()?;
     let app = router(Arc::new(Metrics {
         broker,
+        federation,
         totals: Mutex::default(),
     }));
     tokio::spawn(async move {
@@ -226,6 +232,7 @@ impl Metrics {
             watermark: broker.config().memory_high_watermark,
             alarm: *broker.alarm().borrow(),
             ha: crate::ha::Ha::of(broker).map(|h| h.status()),
+            links: self.federation.links(),
         }
     }
 }
@@ -548,6 +555,7 @@ fn render(s: &Scrape, per_object: bool) -> String {
         s.pending_bytes,
     );
     tunnel_series(&mut e, &s.tunnels);
+    federation::render(&mut e, &s.links);
     e.finish()
 }
 

@@ -15,6 +15,7 @@
 //! - `requests.rs`: which requests an owner may make, completed so a replay repeats
 //!   them exactly.
 
+mod acks;
 mod inbox;
 mod pending;
 mod requests;
@@ -22,6 +23,8 @@ mod session;
 pub(crate) mod side;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -111,6 +114,9 @@ pub(crate) struct TaskState {
     waiting: VecDeque<(Method, Waiter)>,
     /// Counts channel openings; delivery tags are only good on the one they came from.
     incarnation: u64,
+    /// `incarnation` while its channel is open; another value once it has ended (the
+    /// ackers read it: `Acker::is_stale`).
+    live: Arc<AtomicU64>,
     /// For names and tags the peering makes up.
     serial: u64,
     stop_waiters: Vec<oneshot::Sender<()>>,
@@ -133,6 +139,7 @@ pub(crate) async fn run(
         outbox: Outbox::default(),
         waiting: VecDeque::new(),
         incarnation: 0,
+        live: Arc::new(AtomicU64::new(0)),
         serial: 0,
         stop_waiters: Vec::new(),
         sides: Sides::default(),
@@ -175,6 +182,9 @@ pub(crate) async fn run(
             }
             Err(e) => (Ended::from(e), false),
         };
+        // Deliveries of the connection that ended are stale from now on.
+        t.incarnation += 1;
+        t.live.store(t.incarnation, Ordering::Release);
         if ran {
             attempt = 0;
         }

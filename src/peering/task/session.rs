@@ -24,6 +24,7 @@ use super::super::error::PeeringError;
 use super::super::link::Link;
 use super::super::status::PeeringState;
 use super::super::{Acker, Delivery, PeeringEvent, Returned};
+use super::acks::{AckRun, Send as AckSend};
 use super::inbox::{Content, Handed, Inbox, Violation};
 use super::pending::{Answered, InFlight, Pending};
 use super::{CHANNEL, Command, Ended, Settle, TaskState};
@@ -51,6 +52,8 @@ pub(super) struct Session {
     content: ContentAssembler<Method>,
     last_read: Instant,
     last_channel_error: Option<Instant>,
+    /// The owner's acks of this channel's deliveries, not yet sent.
+    acks: AckRun,
 }
 
 impl Session {
@@ -72,6 +75,7 @@ impl Session {
             content: ContentAssembler::new(),
             last_read: Instant::now(),
             last_channel_error: None,
+            acks: AckRun::default(),
         };
         s.open_channel(t);
         t.sides.up(&s.link.server_properties);
@@ -132,7 +136,7 @@ impl Session {
                     Some(c) => {
                         self.command(t, c);
                         // What else is queued is encoded too, so one flush (and one
-                        // write) carries many commands' frames.
+                        // write) carries many commands' frames (acks in one multiple ack).
                         for _ in 0..COMMAND_BATCH {
                             match commands.try_recv() {
                                 Ok(Command::Stop(done)) => {
@@ -156,7 +160,20 @@ impl Session {
         }
     }
 
+    fn send_ack(&mut self, delivery_tag: u64, multiple: bool) {
+        let ack = Method::BasicAck(BasicAck {
+            delivery_tag,
+            multiple,
+        });
+        self.send(CHANNEL, &ack);
+    }
+
     fn flush(&mut self) -> Result<(), Ended> {
+        if let Some(run) = self.acks.take() {
+            if self.channel == ChannelState::Open {
+                self.send_ack(run, true);
+            }
+        }
         if self.out.is_empty() {
             return Ok(());
         }
@@ -180,6 +197,9 @@ impl Session {
             self.send(CHANNEL, &open);
             self.pending.push(Pending::ChannelOpen);
             t.incarnation += 1;
+            t.live
+                .store(t.incarnation, std::sync::atomic::Ordering::Release);
+            self.acks = AckRun::default();
             self.next_seq = 1;
             self.ready = false;
             self.content = ContentAssembler::new();
@@ -305,17 +325,23 @@ impl Session {
                 if incarnation != t.incarnation || self.channel != ChannelState::Open {
                     return;
                 }
-                let m = match settle {
-                    Settle::Ack => Method::BasicAck(BasicAck {
-                        delivery_tag,
-                        multiple: false,
-                    }),
-                    Settle::Reject { requeue } => Method::BasicReject(BasicReject {
-                        delivery_tag,
-                        requeue,
-                    }),
-                };
-                self.send(CHANNEL, &m);
+                match settle {
+                    Settle::Ack => {
+                        if let AckSend::Single(tag) = self.acks.ack(delivery_tag) {
+                            self.send_ack(tag, false);
+                        }
+                    }
+                    Settle::Reject { requeue } => {
+                        if let Some(run) = self.acks.reject(delivery_tag) {
+                            self.send_ack(run, true);
+                        }
+                        let m = Method::BasicReject(BasicReject {
+                            delivery_tag,
+                            requeue,
+                        });
+                        self.send(CHANNEL, &m);
+                    }
+                }
             }
             Command::AttachSide(channel, owner) => t.sides.attach(channel, owner),
             Command::SideSend(channel, session, method) => {
@@ -501,6 +527,7 @@ impl Session {
                     acker: Acker {
                         commands: t.commands_tx.clone(),
                         incarnation: t.incarnation,
+                        live: t.live.clone(),
                         delivery_tag: m.delivery_tag,
                         no_ack,
                     },
@@ -665,6 +692,12 @@ impl Session {
         t: &mut TaskState,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Ended {
+        // Acks the owner gave go out before the close.
+        if let Some(run) = self.acks.take() {
+            if self.channel == ChannelState::Open {
+                self.send_ack(run, true);
+            }
+        }
         let close = Method::ConnectionClose(ConnectionClose {
             reply_code: ReplyCode::ReplySuccess.code(),
             reply_text: ShortString::from_static("peering stopped"),
