@@ -714,7 +714,10 @@ fn ha_section() {
             "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\narbiter = 3\n",
             "ha.arbiter",
         ),
-        ("[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\nname = \"\"\n", "ha.name"),
+        (
+            "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\nname = \"\"\n",
+            "ha.name",
+        ),
     ] {
         let err = apply_file(&mut Config::default(), path, text).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");

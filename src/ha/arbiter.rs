@@ -159,9 +159,9 @@ pub(super) async fn run(
                         let text = e.to_string();
                         if complained.as_ref() != Some(&text) {
                             match e {
-                                ArbiterError::Held { .. } => tracing::info!(
-                                    "HA: may not activate: the arbiter's {text}"
-                                ),
+                                ArbiterError::Held { .. } => {
+                                    tracing::info!("HA: may not activate: the arbiter's {text}")
+                                }
                                 _ => tracing::warn!("HA: may not activate: arbiter: {text}"),
                             }
                             complained = Some(text);

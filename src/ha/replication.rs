@@ -207,7 +207,11 @@ struct Hand {
 impl Hand {
     /// Drains every queue to `winner`, bounded by `limit`; true when nothing is left.
     async fn drain(&self, winner: &Remote, limit: Duration) -> bool {
-        if self.node.upgrade().is_none_or(|n| n.state() != State::Passive) {
+        if self
+            .node
+            .upgrade()
+            .is_none_or(|n| n.state() != State::Passive)
+        {
             return false;
         }
         let started = Instant::now();
@@ -270,7 +274,12 @@ async fn wait_for_closed_clients(broker: &Broker) {
         b.connections()
             .list()
             .into_iter()
-            .filter(|c| !b.users().user_tags(&c.user).iter().any(|t| t == PEERING_TAG))
+            .filter(|c| {
+                !b.users()
+                    .user_tags(&c.user)
+                    .iter()
+                    .any(|t| t == PEERING_TAG)
+            })
             .map(|c| c.id)
             .collect()
     };
