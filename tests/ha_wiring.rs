@@ -671,6 +671,17 @@ async fn with_an_arbiter_a_split_with_clients_on_both_sides_never_makes_two_acti
             .any(|l| l.contains("Arbiter token") && l.contains(&token.to_string())),
         "{text}"
     );
+    let addr = primary.prometheus_addr().unwrap();
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("fedamq_ha_fencing_token {token}")),
+        "{metrics}"
+    );
 
     // A client on the primary publishes through the split.
     let on_primary = connect(&primary, "app").await.unwrap();
