@@ -5,6 +5,7 @@
 
 #[allow(unused_imports)]
 use super::methods::*;
+use bytes::BytesMut;
 
 /// A tunnel service as the spec defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,22 @@ pub struct ServiceInfo {
     pub class_id: u16,
     /// Its protocol version (`<class version=…>`).
     pub version: u16,
+}
+
+/// The class ids reserved for tunnel services.
+pub const SERVICE_CLASS_IDS: std::ops::RangeInclusive<u16> = 1000..=1999;
+/// The (class id, method id) a method frame's payload starts with, if it is a
+/// tunnel service's method (one the spec defines or not).
+pub fn service_method_ids(payload: &[u8]) -> Option<(u16, u16)> {
+    match payload {
+        [a, b, c, d, ..] => {
+            let class_id = u16::from_be_bytes([*a, *b]);
+            SERVICE_CLASS_IDS
+                .contains(&class_id)
+                .then(|| (class_id, u16::from_be_bytes([*c, *d])))
+        }
+        _ => None,
+    }
 }
 
 /// Every tunnel service the spec defines.
@@ -28,9 +45,59 @@ pub fn service(name: &str) -> Option<&'static ServiceInfo> {
 pub trait ServiceHandler: Send {
     /// Which service this implements.
     fn info(&self) -> &'static ServiceInfo;
-    /// Hands over one method the other side sent; a method of another class is
-    /// refused with its name.
-    fn handle(&mut self, method: Method) -> Result<(), &'static str>;
+    /// Hands over one method the other side sent, as its method frame's payload
+    /// (class id, method id, arguments); a method of another class is refused with
+    /// its name, one that does not decode with [`UNDECODABLE`].
+    fn handle(&mut self, payload: &[u8]) -> Result<(), &'static str>;
+}
+
+/// Why [`ServiceHandler::handle`] refused a payload that is no whole method.
+pub const UNDECODABLE: &str = "a method that does not decode";
+/// A method a tunnel can carry to a service: the runtime encodes it once, when it
+/// is sent, and keeps the encoding until the other side has it. Implemented for
+/// each service method, and for [`Method`].
+pub trait ServiceMethod {
+    fn class_id(&self) -> u16;
+    /// `class.method`, as in the spec.
+    fn name(&self) -> &'static str;
+    /// Writes the method frame payload: class id, method id, then arguments.
+    fn encode_payload(&self, buf: &mut BytesMut);
+}
+
+impl ServiceMethod for Method {
+    fn class_id(&self) -> u16 {
+        Method::class_id(self)
+    }
+    fn name(&self) -> &'static str {
+        Method::name(self)
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
+}
+
+impl ServiceMethod for GreetingHello {
+    fn class_id(&self) -> u16 {
+        GreetingHello::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        GreetingHello::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
+}
+
+impl ServiceMethod for GreetingHelloOk {
+    fn class_id(&self) -> u16 {
+        GreetingHelloOk::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        GreetingHelloOk::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
 }
 
 /// The `greeting` tunnel service: class 1000.
@@ -55,18 +122,43 @@ impl<S: GreetingService> ServiceHandler for Greeting<S> {
     fn info(&self) -> &'static ServiceInfo {
         &GREETING
     }
-    fn handle(&mut self, method: Method) -> Result<(), &'static str> {
-        match method {
-            Method::GreetingHello(m) => {
+    fn handle(&mut self, payload: &[u8]) -> Result<(), &'static str> {
+        match Method::decode(payload) {
+            Ok(Method::GreetingHello(m)) => {
                 self.0.hello(m);
                 Ok(())
             }
-            Method::GreetingHelloOk(m) => {
+            Ok(Method::GreetingHelloOk(m)) => {
                 self.0.hello_ok(m);
                 Ok(())
             }
-            other => Err(other.name()),
+            Ok(other) => Err(other.name()),
+            Err(_) => Err(UNDECODABLE),
         }
+    }
+}
+
+impl ServiceMethod for BrokerIdentify {
+    fn class_id(&self) -> u16 {
+        BrokerIdentify::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        BrokerIdentify::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
+}
+
+impl ServiceMethod for BrokerIdentifyOk {
+    fn class_id(&self) -> u16 {
+        BrokerIdentifyOk::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        BrokerIdentifyOk::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
     }
 }
 
@@ -93,18 +185,31 @@ impl<S: BrokerService> ServiceHandler for Broker<S> {
     fn info(&self) -> &'static ServiceInfo {
         &BROKER
     }
-    fn handle(&mut self, method: Method) -> Result<(), &'static str> {
-        match method {
-            Method::BrokerIdentify(m) => {
+    fn handle(&mut self, payload: &[u8]) -> Result<(), &'static str> {
+        match Method::decode(payload) {
+            Ok(Method::BrokerIdentify(m)) => {
                 self.0.identify(m);
                 Ok(())
             }
-            Method::BrokerIdentifyOk(m) => {
+            Ok(Method::BrokerIdentifyOk(m)) => {
                 self.0.identify_ok(m);
                 Ok(())
             }
-            other => Err(other.name()),
+            Ok(other) => Err(other.name()),
+            Err(_) => Err(UNDECODABLE),
         }
+    }
+}
+
+impl ServiceMethod for HaState {
+    fn class_id(&self) -> u16 {
+        HaState::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        HaState::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
     }
 }
 
@@ -131,14 +236,51 @@ impl<S: HaService> ServiceHandler for Ha<S> {
     fn info(&self) -> &'static ServiceInfo {
         &HA
     }
-    fn handle(&mut self, method: Method) -> Result<(), &'static str> {
-        match method {
-            Method::HaState(m) => {
+    fn handle(&mut self, payload: &[u8]) -> Result<(), &'static str> {
+        match Method::decode(payload) {
+            Ok(Method::HaState(m)) => {
                 self.0.state(m);
                 Ok(())
             }
-            other => Err(other.name()),
+            Ok(other) => Err(other.name()),
+            Err(_) => Err(UNDECODABLE),
         }
+    }
+}
+
+impl ServiceMethod for ReplicaSnapshot {
+    fn class_id(&self) -> u16 {
+        ReplicaSnapshot::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        ReplicaSnapshot::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
+}
+
+impl ServiceMethod for ReplicaChange {
+    fn class_id(&self) -> u16 {
+        ReplicaChange::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        ReplicaChange::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
+    }
+}
+
+impl ServiceMethod for ReplicaResync {
+    fn class_id(&self) -> u16 {
+        ReplicaResync::CLASS_ID
+    }
+    fn name(&self) -> &'static str {
+        ReplicaResync::NAME
+    }
+    fn encode_payload(&self, buf: &mut BytesMut) {
+        self.encode(buf)
     }
 }
 
@@ -168,21 +310,22 @@ impl<S: ReplicaService> ServiceHandler for Replica<S> {
     fn info(&self) -> &'static ServiceInfo {
         &REPLICA
     }
-    fn handle(&mut self, method: Method) -> Result<(), &'static str> {
-        match method {
-            Method::ReplicaSnapshot(m) => {
+    fn handle(&mut self, payload: &[u8]) -> Result<(), &'static str> {
+        match Method::decode(payload) {
+            Ok(Method::ReplicaSnapshot(m)) => {
                 self.0.snapshot(m);
                 Ok(())
             }
-            Method::ReplicaChange(m) => {
+            Ok(Method::ReplicaChange(m)) => {
                 self.0.change(m);
                 Ok(())
             }
-            Method::ReplicaResync(m) => {
+            Ok(Method::ReplicaResync(m)) => {
                 self.0.resync(m);
                 Ok(())
             }
-            other => Err(other.name()),
+            Ok(other) => Err(other.name()),
+            Err(_) => Err(UNDECODABLE),
         }
     }
 }
