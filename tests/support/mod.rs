@@ -9,6 +9,7 @@ pub mod arbitrary;
 pub mod broker;
 pub mod etcd;
 pub mod fault_proxy;
+pub mod ha_pair;
 pub mod federation;
 pub mod management;
 pub mod prims;

@@ -1,0 +1,1000 @@
+//! An HA pair of real `fedamq` processes for fault tests (issue 13), and a checker in
+//! the spirit of Jepsen's `total-queue`.
+//!
+//! Each member is the binary started from a config file of its own (AMQP and management
+//! on free ports read back from its output, Prometheus off, an epoch file in the pair's
+//! temporary directory). Fault proxies sit between the members (each member's `peer`
+//! URI names a proxy towards the other, so a test can split them) and between the
+//! clients and each member (so clients keep one address across restarts, and a test can
+//! cut them off). A member can be killed (`kill -9`), paused (SIGSTOP/SIGCONT),
+//! restarted, and run under libfaketime with a wall clock the test moves. Dropping the
+//! pair kills both processes.
+//!
+//! The checker publishes numbered messages with confirms, failing over between the two
+//! client addresses, optionally consumes at the same time, drains both members at the
+//! end as an administrator (always admitted, even on a passive member), and reports
+//! confirmed messages lost, duplicates, and the longest time with no active member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::fault_proxy::FaultProxy;
+use super::management::Http;
+
+/// The queue the checker publishes to and consumes from.
+pub const QUEUE: &str = "ha-checker";
+/// How long a member may take to print its addresses after being started.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+/// Bounds one management request (a paused member never answers).
+const HTTP_PATIENCE: Duration = Duration::from_millis(1500);
+
+/// Which member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Backup,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+        }
+    }
+
+    pub fn other(self) -> Role {
+        match self {
+            Role::Primary => Role::Backup,
+            Role::Backup => Role::Primary,
+        }
+    }
+}
+
+/// One member's `/api/ha`, the fields the tests look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaView {
+    pub state: String,
+    pub epoch: u64,
+    pub transitions: u64,
+    pub refused_clients: u64,
+    pub reason: String,
+    pub peer_state: Option<String>,
+}
+
+impl HaView {
+    fn from_json(v: &Value) -> Option<HaView> {
+        Some(HaView {
+            state: v.get("state")?.as_str()?.to_string(),
+            epoch: v.get("epoch")?.as_u64()?,
+            transitions: v.get("transitions")?.as_u64()?,
+            refused_clients: v.get("refused_clients")?.as_u64()?,
+            reason: v.get("reason")?.as_str()?.to_string(),
+            peer_state: v
+                .get("peer")
+                .and_then(|p| p.get("state"))
+                .and_then(|s| s.as_str())
+                .map(str::to_string),
+        })
+    }
+}
+
+/// A member's process as it runs now.
+struct Running {
+    child: Child,
+    amqp: SocketAddr,
+    http: Http,
+}
+
+/// One member: its config, its process (when running) and everything it printed.
+pub struct Member {
+    pub role: Role,
+    config: PathBuf,
+    /// The wall-clock offset file libfaketime reads, when run under it.
+    faketime: Option<PathBuf>,
+    running: Option<Running>,
+    log: Arc<Mutex<Vec<String>>>,
+    paused: bool,
+}
+
+impl Member {
+    /// Starts the process and waits for its addresses.
+    fn start(&mut self) -> SocketAddr {
+        assert!(self.running.is_none(), "{} already running", self.role.name());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fedamq"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn,fedamq::ha=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(file) = &self.faketime {
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME_TIMESTAMP_FILE", file)
+                // Re-read the offset at most once a second, so a jump shows while running.
+                .env("FAKETIME_CACHE_DURATION", "1")
+                // A wall-clock step (NTP, `date -s`) moves CLOCK_REALTIME only.
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let mut child = cmd.spawn().expect("fedamq starts");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = self.log.clone();
+            let tx = tx.clone();
+            let role = self.role.name();
+            // Keeps the pipe read for the life of the process (a full pipe would block it).
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("FEDAMQ_TEST_HA_LOG").is_some() {
+                        eprintln!("[{role}] {line}");
+                    }
+                    let _ = tx.send(line.clone());
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + START_PATIENCE;
+        let (mut amqp, mut http) = (None, None);
+        while amqp.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "{} did not print its addresses; output:\n{}",
+                        self.role.name(),
+                        self.log.lock().unwrap().join("\n")
+                    );
+                }
+            };
+            if let Some(a) = line.strip_prefix("fedamq listening on ") {
+                amqp = Some(a.trim().parse::<SocketAddr>().expect("an address"));
+            } else if let Some(a) = line.strip_prefix("management API on http://") {
+                http = Some(a.trim().to_string());
+            }
+        }
+        let amqp = amqp.unwrap();
+        self.running = Some(Running {
+            child,
+            amqp,
+            http: Http::new(&format!("http://{}", http.unwrap()), "guest", "guest"),
+        });
+        self.paused = false;
+        amqp
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().map(|r| r.child.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The member's own AMQP address (not through a proxy).
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().map(|r| r.amqp)
+    }
+
+    /// `kill -9`, and reaps the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut r) = self.running.take() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+        self.paused = false;
+    }
+
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+        self.paused = true;
+    }
+
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+        self.paused = false;
+    }
+
+    /// The management API as guest (administrator).
+    pub fn http(&self) -> Option<Http> {
+        self.running.as_ref().map(|r| r.http.clone())
+    }
+
+    /// `/api/ha` now; None when stopped, paused, or not answering in time.
+    pub async fn ha(&self) -> Option<HaView> {
+        if self.paused {
+            return None;
+        }
+        let http = self.http()?;
+        let reply = tokio::time::timeout(HTTP_PATIENCE, http.call("GET", "/api/ha", None))
+            .await
+            .ok()?;
+        (reply.status == 200)
+            .then(|| HaView::from_json(&reply.body))
+            .flatten()
+    }
+
+    /// Everything the member printed (all its runs).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Moves this member's wall clock by `offset` (libfaketime syntax: "+2h", "-30m"),
+    /// when it runs under libfaketime.
+    pub fn set_wall_clock(&self, offset: &str) {
+        let file = self.faketime.as_ref().expect("started under faketime");
+        std::fs::write(file, format!("{offset}\n")).unwrap();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// libfaketime's preload library (Debian's `libfaketime` package, pulled in by
+/// `faketime`).
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Whether libfaketime is here; when it is not, a test that needs it skips, unless
+/// FEDAMQ_TEST_REQUIRE_FAKETIME is set (CI), where it fails.
+pub fn faketime_available() -> bool {
+    let here = Path::new(FAKETIME_LIB).exists();
+    if !here && std::env::var_os("FEDAMQ_TEST_REQUIRE_FAKETIME").is_some() {
+        panic!("FEDAMQ_TEST_REQUIRE_FAKETIME is set but {FAKETIME_LIB} is missing");
+    }
+    here
+}
+
+/// How a pair is set up.
+#[derive(Clone, Debug)]
+pub struct PairOptions {
+    /// The `[ha] timeout`.
+    pub timeout: Duration,
+    /// Members run under libfaketime (wall clock the test moves).
+    pub faketime: Vec<Role>,
+}
+
+impl Default for PairOptions {
+    fn default() -> Self {
+        PairOptions {
+            timeout: Duration::from_secs(1),
+            faketime: Vec::new(),
+        }
+    }
+}
+
+/// Two members, the proxies between them and the proxies clients go through.
+pub struct HaPair {
+    pub primary: Member,
+    pub backup: Member,
+    /// The primary's `peer` URI points here; forwards to the backup.
+    pub link_to_backup: FaultProxy,
+    /// The backup's `peer` URI points here; forwards to the primary.
+    pub link_to_primary: FaultProxy,
+    /// Where clients reach the primary.
+    pub clients_to_primary: FaultProxy,
+    /// Where clients reach the backup.
+    pub clients_to_backup: FaultProxy,
+    pub timeout: Duration,
+    /// Each member's management API while it runs, for the sampler.
+    endpoints: Arc<Mutex<[Option<Http>; 2]>>,
+    dir: tempfile::TempDir,
+}
+
+/// Where nothing listens (a proxy's upstream before its member is up).
+fn nowhere() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn config_text(role: Role, timeout: Duration, peer: &FaultProxy, epoch: &Path) -> String {
+    let mut t = format!(
+        r#"bind = "127.0.0.1"
+port = 0
+heartbeat = 5
+
+[management]
+port = 0
+
+[prometheus]
+port = "off"
+
+[ha]
+role = "{role}"
+peer = "{peer}"
+timeout = "{timeout}ms"
+epoch_file = "{epoch}"
+"#,
+        role = role.name(),
+        peer = peer.url("peer", "peer-secret", "/"),
+        timeout = timeout.as_millis(),
+        epoch = epoch.display(),
+    );
+    for (name, tags) in [
+        ("guest", "[\"administrator\"]"),
+        ("peer", "[\"peering\"]"),
+        ("app", "[]"),
+    ] {
+        let password = match name {
+            "peer" => "peer-secret",
+            other => other,
+        };
+        t.push_str(&format!(
+            "\n[[user]]\nname = \"{name}\"\npassword = \"{password}\"\ntags = {tags}\n\
+             \n[[permission]]\nuser = \"{name}\"\nvhost = \"/\"\nconfigure = \".*\"\nwrite = \".*\"\nread = \".*\"\n"
+        ));
+    }
+    t
+}
+
+impl HaPair {
+    /// Writes both configs and starts the proxies; no member runs yet.
+    pub async fn new(options: PairOptions) -> HaPair {
+        let dir = tempfile::tempdir().unwrap();
+        let link_to_backup = FaultProxy::start(nowhere()).await;
+        let link_to_primary = FaultProxy::start(nowhere()).await;
+        let clients_to_primary = FaultProxy::start(nowhere()).await;
+        let clients_to_backup = FaultProxy::start(nowhere()).await;
+        let member = |role: Role, to_peer: &FaultProxy| {
+            let config = dir.path().join(format!("{}.toml", role.name()));
+            let epoch = dir.path().join(format!("{}.epoch", role.name()));
+            std::fs::write(&config, config_text(role, options.timeout, to_peer, &epoch)).unwrap();
+            let faketime = options.faketime.contains(&role).then(|| {
+                let f = dir.path().join(format!("{}.faketime", role.name()));
+                std::fs::write(&f, "+0\n").unwrap();
+                f
+            });
+            Member {
+                role,
+                config,
+                faketime,
+                running: None,
+                log: Arc::default(),
+                paused: false,
+            }
+        };
+        HaPair {
+            primary: member(Role::Primary, &link_to_backup),
+            backup: member(Role::Backup, &link_to_primary),
+            link_to_backup,
+            link_to_primary,
+            clients_to_primary,
+            clients_to_backup,
+            timeout: options.timeout,
+            endpoints: Arc::default(),
+            dir,
+        }
+    }
+
+    /// A pair started primary first, waited until the primary is active and the backup
+    /// passive.
+    pub async fn started(options: PairOptions) -> HaPair {
+        let mut pair = HaPair::new(options).await;
+        pair.start(Role::Primary);
+        pair.start(Role::Backup);
+        pair.wait_states(Some("active"), Some("passive"), Duration::from_secs(60))
+            .await;
+        pair
+    }
+
+    pub fn member(&self, role: Role) -> &Member {
+        match role {
+            Role::Primary => &self.primary,
+            Role::Backup => &self.backup,
+        }
+    }
+
+    pub fn member_mut(&mut self, role: Role) -> &mut Member {
+        match role {
+            Role::Primary => &mut self.primary,
+            Role::Backup => &mut self.backup,
+        }
+    }
+
+    /// The proxies that reach `role`: from its peer, and from clients.
+    fn proxies_to(&self, role: Role) -> [&FaultProxy; 2] {
+        match role {
+            Role::Primary => [&self.link_to_primary, &self.clients_to_primary],
+            Role::Backup => [&self.link_to_backup, &self.clients_to_backup],
+        }
+    }
+
+    /// Starts (or restarts) a member and points its proxies at it.
+    pub fn start(&mut self, role: Role) {
+        let addr = self.member_mut(role).start();
+        for p in self.proxies_to(role) {
+            p.set_upstream(addr);
+        }
+        self.endpoints.lock().unwrap()[role as usize] = self.member(role).http();
+    }
+
+    /// `kill -9` of a member.
+    pub fn kill9(&mut self, role: Role) {
+        self.member_mut(role).kill9();
+        self.endpoints.lock().unwrap()[role as usize] = None;
+    }
+
+    pub fn restart(&mut self, role: Role) {
+        self.kill9(role);
+        self.start(role);
+    }
+
+    /// Cuts the link between the members and keeps it down (clients still reach both).
+    pub fn split(&self) {
+        for p in [&self.link_to_primary, &self.link_to_backup] {
+            p.set_refuse(true);
+            p.cut();
+        }
+    }
+
+    pub fn heal(&self) {
+        for p in [&self.link_to_primary, &self.link_to_backup] {
+            p.set_refuse(false);
+        }
+    }
+
+    /// `amqp://user:password@proxy/%2f` for clients of `role`.
+    pub fn client_url(&self, role: Role, user: &str, password: &str) -> String {
+        match role {
+            Role::Primary => self.clients_to_primary.url(user, password, "/"),
+            Role::Backup => self.clients_to_backup.url(user, password, "/"),
+        }
+    }
+
+    /// Both members' `/api/ha` now.
+    pub async fn states(&self) -> (Option<HaView>, Option<HaView>) {
+        tokio::join!(self.primary.ha(), self.backup.ha())
+    }
+
+    /// Waits until each member's state is the one given (None: any), or panics with
+    /// both states and logs after `patience`.
+    pub async fn wait_states(
+        &self,
+        primary: Option<&str>,
+        backup: Option<&str>,
+        patience: Duration,
+    ) -> (Option<HaView>, Option<HaView>) {
+        let deadline = Instant::now() + patience;
+        loop {
+            let (p, b) = self.states().await;
+            let ok = |want: Option<&str>, got: &Option<HaView>| {
+                want.is_none_or(|w| got.as_ref().is_some_and(|g| g.state == w))
+            };
+            if ok(primary, &p) && ok(backup, &b) {
+                return (p, b);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "states never became primary {primary:?} backup {backup:?}: last {p:?} {b:?}\n\
+                     --- primary log\n{}\n--- backup log\n{}",
+                    self.primary.log(),
+                    self.backup.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Both logs, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- primary log\n{}\n--- backup log\n{}",
+            self.primary.log(),
+            self.backup.log()
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// What a state sampler saw.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    pub count: usize,
+    /// Samples in which both members said they were active.
+    pub two_actives: usize,
+    /// The longest run of samples with no member answering as active.
+    pub longest_without_active: Duration,
+    /// Each sample: time since the sampler started, primary's and backup's state.
+    pub trace: Vec<(Duration, Option<String>, Option<String>)>,
+}
+
+impl Samples {
+    /// The samples from `from` (time since start) on.
+    pub fn two_actives_after(&self, from: Duration) -> usize {
+        self.trace
+            .iter()
+            .filter(|(t, p, b)| {
+                *t >= from && p.as_deref() == Some("active") && b.as_deref() == Some("active")
+            })
+            .count()
+    }
+}
+
+/// Polls both members' `/api/ha` every 50 ms until stopped. A member that does not
+/// answer (killed, paused) counts as not active.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Samples>,
+    started: Instant,
+}
+
+impl Sampler {
+    /// Follows members restarted while it runs.
+    pub fn start(pair: &HaPair) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let urls = pair.endpoints.clone();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Samples::default();
+            let mut without_since: Option<Instant> = None;
+            while !s.load(Ordering::Relaxed) {
+                let [p, b] = urls.lock().unwrap().clone();
+                let get = |h: Option<Http>| async move {
+                    let h = h?;
+                    let r = tokio::time::timeout(
+                        Duration::from_millis(300),
+                        h.call("GET", "/api/ha", None),
+                    )
+                    .await
+                    .ok()?;
+                    HaView::from_json(&r.body).map(|v| v.state)
+                };
+                let (p, b) = tokio::join!(get(p), get(b));
+                let now = Instant::now();
+                let active = |x: &Option<String>| x.as_deref() == Some("active");
+                out.count += 1;
+                if active(&p) && active(&b) {
+                    out.two_actives += 1;
+                }
+                if active(&p) || active(&b) {
+                    without_since = None;
+                } else {
+                    let since = *without_since.get_or_insert(now);
+                    out.longest_without_active = out.longest_without_active.max(now - since);
+                }
+                out.trace.push((now - started, p, b));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            out
+        });
+        Sampler {
+            stop,
+            task,
+            started,
+        }
+    }
+
+    /// Time since the sampler started (to mark events in its trace).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub async fn finish(self) -> Samples {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// What the publisher and consumers did, shared with the test while they run.
+#[derive(Default)]
+struct Record {
+    /// Ids confirmed (ack) by a broker, with where and when.
+    confirmed: BTreeMap<u64, (Role, Instant)>,
+    /// Ids published whose outcome is unknown (the connection went first) or nacked.
+    unconfirmed: BTreeSet<u64>,
+    /// Every id received by a consumer (repeats kept).
+    received: Vec<(u64, Role)>,
+    /// (time, member) of every connection the publisher made.
+    publisher_connections: Vec<(Instant, Role)>,
+}
+
+/// The checker's verdict.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub published: u64,
+    pub confirmed: usize,
+    pub unconfirmed: usize,
+    /// Confirmed ids no consumer received.
+    pub lost: Vec<u64>,
+    /// Ids received more than once, and how many times.
+    pub duplicates: BTreeMap<u64, usize>,
+    /// Ids received that were never published.
+    pub unexpected: Vec<u64>,
+    /// Ids received at each member (drain and live consumer together).
+    pub received_at: BTreeMap<&'static str, usize>,
+    /// The longest time between two confirms seen by the publisher.
+    pub longest_confirm_gap: Duration,
+    /// Publisher connections made, by member.
+    pub connections: BTreeMap<&'static str, usize>,
+}
+
+/// A publisher (and optionally a live consumer) over both client addresses.
+pub struct Checker {
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+    next_id: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    admin_urls: [(Role, String); 2],
+}
+
+/// Bounds each step of a client: a paused broker answers nothing.
+const CLIENT_PATIENCE: Duration = Duration::from_secs(2);
+
+async fn connect(url: &str) -> Option<Connection> {
+    tokio::time::timeout(
+        CLIENT_PATIENCE,
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+async fn declare(ch: &lapin::Channel) -> bool {
+    matches!(
+        tokio::time::timeout(
+            CLIENT_PATIENCE,
+            ch.queue_declare(
+                QUEUE.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+impl Checker {
+    /// Starts publishing as `app` through the pair's client proxies, first to the
+    /// primary, moving to the other address whenever a connection fails or a confirm
+    /// does not come within 2 s. With `live_consumer`, also consumes (auto-ack) as it
+    /// goes, following the active member the same way.
+    pub fn start(pair: &HaPair, live_consumer: bool) -> Checker {
+        let urls = [
+            (Role::Primary, pair.client_url(Role::Primary, "app", "app")),
+            (Role::Backup, pair.client_url(Role::Backup, "app", "app")),
+        ];
+        let admin_urls = [
+            (
+                Role::Primary,
+                pair.client_url(Role::Primary, "guest", "guest"),
+            ),
+            (Role::Backup, pair.client_url(Role::Backup, "guest", "guest")),
+        ];
+        let mut c = Checker {
+            record: Arc::default(),
+            stop: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            tasks: Vec::new(),
+            admin_urls,
+        };
+        c.tasks.push(tokio::spawn(publish(
+            urls.clone(),
+            c.record.clone(),
+            c.stop.clone(),
+            c.next_id.clone(),
+        )));
+        if live_consumer {
+            c.tasks
+                .push(tokio::spawn(consume(urls, c.record.clone(), c.stop.clone())));
+        }
+        c
+    }
+
+    pub fn confirmed(&self) -> usize {
+        self.record.lock().unwrap().confirmed.len()
+    }
+
+    /// When the last confirm came, and from which member.
+    pub fn last_confirm(&self) -> Option<(Role, Instant)> {
+        self.record
+            .lock()
+            .unwrap()
+            .confirmed
+            .values()
+            .max_by_key(|(_, t)| *t)
+            .copied()
+    }
+
+    /// The first confirm from `role` after `after`.
+    pub fn first_confirm_from(&self, role: Role, after: Instant) -> Option<Instant> {
+        self.record
+            .lock()
+            .unwrap()
+            .confirmed
+            .values()
+            .filter(|(r, t)| *r == role && *t > after)
+            .map(|(_, t)| *t)
+            .min()
+    }
+
+    /// Waits until `pred` holds for the checker, or panics after `patience`.
+    pub async fn wait_for(&self, what: &str, patience: Duration, pred: impl Fn(&Checker) -> bool) {
+        let deadline = Instant::now() + patience;
+        while !pred(self) {
+            assert!(
+                Instant::now() < deadline,
+                "checker: never {what} (confirmed {})",
+                self.confirmed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the clients, drains both members (as guest, an administrator: admitted
+    /// even on a passive member; one not running is skipped) and reports.
+    pub async fn finish(mut self, pair: &HaPair) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        for (role, url) in self.admin_urls.clone() {
+            if !pair.member(role).is_running() {
+                continue;
+            }
+            drain(&url, role, &self.record).await;
+        }
+        let r = self.record.lock().unwrap();
+        let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut received_at: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (id, role) in &r.received {
+            *counts.entry(*id).or_default() += 1;
+            *received_at.entry(role.name()).or_default() += 1;
+        }
+        let published = self.next_id.load(Ordering::Relaxed) - 1;
+        let lost = r
+            .confirmed
+            .keys()
+            .filter(|id| !counts.contains_key(id))
+            .copied()
+            .collect();
+        let duplicates = counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, n)| (*id, *n))
+            .collect();
+        let unexpected = counts
+            .keys()
+            .filter(|id| **id == 0 || **id > published)
+            .copied()
+            .collect();
+        let mut times: Vec<Instant> = r.confirmed.values().map(|(_, t)| *t).collect();
+        times.sort();
+        let longest_confirm_gap = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        let mut connections: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (_, role) in &r.publisher_connections {
+            *connections.entry(role.name()).or_default() += 1;
+        }
+        Report {
+            published,
+            confirmed: r.confirmed.len(),
+            unconfirmed: r.unconfirmed.len(),
+            lost,
+            duplicates,
+            unexpected,
+            received_at,
+            longest_confirm_gap,
+            connections,
+        }
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Publishes ids 1, 2, ... one at a time, each waited for (confirm or failure) before
+/// the next, moving between the two addresses on any failure.
+async fn publish(
+    urls: [(Role, String); 2],
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+    next_id: Arc<AtomicU64>,
+) {
+    let mut at = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (role, url) = &urls[at];
+        let Some(conn) = connect(url).await else {
+            at = 1 - at;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        record
+            .lock()
+            .unwrap()
+            .publisher_connections
+            .push((Instant::now(), *role));
+        let ch = match tokio::time::timeout(CLIENT_PATIENCE, conn.create_channel()).await {
+            Ok(Ok(ch)) => ch,
+            _ => {
+                at = 1 - at;
+                continue;
+            }
+        };
+        let ok = matches!(
+            tokio::time::timeout(
+                CLIENT_PATIENCE,
+                ch.confirm_select(ConfirmSelectOptions::default())
+            )
+            .await,
+            Ok(Ok(()))
+        ) && declare(&ch).await;
+        if !ok {
+            at = 1 - at;
+            continue;
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let outcome = tokio::time::timeout(CLIENT_PATIENCE, async {
+                let pending = ch
+                    .basic_publish(
+                        "".into(),
+                        QUEUE.into(),
+                        BasicPublishOptions::default(),
+                        id.to_string().as_bytes(),
+                        BasicProperties::default(),
+                    )
+                    .await?;
+                pending.await
+            })
+            .await;
+            match outcome {
+                Ok(Ok(c)) if c.is_ack() => {
+                    record
+                        .lock()
+                        .unwrap()
+                        .confirmed
+                        .insert(id, (*role, Instant::now()));
+                }
+                Ok(Ok(_)) => {
+                    record.lock().unwrap().unconfirmed.insert(id);
+                }
+                _ => {
+                    record.lock().unwrap().unconfirmed.insert(id);
+                    break;
+                }
+            }
+        }
+        // A paused broker would hold a polite close: don't wait for it.
+        let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(200, "bye")).await;
+        at = 1 - at;
+    }
+}
+
+fn id_of(data: &[u8]) -> u64 {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Consumes with auto-ack, following whichever member admits it.
+async fn consume(urls: [(Role, String); 2], record: Arc<Mutex<Record>>, stop: Arc<AtomicBool>) {
+    let mut at = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (role, url) = &urls[at];
+        at = 1 - at;
+        let Some(conn) = connect(url).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(Ok(ch)) = tokio::time::timeout(CLIENT_PATIENCE, conn.create_channel()).await else {
+            continue;
+        };
+        if !declare(&ch).await {
+            continue;
+        }
+        let Ok(Ok(mut consumer)) = tokio::time::timeout(
+            CLIENT_PATIENCE,
+            ch.basic_consume(
+                QUEUE.into(),
+                "checker".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await
+        else {
+            continue;
+        };
+        // Until the connection fails, or nothing comes for a while (a paused broker
+        // looks like a quiet one: move on and come back).
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await {
+                Ok(Some(Ok(d))) => record
+                    .lock()
+                    .unwrap()
+                    .received
+                    .push((id_of(&d.data), *role)),
+                Ok(_) => break,
+                Err(_) => break,
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(200, "bye")).await;
+    }
+}
+
+/// Takes everything queued on one member with basic.get (acked), recording each.
+async fn drain(url: &str, role: Role, record: &Mutex<Record>) {
+    let Some(conn) = connect(url).await else {
+        return;
+    };
+    let Ok(Ok(ch)) = tokio::time::timeout(CLIENT_PATIENCE, conn.create_channel()).await else {
+        return;
+    };
+    if !declare(&ch).await {
+        return;
+    }
+    loop {
+        let got = tokio::time::timeout(
+            CLIENT_PATIENCE,
+            ch.basic_get(QUEUE.into(), BasicGetOptions::default()),
+        )
+        .await;
+        let Ok(Ok(Some(m))) = got else { break };
+        record
+            .lock()
+            .unwrap()
+            .received
+            .push((id_of(&m.delivery.data), role));
+        let _ = m.delivery.ack(BasicAckOptions::default()).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bye")).await;
+}
