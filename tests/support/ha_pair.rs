@@ -95,6 +95,23 @@ impl HaView {
     }
 }
 
+/// `GET /api/ha` within `patience`; None on any failure (a member killed or paused
+/// between the caller's look and the request is no error here).
+async fn ha_view(http: &Http, patience: Duration) -> Option<HaView> {
+    let client = reqwest::Client::builder().timeout(patience).build().ok()?;
+    let (user, password) = http.user.clone()?;
+    let reply = client
+        .get(format!("{}/api/ha", http.base))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .ok()?;
+    if !reply.status().is_success() {
+        return None;
+    }
+    HaView::from_json(&reply.json::<Value>().await.ok()?)
+}
+
 /// A member's process as it runs now.
 struct Running {
     child: Child,
@@ -237,13 +254,7 @@ impl Member {
         if self.paused {
             return None;
         }
-        let http = self.http()?;
-        let reply = tokio::time::timeout(HTTP_PATIENCE, http.call("GET", "/api/ha", None))
-            .await
-            .ok()?;
-        (reply.status == 200)
-            .then(|| HaView::from_json(&reply.body))
-            .flatten()
+        ha_view(&self.http()?, HTTP_PATIENCE).await
     }
 
     /// Everything the member printed (all its runs).
@@ -568,14 +579,9 @@ impl Sampler {
             while !s.load(Ordering::Relaxed) {
                 let [p, b] = urls.lock().unwrap().clone();
                 let get = |h: Option<Http>| async move {
-                    let h = h?;
-                    let r = tokio::time::timeout(
-                        Duration::from_millis(300),
-                        h.call("GET", "/api/ha", None),
-                    )
-                    .await
-                    .ok()?;
-                    HaView::from_json(&r.body).map(|v| v.state)
+                    ha_view(&h?, Duration::from_millis(300))
+                        .await
+                        .map(|v| v.state)
                 };
                 let (p, b) = tokio::join!(get(p), get(b));
                 let now = Instant::now();
