@@ -122,7 +122,8 @@ async fn sigstop_of_the_active_then_sigcont_steps_it_down() {
         .wait_for("more confirms", PATIENCE, |c| c.confirmed() >= before + 50)
         .await;
     let samples = sampler.finish().await;
-    // Give the step-down's hand-over time to finish before draining.
+    // The step-down hands the primary's queued messages to the backup.
+    pair.wait_queue_empty(Role::Primary, PATIENCE).await;
     let report = checker.finish(&pair).await;
     println!(
         "SIGSTOP failover (timeout {:?}): backup active after {to_active:?}, first confirm \
@@ -142,6 +143,7 @@ async fn sigstop_of_the_active_then_sigcont_steps_it_down() {
     assert!(report.lost.is_empty(), "lost {:?}\n{report:?}", report.lost);
     assert!(report.unexpected.is_empty(), "{report:?}");
     assert!(report.duplicates.is_empty(), "{report:?}");
+    assert_eq!(report.received_at.get("primary"), None, "{report:?}");
 }
 
 /// The link between the members cut for five timeouts with no client anywhere: the
@@ -181,12 +183,78 @@ async fn a_split_with_no_clients_makes_no_takeover() {
         assert_eq!((b.epoch, b.transitions), (b0.epoch, b0.transitions));
     }
     assert_eq!(samples.two_actives, 0, "{:?}", samples.trace);
-    assert!(
-        samples.trace.iter().all(|(_, p, b)| p.as_deref() == Some("active")
-            && b.as_deref() == Some("passive")),
+    samples.assert_all("active", "passive");
+}
+
+/// A split between the members with a publisher on each side: the backup takes over
+/// when its client asks after the silence, so both are active while the split lasts
+/// and both confirm messages. On the heal the rule picks one: the newer activation
+/// epoch (the backup's, raised above the primary's when it took over). The primary
+/// steps down, closes its clients (its publisher moves to the backup) and hands its
+/// queued messages to the backup: its queue ends empty, and no confirmed message is
+/// lost or duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
+    let pair = HaPair::started(options()).await;
+    let mut checker = Checker::start(&pair, false);
+    checker
+        .wait_for("50 confirms", PATIENCE, |c| c.confirmed() >= 50)
+        .await;
+    pair.split();
+    tokio::time::sleep(pair.timeout * 2).await;
+    checker.add_publisher(&pair, Role::Backup);
+    let (p, b) = pair
+        .wait_states(Some("active"), Some("active"), PATIENCE)
+        .await;
+    let (p, b) = (p.unwrap(), b.unwrap());
+    assert!(b.epoch > p.epoch, "{p:?} {b:?}");
+    let (on_primary, on_backup) = (
+        checker.confirmed_by(Role::Primary),
+        checker.confirmed_by(Role::Backup),
+    );
+    checker
+        .wait_for("confirms on both sides of the split", PATIENCE, |c| {
+            c.confirmed_by(Role::Primary) >= on_primary + 50
+                && c.confirmed_by(Role::Backup) >= on_backup + 50
+        })
+        .await;
+    let held = pair.queued(Role::Primary).await.unwrap();
+    assert!(held > 0, "the primary holds messages before the heal");
+
+    let sampler = Sampler::start(&pair);
+    pair.heal();
+    pair.wait_states(Some("passive"), Some("active"), PATIENCE)
+        .await;
+    let healed = sampler.elapsed();
+    pair.wait_queue_empty(Role::Primary, PATIENCE).await;
+    let before = checker.confirmed_by(Role::Backup);
+    checker
+        .wait_for("confirms by the winner after the heal", PATIENCE, |c| {
+            c.confirmed_by(Role::Backup) >= before + 50
+        })
+        .await;
+    tokio::time::sleep(pair.timeout * 2).await;
+    let samples = sampler.finish().await;
+    let report = checker.finish(&pair).await;
+    println!(
+        "split with clients on both sides: primary held {held} before the heal; {report:?}"
+    );
+    assert_eq!(
+        samples.two_actives_after(healed),
+        0,
         "{:?}",
         samples.trace
     );
+    let (p, b) = pair.states().await;
+    assert_eq!(
+        (p.map(|v| v.state).as_deref(), b.map(|v| v.state).as_deref()),
+        (Some("passive"), Some("active"))
+    );
+    assert!(report.lost.is_empty(), "lost {:?}\n{report:?}", report.lost);
+    assert!(report.unexpected.is_empty(), "{report:?}");
+    assert!(report.duplicates.is_empty(), "{report:?}");
+    // The loser's messages reached the winner: the final drain found none on it.
+    assert_eq!(report.received_at.get("primary"), None, "{report:?}");
 }
 
 /// Connects as `app` to a member through its client proxy, retrying for up to
@@ -266,12 +334,7 @@ async fn restarts_leave_one_active_the_right_one() {
     let sampler = Sampler::start(&pair);
     tokio::time::sleep(pair.timeout * 3).await;
     let samples = sampler.finish().await;
-    assert!(
-        samples.trace.iter().all(|(_, p, b)| p.as_deref() == Some("passive")
-            && b.as_deref() == Some("active")),
-        "{:?}",
-        samples.trace
-    );
+    samples.assert_all("passive", "active");
     let (p, b) = pair.states().await;
     assert_eq!(
         (p.map(|v| v.state).as_deref(), b.map(|v| v.state).as_deref()),
@@ -387,10 +450,5 @@ async fn a_wall_clock_jump_changes_nothing() {
     assert_eq!((p1.state.as_str(), b1.state.as_str()), ("active", "passive"));
     assert_eq!((p1.epoch, p1.transitions), (p0.epoch, p0.transitions));
     assert_eq!((b1.epoch, b1.transitions), (b0.epoch, b0.transitions));
-    assert!(
-        samples.trace.iter().all(|(_, p, b)| p.as_deref() == Some("active")
-            && b.as_deref() == Some("passive")),
-        "{:?}",
-        samples.trace
-    );
+    samples.assert_all("active", "passive");
 }

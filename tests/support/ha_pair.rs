@@ -520,6 +520,36 @@ impl HaPair {
         }
     }
 
+    /// Messages in the checker's queue on `role` (None: no answer, or no such queue).
+    pub async fn queued(&self, role: Role) -> Option<u64> {
+        let http = self.member(role).http()?;
+        let reply = tokio::time::timeout(
+            HTTP_PATIENCE,
+            http.call("GET", &format!("/api/queues/%2f/{QUEUE}"), None),
+        )
+        .await
+        .ok()?;
+        reply.body.get("messages")?.as_u64()
+    }
+
+    /// Waits until `role` holds no message in the checker's queue, or panics.
+    pub async fn wait_queue_empty(&self, role: Role, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        loop {
+            let n = self.queued(role).await;
+            if n == Some(0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still holds {n:?} messages\n{}",
+                role.name(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Both logs, for failure messages.
     pub fn logs(&self) -> String {
         format!(
@@ -547,6 +577,36 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Samples in which a member answered with another state than expected (a member
+    /// that did not answer in time is no violation), and how many samples had both
+    /// answering.
+    pub fn unlike(&self, primary: &str, backup: &str) -> (Vec<String>, usize) {
+        let mut bad = Vec::new();
+        let mut answered = 0;
+        for (t, p, b) in &self.trace {
+            if p.is_some() && b.is_some() {
+                answered += 1;
+            }
+            let off = |got: &Option<String>, want: &str| got.as_deref().is_some_and(|g| g != want);
+            if off(p, primary) || off(b, backup) {
+                bad.push(format!("{t:?}: primary {p:?}, backup {b:?}"));
+            }
+        }
+        (bad, answered)
+    }
+
+    /// Panics unless every answer was `primary`/`backup` and at least half the samples
+    /// had both answering.
+    pub fn assert_all(&self, primary: &str, backup: &str) {
+        let (bad, answered) = self.unlike(primary, backup);
+        assert!(bad.is_empty(), "expected primary {primary}, backup {backup}: {bad:?}");
+        assert!(
+            answered * 2 >= self.count && self.count > 0,
+            "only {answered} of {} samples answered",
+            self.count
+        );
+    }
+
     /// The samples from `from` (time since start) on.
     pub fn two_actives_after(&self, from: Duration) -> usize {
         self.trace
@@ -579,7 +639,7 @@ impl Sampler {
             while !s.load(Ordering::Relaxed) {
                 let [p, b] = urls.lock().unwrap().clone();
                 let get = |h: Option<Http>| async move {
-                    ha_view(&h?, Duration::from_millis(300))
+                    ha_view(&h?, Duration::from_secs(1))
                         .await
                         .map(|v| v.state)
                 };
@@ -727,6 +787,32 @@ impl Checker {
                 .push(tokio::spawn(consume(urls, c.record.clone(), c.stop.clone())));
         }
         c
+    }
+
+    /// Another publisher into the same record (ids stay unique), trying `first`'s
+    /// address first.
+    pub fn add_publisher(&mut self, pair: &HaPair, first: Role) {
+        let urls = [
+            (first, pair.client_url(first, "app", "app")),
+            (first.other(), pair.client_url(first.other(), "app", "app")),
+        ];
+        self.tasks.push(tokio::spawn(publish(
+            urls,
+            self.record.clone(),
+            self.stop.clone(),
+            self.next_id.clone(),
+        )));
+    }
+
+    /// Confirms from `role` so far.
+    pub fn confirmed_by(&self, role: Role) -> usize {
+        self.record
+            .lock()
+            .unwrap()
+            .confirmed
+            .values()
+            .filter(|(r, _)| *r == role)
+            .count()
     }
 
     pub fn confirmed(&self) -> usize {
