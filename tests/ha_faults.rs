@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::{Connection, ConnectionProperties};
 use support::broker::reply_code;
+use support::etcd::EtcdServer;
 use support::ha_pair::{Checker, HaPair, PairOptions, Role, Sampler, faketime_available};
 use tokio::time::Instant;
 
@@ -202,7 +203,7 @@ async fn a_split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
         .await;
     pair.split();
     tokio::time::sleep(pair.timeout * 2).await;
-    checker.add_publisher(&pair, Role::Backup);
+    checker.add_publisher(&pair, &[Role::Backup]);
     let (p, b) = pair
         .wait_states(Some("active"), Some("active"), PATIENCE)
         .await;
@@ -255,6 +256,54 @@ async fn a_split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     assert!(report.duplicates.is_empty(), "{report:?}");
     // The loser's messages reached the winner: the final drain found none on it.
     assert_eq!(report.received_at.get("primary"), None, "{report:?}");
+}
+
+/// The same split with clients on both sides, the pair using an etcd arbiter: the
+/// backup's client asks after the silence, but activation also needs the etcd lease,
+/// which the primary holds; so the backup stays passive and refuses clients, and there
+/// is never a second active member, during the split or after the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_a_split_with_clients_never_makes_two_actives() {
+    let Some(etcd) =
+        EtcdServer::start("with_etcd_a_split_with_clients_never_makes_two_actives").await
+    else {
+        return;
+    };
+    let pair = HaPair::started(PairOptions {
+        arbiter: Some(etcd.endpoint()),
+        ..options()
+    })
+    .await;
+    let mut checker = Checker::start(&pair, false);
+    checker
+        .wait_for("50 confirms", PATIENCE, |c| c.confirmed() >= 50)
+        .await;
+    let sampler = Sampler::start(&pair);
+    pair.split();
+    tokio::time::sleep(pair.timeout * 2).await;
+    let (_, b0) = pair.states().await;
+    let refused_before = b0.unwrap().refused_clients;
+    checker.add_publisher(&pair, &[Role::Backup]);
+    let on_primary = checker.confirmed_by(Role::Primary);
+    tokio::time::sleep(pair.timeout * 5).await;
+    let (_, b1) = pair.states().await;
+    let b1 = b1.unwrap();
+    assert!(
+        b1.refused_clients > refused_before + 3,
+        "the backup's clients kept asking: {b1:?}"
+    );
+    assert!(checker.confirmed_by(Role::Primary) > on_primary);
+    pair.heal();
+    tokio::time::sleep(pair.timeout * 3).await;
+    let samples = sampler.finish().await;
+    let report = checker.finish(&pair).await;
+    println!("split with clients on both sides, with etcd: {b1:?}; {report:?}");
+    assert_eq!(samples.two_actives, 0, "{:?}", samples.trace);
+    samples.assert_all("active", "passive");
+    assert_eq!(report.connections.get("backup"), None, "{report:?}");
+    assert!(report.lost.is_empty(), "lost {:?}\n{report:?}", report.lost);
+    assert!(report.duplicates.is_empty(), "{report:?}");
+    drop(etcd);
 }
 
 /// Connects as `app` to a member through its client proxy, retrying for up to

@@ -297,6 +297,8 @@ pub struct PairOptions {
     pub timeout: Duration,
     /// Members run under libfaketime (wall clock the test moves).
     pub faketime: Vec<Role>,
+    /// An etcd endpoint for `[ha.arbiter]` (None: Binary Star's rules alone).
+    pub arbiter: Option<String>,
 }
 
 impl Default for PairOptions {
@@ -304,6 +306,7 @@ impl Default for PairOptions {
         PairOptions {
             timeout: Duration::from_secs(1),
             faketime: Vec::new(),
+            arbiter: None,
         }
     }
 }
@@ -332,7 +335,12 @@ fn nowhere() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn config_text(role: Role, timeout: Duration, peer: &FaultProxy, epoch: &Path) -> String {
+fn config_text(
+    role: Role,
+    options: &PairOptions,
+    peer: &FaultProxy,
+    epoch: &Path,
+) -> String {
     let mut t = format!(
         r#"bind = "127.0.0.1"
 port = 0
@@ -352,9 +360,14 @@ epoch_file = "{epoch}"
 "#,
         role = role.name(),
         peer = peer.url("peer", "peer-secret", "/"),
-        timeout = timeout.as_millis(),
+        timeout = options.timeout.as_millis(),
         epoch = epoch.display(),
     );
+    if let Some(endpoint) = &options.arbiter {
+        t.push_str(&format!(
+            "\n[ha.arbiter]\nendpoints = [\"{endpoint}\"]\nttl = 2\n"
+        ));
+    }
     for (name, tags) in [
         ("guest", "[\"administrator\"]"),
         ("peer", "[\"peering\"]"),
@@ -383,7 +396,7 @@ impl HaPair {
         let member = |role: Role, to_peer: &FaultProxy| {
             let config = dir.path().join(format!("{}.toml", role.name()));
             let epoch = dir.path().join(format!("{}.epoch", role.name()));
-            std::fs::write(&config, config_text(role, options.timeout, to_peer, &epoch)).unwrap();
+            std::fs::write(&config, config_text(role, &options, to_peer, &epoch)).unwrap();
             let faketime = options.faketime.contains(&role).then(|| {
                 let f = dir.path().join(format!("{}.faketime", role.name()));
                 std::fs::write(&f, "+0\n").unwrap();
@@ -777,7 +790,7 @@ impl Checker {
             admin_urls,
         };
         c.tasks.push(tokio::spawn(publish(
-            urls.clone(),
+            urls.to_vec(),
             c.record.clone(),
             c.stop.clone(),
             c.next_id.clone(),
@@ -789,13 +802,14 @@ impl Checker {
         c
     }
 
-    /// Another publisher into the same record (ids stay unique), trying `first`'s
-    /// address first.
-    pub fn add_publisher(&mut self, pair: &HaPair, first: Role) {
-        let urls = [
-            (first, pair.client_url(first, "app", "app")),
-            (first.other(), pair.client_url(first.other(), "app", "app")),
-        ];
+    /// Another publisher into the same record (ids stay unique), going round the
+    /// addresses of `members` in that order (one member: a client that knows only it,
+    /// as one on its side of a split would).
+    pub fn add_publisher(&mut self, pair: &HaPair, members: &[Role]) {
+        let urls: Vec<(Role, String)> = members
+            .iter()
+            .map(|r| (*r, pair.client_url(*r, "app", "app")))
+            .collect();
         self.tasks.push(tokio::spawn(publish(
             urls,
             self.record.clone(),
@@ -929,7 +943,7 @@ impl Drop for Checker {
 /// Publishes ids 1, 2, ... one at a time, each waited for (confirm or failure) before
 /// the next, moving between the two addresses on any failure.
 async fn publish(
-    urls: [(Role, String); 2],
+    urls: Vec<(Role, String)>,
     record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
     next_id: Arc<AtomicU64>,
@@ -938,7 +952,7 @@ async fn publish(
     while !stop.load(Ordering::Relaxed) {
         let (role, url) = &urls[at];
         let Some(conn) = connect(url).await else {
-            at = 1 - at;
+            at = (at + 1) % urls.len();
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -950,7 +964,7 @@ async fn publish(
         let ch = match tokio::time::timeout(CLIENT_PATIENCE, conn.create_channel()).await {
             Ok(Ok(ch)) => ch,
             _ => {
-                at = 1 - at;
+                at = (at + 1) % urls.len();
                 continue;
             }
         };
@@ -963,7 +977,7 @@ async fn publish(
             Ok(Ok(()))
         ) && declare(&ch).await;
         if !ok {
-            at = 1 - at;
+            at = (at + 1) % urls.len();
             continue;
         }
         while !stop.load(Ordering::Relaxed) {
@@ -1000,7 +1014,7 @@ async fn publish(
         }
         // A paused broker would hold a polite close: don't wait for it.
         let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(200, "bye")).await;
-        at = 1 - at;
+        at = (at + 1) % urls.len();
     }
 }
 
