@@ -1,7 +1,8 @@
 //! Fault tests of the HA pair (issue 13) with real `fedamq` processes, in the spirit of
 //! Jepsen: `kill -9` of the active member, SIGSTOP past the timeout then SIGCONT, a split
-//! between the members with no clients, restarts in either order and twice in a row, and
-//! a wall-clock jump under libfaketime. Each uses tests/support/ha_pair.rs: the two
+//! between the members with no clients, a split with clients on both sides then the heal
+//! (and the same with an etcd arbiter: never two actives), restarts in either order and
+//! twice in a row, and wall-clock jumps under libfaketime. Each uses tests/support/ha_pair.rs: the two
 //! processes, fault proxies between them and in front of each for clients, a sampler of
 //! both members' `/api/ha`, and a checker (lapin, publishing with confirms and failing
 //! over between the two addresses) that counts confirmed messages lost, duplicates and
@@ -19,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lapin::{Connection, ConnectionProperties};
 use support::broker::reply_code;
 use support::etcd::EtcdServer;
-use support::ha_pair::{Checker, HaPair, PairOptions, Role, Sampler, faketime_available};
+use support::ha_checker::Checker;
+use support::ha_pair::{HaPair, PairOptions, Role, Sampler, faketime_available};
 use tokio::time::Instant;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -56,7 +58,9 @@ async fn kill_9_of_the_active_moves_clients_to_the_backup() {
     let to_confirm = checker.first_confirm_from(Role::Backup, killed).unwrap() - killed;
     let before = checker.confirmed();
     checker
-        .wait_for("200 more confirms", PATIENCE, |c| c.confirmed() >= before + 200)
+        .wait_for("200 more confirms", PATIENCE, |c| {
+            c.confirmed() >= before + 200
+        })
         .await;
     let samples = sampler.finish().await;
     let report = checker.finish(&pair).await;
@@ -237,15 +241,8 @@ async fn a_split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     tokio::time::sleep(pair.timeout * 2).await;
     let samples = sampler.finish().await;
     let report = checker.finish(&pair).await;
-    println!(
-        "split with clients on both sides: primary held {held} before the heal; {report:?}"
-    );
-    assert_eq!(
-        samples.two_actives_after(healed),
-        0,
-        "{:?}",
-        samples.trace
-    );
+    println!("split with clients on both sides: primary held {held} before the heal; {report:?}");
+    assert_eq!(samples.two_actives_after(healed), 0, "{:?}", samples.trace);
     let (p, b) = pair.states().await;
     assert_eq!(
         (p.map(|v| v.state).as_deref(), b.map(|v| v.state).as_deref()),
@@ -315,7 +312,11 @@ async fn client_gets_in(pair: &HaPair, role: Role) -> Connection {
         if let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await {
             return c;
         }
-        assert!(Instant::now() < deadline, "{} never admitted a client", role.name());
+        assert!(
+            Instant::now() < deadline,
+            "{} never admitted a client",
+            role.name()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -455,8 +456,10 @@ async fn a_wall_clock_jump_changes_nothing() {
     while jumping.elapsed() < pair.timeout * 5 || refused < 20 {
         assert!(jumping.elapsed() < PATIENCE, "only {refused} clients tried");
         step += 1;
-        pair.backup.set_wall_clock(&format!("+{}m", 120 + 10 * step));
-        pair.primary.set_wall_clock(&format!("-{}m", 120 + 10 * step));
+        pair.backup
+            .set_wall_clock(&format!("+{}m", 120 + 10 * step));
+        pair.primary
+            .set_wall_clock(&format!("-{}m", 120 + 10 * step));
         let url = pair.client_url(Role::Backup, "app", "app");
         match Connection::connect(&url, ConnectionProperties::default()).await {
             Ok(_) => panic!(
@@ -473,8 +476,14 @@ async fn a_wall_clock_jump_changes_nothing() {
     // The jumps reached both processes.
     let backup_offset = wall_clock_offset(&pair, Role::Backup).await;
     let primary_offset = wall_clock_offset(&pair, Role::Primary).await;
-    assert!(backup_offset > 3600, "backup's clock is {backup_offset} s off");
-    assert!(primary_offset < -3600, "primary's clock is {primary_offset} s off");
+    assert!(
+        backup_offset > 3600,
+        "backup's clock is {backup_offset} s off"
+    );
+    assert!(
+        primary_offset < -3600,
+        "primary's clock is {primary_offset} s off"
+    );
     // The active primary kept serving clients.
     let c = Connection::connect(
         &pair.client_url(Role::Primary, "app", "app"),
@@ -496,7 +505,10 @@ async fn a_wall_clock_jump_changes_nothing() {
          seen: backup {backup_offset} s, primary {primary_offset} s; {} samples",
         samples.count
     );
-    assert_eq!((p1.state.as_str(), b1.state.as_str()), ("active", "passive"));
+    assert_eq!(
+        (p1.state.as_str(), b1.state.as_str()),
+        ("active", "passive")
+    );
     assert_eq!((p1.epoch, p1.transitions), (p0.epoch, p0.transitions));
     assert_eq!((b1.epoch, b1.transitions), (b0.epoch, b0.transitions));
     samples.assert_all("active", "passive");
