@@ -572,7 +572,8 @@ pub struct Samples {
     pub two_actives: usize,
     /// The longest run of samples with no member answering as active.
     pub longest_without_active: Duration,
-    /// Each sample: time since the sampler started, primary's and backup's state.
+    /// Each sample: when it was asked for (since the sampler started), primary's and
+    /// backup's state.
     pub trace: Vec<(Duration, Option<String>, Option<String>)>,
 }
 
@@ -640,6 +641,9 @@ impl Sampler {
             let mut out = Samples::default();
             let mut without_since: Option<Instant> = None;
             while !s.load(Ordering::Relaxed) {
+                // A sample is stamped with when it was asked for: one stamped after an
+                // event the test saw holds answers given after it.
+                let asked = Instant::now();
                 let [p, b] = urls.lock().unwrap().clone();
                 let get = |h: Option<Http>| async move {
                     ha_view(&h?, Duration::from_secs(1)).await.map(|v| v.state)
@@ -657,7 +661,7 @@ impl Sampler {
                     let since = *without_since.get_or_insert(now);
                     out.longest_without_active = out.longest_without_active.max(now - since);
                 }
-                out.trace.push((now - started, p, b));
+                out.trace.push((asked - started, p, b));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             out
