@@ -346,8 +346,16 @@ async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
     assert_refused(&primary).await;
     // The hooks heard the activation (told when installed, or as it happened) and the
     // step-down, with the winner's address (the proxy to the backup), in that order.
-    let seen = hooks.0.lock().unwrap().clone();
+    // They are told after the pair's own step-down (its drain) is done.
     let want = format!("step-down to {}", pair.to_backup.addr().port());
+    tokio::time::timeout(PATIENCE, async {
+        while !hooks.0.lock().unwrap().contains(&want) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never told: {:?}", hooks.0.lock().unwrap()));
+    let seen = hooks.0.lock().unwrap().clone();
     let activated = seen.iter().position(|e| e == "activated 1");
     let stepped = seen.iter().position(|e| *e == want);
     assert!(activated.is_some() && stepped.is_some(), "{seen:?}");

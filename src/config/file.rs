@@ -56,6 +56,8 @@ struct FileHa {
     peer: Option<Value>,
     timeout: Option<Value>,
     epoch_file: Option<Value>,
+    name: Option<Value>,
+    arbiter: Option<Value>,
 }
 
 /// `[ssl_options]` and `[management.ssl]`; `port` is a key of the second only (the
@@ -348,6 +350,27 @@ fn read_ha(
             .unwrap_or(Path::new("."))
             .join(DEFAULT_EPOCH_FILE),
     };
+    if let Some(v) = &h.name {
+        ha.name = string(v)
+            .and_then(|n| {
+                if n.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(n)
+                }
+            })
+            .map_err(|m| invalid("ha.name", m))?;
+    }
+    if let Some(v) = &h.arbiter {
+        ha.arbiter = Some(crate::arbiter::ArbiterConfig::from_toml(v).map_err(|p| {
+            let key = if p.key.is_empty() {
+                "ha.arbiter".to_owned()
+            } else {
+                format!("ha.arbiter.{}", p.key)
+            };
+            invalid(&key, p.message)
+        })?);
+    }
     Ok(ha)
 }
 

@@ -9,6 +9,12 @@
 //!                                           # after this much silence; state goes
 //!                                           # every timeout/2
 //! epoch_file = "/var/lib/fedamq/ha-epoch"   # default: ha-epoch beside the config file
+//! name = "orders"                           # the pair's name, the same on both members
+//!                                           # (names the arbiter's default key)
+//!
+//! [ha.arbiter]                              # optional: activation also needs an etcd
+//! endpoints = ["127.0.0.1:2379"]            # lease (see `crate::arbiter::config`)
+//! ttl = 10
 //! ```
 //!
 //! Kept here with the rest of the configuration (the HA runtime reads it from the
@@ -17,6 +23,8 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::arbiter::ArbiterConfig;
 
 /// primary or backup: who becomes active when both start, and who wins a tie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +61,14 @@ pub struct HaConfig {
     pub timeout: Duration,
     /// Where the activation epoch is kept.
     pub epoch_file: PathBuf,
+    /// The pair's name, the same on both members: the arbiter's key is named after it.
+    pub name: String,
+    /// The etcd arbiter (`[ha.arbiter]`); None: Binary Star's rules alone.
+    pub arbiter: Option<ArbiterConfig>,
 }
+
+/// The pair's name when none is given.
+pub const DEFAULT_NAME: &str = "default";
 
 /// OpenAMQ's default failover timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,6 +84,8 @@ impl HaConfig {
             peer: peer.into(),
             timeout: DEFAULT_TIMEOUT,
             epoch_file: PathBuf::from(DEFAULT_EPOCH_FILE),
+            name: DEFAULT_NAME.to_owned(),
+            arbiter: None,
         }
     }
 }

@@ -685,6 +685,19 @@ fn ha_section() {
     assert_eq!(ha.role, HaRole::Backup);
     assert_eq!(ha.timeout, std::time::Duration::from_millis(500));
     assert_eq!(ha.epoch_file, std::path::Path::new("/etc/fedamq/ha-epoch"));
+    assert_eq!((ha.name.as_str(), ha.arbiter.is_none()), ("default", true));
+    let mut c = Config::default();
+    apply_file(
+        &mut c,
+        path,
+        "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\nname = \"orders\"\n\
+         [ha.arbiter]\nendpoints = [\"127.0.0.1:2379\"]\nttl = 4\n",
+    )
+    .unwrap();
+    let ha = c.ha.unwrap();
+    let arbiter = ha.arbiter.unwrap();
+    assert_eq!(arbiter.key_for(&ha.name), "/fedamq/ha/orders/active");
+    assert_eq!(arbiter.ttl, std::time::Duration::from_secs(4));
     for (text, key) in [
         ("[ha]\npeer = \"amqp://h\"\n", "ha.role"),
         ("[ha]\nrole = \"main\"\npeer = \"amqp://h\"\n", "ha.role"),
@@ -692,6 +705,18 @@ fn ha_section() {
         (
             "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\ntimeout = 100\n",
             "ha.timeout",
+        ),
+        (
+            "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\n[ha.arbiter]\nttl = 3\n",
+            "ha.arbiter.endpoints",
+        ),
+        (
+            "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\narbiter = 3\n",
+            "ha.arbiter",
+        ),
+        (
+            "[ha]\nrole = \"primary\"\npeer = \"amqp://h\"\nname = \"\"\n",
+            "ha.name",
         ),
     ] {
         let err = apply_file(&mut Config::default(), path, text).unwrap_err();

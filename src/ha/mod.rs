@@ -16,10 +16,12 @@
 //! without them. Monotonic time only (`tokio::time::Instant`).
 
 pub mod admission;
+mod arbiter;
 pub mod epoch;
 mod exchange;
 pub mod hooks;
 pub mod node;
+mod replication;
 pub mod status;
 
 use std::collections::HashMap;
@@ -36,9 +38,11 @@ use crate::protocol::generated::services::{HA, Ha as HaWrapper, ServiceHandler};
 use crate::tunnel::{PEERING_TAG, Tunnel, TunnelConfig, TunnelState, Tunnels};
 
 pub use hooks::{Arbiter, HaHooks, HookFuture, NoHooks};
+pub use replication::DRAIN_TIMEOUT;
 pub use status::{HaStatus, PeerStatus};
 
 use node::{FollowUp, Node};
+use replication::Replication;
 
 /// Unacknowledged states per direction: a state that cannot go now is dropped (the
 /// next one says the same, fresher) rather than queued behind stale ones.
@@ -47,6 +51,7 @@ const STATE_WINDOW: u32 = 4;
 /// The running pair member of one broker.
 pub struct Ha {
     node: Arc<Node>,
+    replication: Arc<Replication>,
     broker: Weak<Broker>,
     stop: watch::Sender<bool>,
 }
@@ -64,13 +69,21 @@ pub enum StartError {
     Epoch(std::io::Error),
     #[error("ha: cannot open the tunnel to the peer: {0}")]
     Tunnel(#[from] crate::tunnel::OpenError),
+    #[error("ha.arbiter: {0}")]
+    Arbiter(#[from] crate::arbiter::ArbiterError),
 }
 
 impl Ha {
     /// Starts `broker` as a member of the pair `config` describes: its gate refuses
-    /// clients until the machine says otherwise.
+    /// clients until the machine says otherwise. Definitions are replicated from the
+    /// active member to the passive one, a step-down moves the queued messages to the
+    /// winner, and `[ha.arbiter]`, if configured, gates activation.
     pub fn start(broker: &Arc<Broker>, config: &HaConfig) -> Result<Arc<Ha>, StartError> {
         let peer = Remote::from_uri(&config.peer)?;
+        let etcd = match &config.arbiter {
+            Some(a) => Some(a.arbiter(&config.name)?),
+            None => None,
+        };
         let epoch = epoch::EpochFile::open(&config.epoch_file).map_err(StartError::Epoch)?;
         let (follow_tx, follow_rx) = mpsc::unbounded_channel();
         let node = Arc::new(Node::new(
@@ -81,6 +94,27 @@ impl Ha {
             broker,
             follow_tx,
         ));
+        let (stop, stop_rx) = watch::channel(false);
+        // Before anything can activate the member.
+        if let Some(etcd) = etcd {
+            let lease = arbiter::LeaseArbiter::new();
+            node.set_arbiter(Some(lease.clone()));
+            let holder = format!("{} {}", config.role.name(), broker.identifier());
+            tracing::info!(
+                "HA: activation needs the arbiter's key {} (etcd {:?}, ttl {:?})",
+                etcd.key(),
+                config.arbiter.as_ref().map(|a| &a.endpoints),
+                etcd.ttl()
+            );
+            tokio::spawn(arbiter::run(
+                lease,
+                etcd,
+                holder,
+                Arc::downgrade(&node),
+                stop_rx.clone(),
+            ));
+        }
+        let replication = Replication::start(broker, &node);
         broker
             .admission()
             .set(Some(Arc::new(admission::Gate(Arc::downgrade(&node)))));
@@ -110,9 +144,13 @@ impl Ha {
             )
         };
         let tunnel = open()?;
-        let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(beat(node.clone(), tunnel, open, stop_rx.clone()));
-        tokio::spawn(follow_ups(node.clone(), follow_rx, stop_rx));
+        tokio::spawn(follow_ups(
+            node.clone(),
+            replication.clone(),
+            follow_rx,
+            stop_rx,
+        ));
         tracing::info!(
             "HA: {} member, peer {}, timeout {:?}, epoch {}",
             config.role.name(),
@@ -122,6 +160,7 @@ impl Ha {
         );
         let ha = Arc::new(Ha {
             node,
+            replication,
             broker: Arc::downgrade(broker),
             stop,
         });
@@ -184,14 +223,26 @@ impl Ha {
         );
     }
 
-    /// Installs the replication hooks (see [`HaHooks`]). They are told the state as it
-    /// is then (`activated` or `became_passive`; nothing while pending), then every
-    /// change; a change just before the call may be told twice.
+    /// The replica sink's counters (definitions applied here while passive).
+    pub fn sink_counters(&self) -> crate::replication::SinkCounters {
+        self.replication.sink().counters()
+    }
+
+    /// Whether this member streams its definitions to the peer now (it is active).
+    pub fn replicating(&self) -> bool {
+        self.replication.source_running()
+    }
+
+    /// Installs hooks of a caller's own (see [`HaHooks`]), told after the pair's own
+    /// (replication, the step-down's drain), which they do not replace. They are told
+    /// the state as it is then (`activated` or `became_passive`; nothing while
+    /// pending), then every change; a change just before the call may be told twice.
     pub fn set_hooks(&self, hooks: Arc<dyn HaHooks>) {
         self.node.set_hooks(hooks);
     }
 
-    /// Installs (or removes) the arbiter asked before every activation.
+    /// Installs (or removes) the arbiter asked before every activation, in place of
+    /// the one `[ha.arbiter]` configured.
     pub fn set_arbiter(&self, arbiter: Option<Arc<dyn Arbiter>>) {
         self.node.set_arbiter(arbiter);
     }
@@ -199,6 +250,7 @@ impl Ha {
     /// Stops the exchange and removes the gate (at shutdown).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        self.replication.stop();
         if let Some(broker) = self.broker.upgrade() {
             broker.admission().set(None);
             lock(&REGISTRY).remove(broker.identifier());
@@ -275,10 +327,11 @@ async fn beat(
     tunnel.close().await;
 }
 
-/// Runs the slower consequences of changes, in order: hooks, and on a step-down closing
-/// the clients before the hook moves the messages.
+/// Runs the slower consequences of changes, in order: the pair's own hooks, then the
+/// caller's, and on a step-down closing the clients before the hooks move the messages.
 async fn follow_ups(
     node: Arc<Node>,
+    own: Arc<Replication>,
     mut rx: mpsc::UnboundedReceiver<FollowUp>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -294,14 +347,21 @@ async fn follow_ups(
                 State::Passive => hooks.became_passive(node.peer()),
                 State::Pending => {}
             },
-            FollowUp::Activated(epoch) => hooks.activated(epoch, node.peer()),
-            FollowUp::BecamePassive => hooks.became_passive(node.peer()),
+            FollowUp::Activated(epoch) => {
+                own.activated(epoch, node.peer());
+                hooks.activated(epoch, node.peer());
+            }
+            FollowUp::BecamePassive => {
+                own.became_passive(node.peer());
+                hooks.became_passive(node.peer());
+            }
             FollowUp::StepDown { reason } => {
                 let closed = close_clients(&node, &reason);
                 tracing::error!(
                     "HA: stepped down ({reason}): closed {closed} client connection(s); moving queued messages to {}",
                     node.peer().display()
                 );
+                own.step_down(node.peer()).await;
                 hooks.step_down(node.peer()).await;
             }
         }
