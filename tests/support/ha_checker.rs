@@ -182,6 +182,16 @@ impl Checker {
             .copied()
     }
 
+    /// Ids handed out so far (published or being published).
+    pub fn published(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// Who confirmed `id`, and when.
+    pub fn confirm_of(&self, id: u64) -> Option<(Role, Instant)> {
+        self.record.lock().unwrap().confirmed.get(&id).copied()
+    }
+
     /// The first confirm from `role` after `after`.
     pub fn first_confirm_from(&self, role: Role, after: Instant) -> Option<Instant> {
         self.record
