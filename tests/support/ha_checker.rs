@@ -100,7 +100,7 @@ async fn declare(ch: &lapin::Channel) -> bool {
 impl Checker {
     /// Starts publishing as `app` through the pair's client proxies, first to the
     /// primary, moving to the other address whenever a connection fails or a confirm
-    /// does not come within 2 s. With `live_consumer`, also consumes (auto-ack) as it
+    /// does not come within 2 s. With `live_consumer`, also consumes (acking) as it
     /// goes, following the active member the same way.
     pub fn start(pair: &HaPair, live_consumer: bool) -> Checker {
         let urls = [
@@ -373,7 +373,9 @@ fn id_of(data: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Consumes with auto-ack, following whichever member admits it.
+/// Consumes with manual acks (each id recorded before its ack), following whichever
+/// member admits it. On leaving a member it closes the channel first, which gives
+/// back what it had not taken, for the next consumer or the final drain.
 async fn consume(urls: [(Role, String); 2], record: Arc<Mutex<Record>>, stop: Arc<AtomicBool>) {
     let mut at = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -394,10 +396,7 @@ async fn consume(urls: [(Role, String); 2], record: Arc<Mutex<Record>>, stop: Ar
             ch.basic_consume(
                 QUEUE,
                 "checker",
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             ),
         )
@@ -407,20 +406,22 @@ async fn consume(urls: [(Role, String); 2], record: Arc<Mutex<Record>>, stop: Ar
         };
         // Until the connection fails, or nothing comes for a while (a paused broker
         // looks like a quiet one: move on and come back).
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
+        while !stop.load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await {
-                Ok(Some(Ok(d))) => record
-                    .lock()
-                    .unwrap()
-                    .received
-                    .push((id_of(&d.data), *role)),
-                Ok(_) => break,
-                Err(_) => break,
+                Ok(Some(Ok(d))) => {
+                    record
+                        .lock()
+                        .unwrap()
+                        .received
+                        .push((id_of(&d.data), *role));
+                    let _ =
+                        tokio::time::timeout(CLIENT_PATIENCE, d.ack(BasicAckOptions::default()))
+                            .await;
+                }
+                Ok(_) | Err(_) => break,
             }
         }
+        let _ = tokio::time::timeout(CLIENT_PATIENCE, ch.close(200, "bye")).await;
         let _ = tokio::time::timeout(Duration::from_millis(200), conn.close(200, "bye")).await;
     }
 }
