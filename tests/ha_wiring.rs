@@ -652,6 +652,36 @@ async fn with_an_arbiter_a_split_with_clients_on_both_sides_never_makes_two_acti
     assert_eq!(status(&backup).fencing_token, None);
     let r = Http::of(&primary).get("/api/ha").await;
     assert_eq!(r.body["fencing_token"], token, "{:?}", r.body);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamqctl"))
+        .env_remove("FEDAMQCTL_HOST")
+        .env_remove("FEDAMQCTL_USER")
+        .env_remove("FEDAMQCTL_PASSWORD")
+        .env(
+            "FEDAMQCTL_PORT",
+            primary.management_addr().unwrap().port().to_string(),
+        )
+        .args(["ha", "status"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Arbiter token") && l.contains(&token.to_string())),
+        "{text}"
+    );
+    let addr = primary.prometheus_addr().unwrap();
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("fedamq_ha_fencing_token {token}")),
+        "{metrics}"
+    );
 
     // A client on the primary publishes through the split.
     let on_primary = connect(&primary, "app").await.unwrap();

@@ -60,6 +60,8 @@ struct Inner {
     refused: u64,
     /// A misconfigured peer (same role, or ourselves) was logged already.
     misconfig_logged: bool,
+    /// The newest state heard: the peer's identifier (new at each start) and serial.
+    newest: Option<(String, u64)>,
 }
 
 /// One member of an HA pair.
@@ -141,6 +143,7 @@ impl Node {
                 transitions: 0,
                 refused: 0,
                 misconfig_logged: false,
+                newest: None,
             }),
             hooks: RwLock::new(Arc::new(NoHooks)),
             arbiter: RwLock::new(None),
@@ -293,6 +296,17 @@ impl Node {
             }
             return;
         }
+        // The two tunnels (ours and the peer's) each re-send after a reconnect what was
+        // not acknowledged: a state older than one already heard says what is no longer
+        // so (a "passive" from before a takeover would make a stepped-down primary
+        // activate again). The peer numbers every state it sends, on either tunnel.
+        if let Some((id, serial)) = &inner.newest
+            && *id == identifier
+            && m.serial <= *serial
+        {
+            return;
+        }
+        inner.newest = Some((identifier.clone(), m.serial));
         let now = Instant::now();
         inner.last_heard = Some(now);
         inner.silence_reported = false;

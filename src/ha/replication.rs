@@ -81,11 +81,34 @@ impl Replication {
         lock(&self.source).is_some()
     }
 
-    fn stop_source(&self) {
-        if let Some(source) = lock(&self.source).take() {
+    fn stop_source(source: Option<Source>) {
+        if let Some(source) = source {
             // Closing tells the peer; without a runtime, dropping it stops it too.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(source.stop());
+            }
+        }
+    }
+
+    /// Starts the source toward `peer` for the state of `generation`; false if it
+    /// cannot be opened now.
+    fn start_source(&self, generation: u64, peer: &Remote) -> bool {
+        let (Some(broker), Some(node)) = (self.broker.upgrade(), self.node.upgrade()) else {
+            return true;
+        };
+        match Source::start_with(&broker, source_config(peer, node.timeout())) {
+            Ok(source) => {
+                let mut slot = lock(&self.source);
+                if self.current(generation) {
+                    *slot = Some(source);
+                } else {
+                    Self::stop_source(Some(source));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!("HA: the replica tunnel to the peer: {e}");
+                false
             }
         }
     }
@@ -103,8 +126,11 @@ impl Replication {
     /// Stops streaming and accepting (a new state).
     fn turn(&self) -> u64 {
         self.accepting.store(false, Ordering::SeqCst);
-        self.stop_source();
-        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        // Under the source's lock: a source started for an older state is not kept.
+        let mut source = lock(&self.source);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        Self::stop_source(source.take());
+        generation
     }
 
     fn current(&self, generation: u64) -> bool {
@@ -125,20 +151,38 @@ fn source_config(peer: &Remote, timeout: Duration) -> TunnelConfig {
 
 impl HaHooks for Replication {
     fn activated(&self, epoch: u64, peer: &Remote) {
-        self.turn();
-        let (Some(broker), Some(node)) = (self.broker.upgrade(), self.node.upgrade()) else {
+        let generation = self.turn();
+        if self.start_source(generation, peer) {
+            tracing::info!(
+                "HA: active (epoch {epoch}): replicating definitions to {}",
+                peer.display()
+            );
             return;
-        };
-        match Source::start_with(&broker, source_config(peer, node.timeout())) {
-            Ok(source) => {
-                tracing::info!(
-                    "HA: active (epoch {epoch}): replicating definitions to {}",
-                    peer.display()
-                );
-                *lock(&self.source) = Some(source);
-            }
-            Err(e) => tracing::error!("HA: cannot replicate definitions to the peer: {e}"),
         }
+        // The source of an earlier activation may still be closing its tunnel (one
+        // per remote and service): try again until it has, while still active.
+        let (me, peer) = (self.me.clone(), peer.clone());
+        tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(r) = me.upgrade() else { return };
+                if !r.current(generation) {
+                    return;
+                }
+                if r.start_source(generation, &peer) {
+                    tracing::info!(
+                        "HA: active (epoch {epoch}): replicating definitions to {}",
+                        peer.display()
+                    );
+                    return;
+                }
+                if !logged {
+                    logged = true;
+                    tracing::warn!("HA: cannot replicate definitions to the peer yet; retrying");
+                }
+            }
+        });
     }
 
     fn became_passive(&self, _: &Remote) {

@@ -398,6 +398,14 @@ fn ha(client: &Client, verb: &HaVerb, out: Output) -> Result<(), CtlError> {
         ("Peer state", peer),
         ("Last peer heartbeat", age),
         ("Last change", output::cell(&s["reason"])),
+        (
+            "Arbiter token",
+            if s["fencing_token"].is_null() {
+                "none".to_string()
+            } else {
+                output::cell(&s["fencing_token"])
+            },
+        ),
     ];
     out.object(&s, &lines);
     Ok(())

@@ -520,6 +520,14 @@ fn render_ha(e: &mut Exposition, ha: &crate::ha::HaStatus) {
         "The HA activation epoch (raised at every activation)",
         ha.epoch,
     );
+    if let Some(token) = ha.fencing_token {
+        e.single(
+            "fedamq_ha_fencing_token",
+            Kind::Gauge,
+            "The fencing token of the HA arbiter's lease this broker holds",
+            token,
+        );
+    }
     if let Some(ms) = ha.last_peer_heartbeat_ms {
         e.single(
             "fedamq_ha_peer_heartbeat_age_seconds",
