@@ -10,6 +10,8 @@ pub mod broker;
 pub mod etcd;
 pub mod fault_proxy;
 pub mod federation;
+pub mod ha_checker;
+pub mod ha_pair;
 pub mod management;
 pub mod prims;
 pub mod rabbitmq;
