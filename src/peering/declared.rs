@@ -7,6 +7,8 @@
 //! resolves at the first confirmation, on whichever connection that is. The remote
 //! refusing an entry (a channel or connection error answering it) removes it.
 
+use std::collections::{BTreeMap, HashMap};
+
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
@@ -21,7 +23,7 @@ pub(crate) type Waiter = oneshot::Sender<Result<Method, PeeringError>>;
 
 /// What identifies an entry: a later entry with the same key replaces it (a re-declare
 /// with other arguments) or, for bindings, is the same binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Exchange(ShortString),
     Queue(ShortString),
@@ -41,9 +43,13 @@ pub(crate) struct Entry {
     pub waiters: Vec<Waiter>,
 }
 
+/// Entries by id (ids grow, so id order is the order first asked for) and by key: a link
+/// may hold tens of thousands of bindings, and each record, confirmation and delivery
+/// looks one up.
 #[derive(Debug, Default)]
 pub(crate) struct Declared {
-    entries: Vec<Entry>,
+    entries: BTreeMap<u64, Entry>,
+    by_key: HashMap<Key, u64>,
     next_id: u64,
 }
 
@@ -82,21 +88,27 @@ impl Declared {
     pub(crate) fn record(&mut self, method: Method) -> Option<(u64, bool)> {
         let key = key_of(&method)?;
         let same_binding = matches!(key, Key::QueueBinding(..) | Key::ExchangeBinding(..));
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
+        if let Some(&id) = self.by_key.get(&key) {
             if same_binding {
-                return Some((e.id, false));
+                return Some((id, false));
             }
-            e.method = method;
-            return Some((e.id, true));
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.method = method;
+            }
+            return Some((id, true));
         }
         self.next_id += 1;
         let id = self.next_id;
-        self.entries.push(Entry {
+        self.by_key.insert(key.clone(), id);
+        self.entries.insert(
             id,
-            method,
-            key,
-            waiters: Vec::new(),
-        });
+            Entry {
+                id,
+                method,
+                key,
+                waiters: Vec::new(),
+            },
+        );
         Some((id, true))
     }
 
@@ -120,27 +132,41 @@ impl Declared {
             Method::ExchangeDelete(m) => Key::Exchange(m.exchange.clone()),
             _ => return,
         };
-        self.entries.retain(|e| e.key != undone);
+        self.forget(&undone);
+    }
+
+    fn forget(&mut self, key: &Key) {
+        if let Some(id) = self.by_key.remove(key) {
+            self.entries.remove(&id);
+        }
+    }
+
+    /// Whether the consumer `tag` was asked for with `no_ack`.
+    pub(crate) fn consumer_no_ack(&self, tag: &ShortString) -> bool {
+        self.by_key
+            .get(&Key::Consumer(tag.clone()))
+            .and_then(|id| self.entries.get(id))
+            .is_some_and(|e| matches!(&e.method, Method::BasicConsume(c) if c.no_ack))
     }
 
     /// Forgets a consumer the remote cancelled (its queue was deleted, say).
     pub(crate) fn forget_consumer(&mut self, tag: &ShortString) {
-        let key = Key::Consumer(tag.clone());
-        self.entries.retain(|e| e.key != key);
+        self.forget(&Key::Consumer(tag.clone()));
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Entry> {
-        let at = self.entries.iter().position(|e| e.id == id)?;
-        Some(self.entries.remove(at))
+        let e = self.entries.remove(&id)?;
+        self.by_key.remove(&e.key);
+        Some(e)
     }
 
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Entry> {
-        self.entries.iter_mut().find(|e| e.id == id)
+        self.entries.get_mut(&id)
     }
 
     /// Every entry, in replay order.
     pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
-        self.entries.iter_mut()
+        self.entries.values_mut()
     }
 
     #[cfg(test)]

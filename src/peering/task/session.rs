@@ -513,10 +513,7 @@ impl Session {
             Handed::Response(m) => return self.response(t, m),
             Handed::Deliver(m, properties, body) => {
                 t.status.count(|c| c.delivered += 1);
-                let no_ack = t.declared.entries_mut().any(|e| {
-                    matches!(&e.method, Method::BasicConsume(c)
-                        if c.consumer_tag == m.consumer_tag && c.no_ack)
-                });
+                let no_ack = t.declared.consumer_no_ack(&m.consumer_tag);
                 let delivery = Delivery {
                     consumer_tag: m.consumer_tag,
                     exchange: m.exchange,
