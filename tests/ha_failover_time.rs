@@ -70,6 +70,14 @@ impl Member {
     }
 }
 
+impl Drop for Member {
+    /// A run that panicked still leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn config(role: &str, peer_port: u16, timeout_ms: u64, dir: &Path) -> String {
     let mut toml = format!(
         "[ha]\nrole = \"{role}\"\npeer = \"amqp://peer:peer-secret@127.0.0.1:{peer_port}\"\n\

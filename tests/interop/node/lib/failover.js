@@ -58,6 +58,8 @@ class FailoverConnection extends EventEmitter {
         const onLost = (err) => {
           if (this.current && this.current.link === link) this.current = null;
           drop(err || new Error('connection closed'));
+          // Consumers come back by themselves, without waiting for a publish.
+          if (this.consumers.length && !this.closed && !this.current) this.link().catch(() => {});
         };
         conn.on('close', onLost);
         conn.on('error', () => {}); // 'close' follows
@@ -65,6 +67,10 @@ class FailoverConnection extends EventEmitter {
         ch.on('close', onLost);
         await this.setup(ch);
         for (const c of this.consumers) await this.subscribe(link, c);
+        if (this.closed) {
+          await conn.close().catch(() => {});
+          throw new Error('FailoverConnection closed');
+        }
         this.generation += 1;
         this.url = url;
         this.emit('connected', url, this.generation);
@@ -73,6 +79,7 @@ class FailoverConnection extends EventEmitter {
         this.current = ready;
         return link;
       } catch (err) {
+        if (this.closed) throw err;
         this.emit('refused', url, err);
         conn.close().catch(() => {});
         await sleep(this.retryMs);
