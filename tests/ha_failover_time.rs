@@ -48,10 +48,10 @@ impl Member {
     }
 
     fn management(&self) -> Option<String> {
-        std::fs::read_to_string(&self.out).ok()?.lines().find_map(|l| {
-            l.strip_prefix("management API on ")
-                .map(str::to_string)
-        })
+        std::fs::read_to_string(&self.out)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("management API on ").map(str::to_string))
     }
 
     fn stop(&mut self) {
@@ -134,9 +134,8 @@ async fn wait_ready(http: &reqwest::Client, primary: &Member, backup: &Member) {
         let p = ha_state(http, primary).await;
         let b = ha_state(http, backup).await;
         let ok = p.as_ref().is_some_and(|p| p["state"] == "active")
-            && b.as_ref().is_some_and(|b| {
-                b["state"] == "passive" && b["peer"]["state"] == "active"
-            });
+            && b.as_ref()
+                .is_some_and(|b| b["state"] == "passive" && b["peer"]["state"] == "active");
         if ok {
             return;
         }

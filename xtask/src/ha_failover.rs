@@ -71,7 +71,13 @@ fn run(root: &Path, o: &Options) -> Result<(), String> {
     // is not the compiler's.
     let ok = Command::new(&cargo)
         .current_dir(root)
-        .args(["test", "--release", "--test", "ha_failover_time", "--no-run"])
+        .args([
+            "test",
+            "--release",
+            "--test",
+            "ha_failover_time",
+            "--no-run",
+        ])
         .status()
         .map_err(|e| format!("cargo: {e}"))?
         .success();
@@ -148,7 +154,10 @@ fn report(root: &Path, o: &Options, runs: &[Run], before: &str, after: &str) -> 
         "- command: `cargo xtask ha-failover --runs {} --timeout-ms {}`",
         o.runs, o.timeout_ms
     );
-    let _ = writeln!(s, "- load average (1/5/15 min): before {before}, after {after}");
+    let _ = writeln!(
+        s,
+        "- load average (1/5/15 min): before {before}, after {after}"
+    );
     let _ = writeln!(
         s,
         "- setup: a fresh pair of release fedamq processes on 127.0.0.1 per run, HA timeout \
@@ -171,7 +180,10 @@ fn report(root: &Path, o: &Options, runs: &[Run], before: &str, after: &str) -> 
         "| {} | {min} ms | {p50} ms | {max} ms | {target} |\n",
         runs.len()
     );
-    let _ = writeln!(s, "| run | kill to first confirm | attempts refused or failed |");
+    let _ = writeln!(
+        s,
+        "| run | kill to first confirm | attempts refused or failed |"
+    );
     let _ = writeln!(s, "|---|---|---|");
     for (i, r) in runs.iter().enumerate() {
         let _ = writeln!(s, "| {} | {} ms | {} |", i + 1, r.ms, r.refused);
