@@ -137,15 +137,16 @@ class HaPair:
         try:
             self.primary.start(self.binary)
             self.backup.start(self.binary)
-            self.wait_until(lambda: self.state(self.primary) == "active"
-                            and self.state(self.backup) == "passive"
-                            and (self.backup.ha_status() or {}).get("peer", {}) is not None
-                            and (self.backup.ha_status()["peer"] or {}).get("state") == "active",
-                            "primary active and backup passive, seeing it")
+            self.wait_until(self.ready, "primary active and backup passive, seeing it")
         except BaseException:
             self.stop()
             raise
         return self
+
+    def ready(self) -> bool:
+        backup = self.backup.ha_status() or {}
+        return (self.state(self.primary) == "active" and backup.get("state") == "passive"
+                and (backup.get("peer") or {}).get("state") == "active")
 
     def state(self, member: Member) -> str | None:
         s = member.ha_status()
