@@ -7,7 +7,7 @@
 //! assertions here). Settings: FEDAMQ_HA_RUNS (20), FEDAMQ_HA_TIMEOUT_MS (1000).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use lapin::options::*;
