@@ -2,8 +2,9 @@
 // A reconnect wrapper for amqplib over the members of an HA pair (amqplib itself takes
 // one URL and does not reconnect). It tries the URLs in turn every `retryMs` until one
 // admits it (a passive member refuses with connection.close 320, a dead one with
-// ECONNREFUSED), runs `setup(channel)` on every new connection (declare what you use:
-// definitions and messages are not carried over), and re-sends a publish whose confirm
+// ECONNREFUSED, a stuck one by the connect timeout), runs `setup(channel)` on every new
+// connection (declare what you use: definitions and messages are not carried over),
+// re-subscribes consumers, and re-sends a publish whose confirm
 // was lost with the connection, so delivery is at least once (duplicates possible).
 //
 //   const conn = new FailoverConnection([urlA, urlB], { setup: (ch) => ch.assertQueue('q') });
@@ -17,10 +18,13 @@ const amqp = require('amqplib');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 class FailoverConnection extends EventEmitter {
-  constructor(urls, { retryMs = 100, setup = async () => {} } = {}) {
+  constructor(urls, { retryMs = 100, connectTimeoutMs = 2000, setup = async () => {} } = {}) {
     super();
     this.urls = urls;
     this.retryMs = retryMs;
+    // amqplib waits for a handshake with no limit: a member that accepts the TCP
+    // connection and never answers must not hold the wrapper.
+    this.connectTimeoutMs = connectTimeoutMs;
     this.setup = setup;
     this.next = 0; // index of the URL to try next
     this.generation = -1; // raised on every new connection
@@ -43,7 +47,7 @@ class FailoverConnection extends EventEmitter {
       this.next = (this.next + 1) % this.urls.length;
       let conn;
       try {
-        conn = await amqp.connect(url);
+        conn = await amqp.connect(url, { timeout: this.connectTimeoutMs });
       } catch (err) {
         this.emit('refused', url, err);
         await sleep(this.retryMs);
@@ -56,6 +60,7 @@ class FailoverConnection extends EventEmitter {
         lost.catch(() => {}); // observed by publish; never an unhandled rejection
         const link = { conn, ch, lost, subscribed: new Set() };
         const onLost = (err) => {
+          link.dead = true;
           if (this.current && this.current.link === link) this.current = null;
           drop(err || new Error('connection closed'));
           // Consumers come back by themselves, without waiting for a publish.
@@ -67,6 +72,8 @@ class FailoverConnection extends EventEmitter {
         ch.on('close', onLost);
         await this.setup(ch);
         for (const c of this.consumers) await this.subscribe(link, c);
+        // Lost while being set up: its 'close' found no established link to drop.
+        if (link.dead) throw new Error('connection lost during setup');
         if (this.closed) {
           await conn.close().catch(() => {});
           throw new Error('FailoverConnection closed');

@@ -57,6 +57,7 @@ test('amqplib with the reconnect wrapper: 0 confirmed messages lost through kill
   const killedAt = Date.now();
   await waitFor(() => afterKill() >= AFTER, 'confirms after the kill');
   const failoverMs = Date.now() - killedAt;
+  await waitFor(() => sub.generation >= 1, 'the consumer back on the new active');
   stop = true;
   await publishing;
   await Promise.all([pub.close(), sub.close()]);
