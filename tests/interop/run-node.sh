@@ -50,6 +50,8 @@ if [[ -z "$addr" ]]; then
   exit 1
 fi
 export FEDAMQ_URL="amqp://guest:guest@$addr/%2f"
+# test/ha-failover.test.js starts its own HA pairs of the same binary.
+export FEDAMQ_BIN="$repo/target/release/fedamq"
 echo "== fedamq pid $broker_pid at $FEDAMQ_URL"
 
 echo "== node --test"

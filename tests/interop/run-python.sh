@@ -5,7 +5,8 @@
 #   2. cargo build --release; certificates made with openssl (make-certs.sh); start
 #      ./target/release/fedamq --port 0 (a free port) with an amqps listener and the
 #      management API over HTTPS too
-#   3. our pytest suites: tests/interop/python/test_{pika,tls,kombu,celery}.py
+#   3. our pytest suites: tests/interop/python/test_{pika,tls,kombu,celery}.py, and
+#      test_ha_failover.py, which starts its own HA pairs of the same binary (FEDAMQ_BIN)
 #   4. the py-amqp and kombu sdists from PyPI: their t/integration suites, with the
 #      exclusions listed in tests/interop/python/EXCLUDED.md
 #   5. a summary of pass counts; exit non-zero if any test failed or any suite ran none
@@ -97,6 +98,7 @@ TLS_PORT="${TLS_ADDR##*:}"
 export FEDAMQ_URL="amqp://guest:guest@${HOST}:${PORT}/%2f"
 export FEDAMQ_TLS_URL="amqps://guest:guest@${HOST}:${TLS_PORT}/%2f" FEDAMQ_TLS_DIR="$TLS"
 export FEDAMQ_MANAGEMENT_HTTPS="https://$HTTPS"
+export FEDAMQ_BIN="$ROOT/target/release/fedamq"
 echo "fedamq pid $BROKER_PID on $HOST:$PORT"
 echo "amqps on $HOST:$TLS_PORT, management API on $FEDAMQ_MANAGEMENT_HTTPS"
 
@@ -118,6 +120,7 @@ run_suite ours-pika "$HERE" -- test_pika.py
 run_suite ours-tls "$HERE" -- test_tls.py
 run_suite ours-kombu "$HERE" -- test_kombu.py
 run_suite celery "$HERE" -- test_celery.py
+run_suite ours-ha-failover "$HERE" -- test_ha_failover.py -s
 
 echo
 echo "== registry test suites (sdists)"

@@ -9,6 +9,8 @@
 //!   (`bench_compare.rs`);
 //! - `bench-memory`: loads that try to push a broker past its memory limit, fedamq and
 //!   RabbitMQ with the same limit, peak RSS side by side (`bench_memory.rs`).
+//! - `ha-failover`: the HA pair's failover time, kill -9 of the active to the first
+//!   confirm by the new one, p50 and max (`ha_failover.rs`).
 
 mod bench_compare;
 mod bench_env;
@@ -16,6 +18,7 @@ mod bench_memory;
 mod brokers;
 mod deps;
 mod fed_soak;
+mod ha_failover;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,9 +33,10 @@ fn main() -> ExitCode {
         ["bench-memory", rest @ ..] => bench_memory::main(&root(), rest),
         ["deps", rest @ ..] => deps::main(&root(), rest),
         ["fed-soak", rest @ ..] => fed_soak::main(&root(), rest),
+        ["ha-failover", rest @ ..] => ha_failover::main(&root(), rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help]"
+                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help] | ha-failover [--help]"
             );
             ExitCode::from(2)
         }
