@@ -460,7 +460,7 @@ pub fn emit_rust(m: &Machine) -> TokenStream {
         }
 
         #fn_doc
-        #[allow(unreachable_code, clippy::needless_return)]
+        #[allow(unreachable_code, unused_variables, clippy::needless_return)]
         pub fn transition(state: State, event: Event, guards: &impl Guards) -> Option<Step> {
             match (state, event) {
                 #(#arms)*
@@ -649,12 +649,17 @@ mod tests {
     fn the_peer_agent_file_holds_the_tunnel_machine() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/amq_peer.xml");
         let ms = load_embedded(&path).unwrap();
-        let tunnel = ms.iter().find(|m| m.name == "tunnel").expect("tunnel machine");
+        let tunnel = ms
+            .iter()
+            .find(|m| m.name == "tunnel")
+            .expect("tunnel machine");
         assert_eq!(tunnel.initial, "inactive");
         let states: Vec<&str> = tunnel.states.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             states,
-            ["inactive", "opening", "open", "retrying", "failed", "closed"]
+            [
+                "inactive", "opening", "open", "retrying", "failed", "closed"
+            ]
         );
         assert_eq!(tunnel.diagram_path(), Path::new("spec/amq_peer-tunnel.md"));
         // Closed is final.

@@ -178,7 +178,7 @@ pub struct Step {
 /// What `event` does in `state`: the next state and the actions to take, in order, or None
 /// when the event changes nothing there. Pure: it asks `guards` and nothing else. The
 /// transitions are those of amq_peer.xml.
-#[allow(unreachable_code, clippy::needless_return)]
+#[allow(unreachable_code, unused_variables, clippy::needless_return)]
 pub fn transition(state: State, event: Event, guards: &impl Guards) -> Option<Step> {
     match (state, event) {
         (State::Inactive, Event::Connected) => {
