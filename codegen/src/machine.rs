@@ -353,6 +353,7 @@ pub fn emit_rust(m: &Machine) -> TokenStream {
                 }
 
                 /// The one named `name` in the spec.
+                #[allow(clippy::match_single_binding)] // a machine without actions
                 pub fn from_name(name: &str) -> Option<#ty> {
                     match name { #(#parse)* _ => None }
                 }

@@ -33,6 +33,7 @@ impl State {
         }
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<State> {
         match name {
             "pending" => Some(State::Pending),
@@ -96,6 +97,7 @@ impl Event {
         }
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<Event> {
         match name {
             "peer-pending" => Some(Event::PeerPending),
@@ -153,6 +155,7 @@ impl Action {
         }
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<Action> {
         match name {
             "activate" => Some(Action::Activate),

@@ -49,6 +49,7 @@ impl State {
         }
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<State> {
         match name {
             "inactive" => Some(State::Inactive),
@@ -115,6 +116,7 @@ impl Event {
         }
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<Event> {
         match name {
             "connected" => Some(Event::Connected),
@@ -147,6 +149,7 @@ impl Action {
         match self {}
     }
     /// The one named `name` in the spec.
+    #[allow(clippy::match_single_binding)]
     pub fn from_name(name: &str) -> Option<Action> {
         match name {
             _ => None,
