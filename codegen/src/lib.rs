@@ -7,7 +7,8 @@
 //! 2. [`spec::load_layers`] reads each layer ([`xml`]), merges them and checks the result
 //!    into a [`model::Spec`] (every problem an [`Error`] with file and line);
 //! 3. [`peer::load`] reads the peer agent's state machines against that model, and
-//!    [`machine::load`] each event-driven state machine (`<state-machine>`);
+//!    [`machine::load`] each event-driven state machine (`<state-machine>`), listed in
+//!    the manifest or, by [`machine::load_embedded`], inside the peer agent's file;
 //! 4. the emitters in [`emit`] and [`peer`] turn the model into token streams, which are
 //!    formatted (prettyplease, then rustfmt so `cargo fmt --check` agrees) and stamped
 //!    with the spec's hash ([`stamp`]).
@@ -66,11 +67,31 @@ pub fn load(spec_dir: &Path) -> Result<Loaded> {
         Some(path) => Some(peer::load(path, &spec)?),
         None => None,
     };
-    let machines = manifest
+    let mut machines = manifest
         .state_machines
         .iter()
         .map(|p| machine::load(p))
         .collect::<Result<Vec<_>>>()?;
+    // Machines that belong with the peer agent sit in its file.
+    if let Some(path) = &manifest.peer_agent {
+        machines.extend(machine::load_embedded(path)?);
+    }
+    if let Some((a, b)) = machines.iter().enumerate().find_map(|(i, a)| {
+        machines[i + 1..]
+            .iter()
+            .find(|b| b.module() == a.module())
+            .map(|b| (a, b))
+    }) {
+        return Err(Error::spec(
+            &b.states[0].loc,
+            format!(
+                "two state machines make the module {} ({} and {})",
+                a.module(),
+                a.file.display(),
+                b.file.display()
+            ),
+        ));
+    }
     Ok(Loaded {
         spec,
         peer,

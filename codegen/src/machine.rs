@@ -1,5 +1,6 @@
 //! Event-driven state machines: `<state-machine>` files (format in the header comment of
-//! `spec/ha.xml`) read into a checked [`Machine`], then written as Rust (an enum of
+//! `spec/ha.xml`), or `<state-machine>` elements inside another spec file such as
+//! `spec/amq_peer.xml` ([`load_embedded`]), read into a checked [`Machine`], then written as Rust (an enum of
 //! states, of events and of actions, a trait of guards and a pure transition function)
 //! and as a Mermaid diagram with a table.
 //!
@@ -51,6 +52,8 @@ pub struct Machine {
     pub name: String,
     /// The XML file it was read from (named in the diagram).
     pub file: PathBuf,
+    /// Whether it is an element inside `file` rather than the whole file.
+    pub embedded: bool,
     pub doc: Option<String>,
     pub states: Vec<Item>,
     pub initial: String,
@@ -66,24 +69,51 @@ impl Machine {
         format!("{}_machine", naming::field(&self.name))
     }
 
-    /// Where its diagram goes, relative to the repository root: beside its XML.
+    /// Where its diagram goes, relative to the repository root: beside its XML, as
+    /// `<file>.md`, or `<file>-<name>.md` for a machine inside another file.
     pub fn diagram_path(&self) -> PathBuf {
         let stem = self
             .file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.name.clone());
-        Path::new("spec").join(format!("{stem}.md"))
+        if self.embedded {
+            Path::new("spec").join(format!("{stem}-{}.md", self.name))
+        } else {
+            Path::new("spec").join(format!("{stem}.md"))
+        }
     }
 }
 
 /// Reads and checks the machine in `path`.
 pub fn load(path: &Path) -> Result<Machine> {
     let root = xml::read_file(path)?;
-    read(path, &root)
+    read(path, &root, false)
 }
 
-fn read(path: &Path, root: &Element) -> Result<Machine> {
+/// Reads and checks every `<state-machine>` among the children of the root of `path`
+/// (a file of another kind, such as the peer agent's), in file order.
+pub fn load_embedded(path: &Path) -> Result<Vec<Machine>> {
+    let root = xml::read_file(path)?;
+    embedded(path, &root)
+}
+
+fn embedded(path: &Path, root: &Element) -> Result<Vec<Machine>> {
+    let mut out: Vec<Machine> = Vec::new();
+    for el in root.children_named("state-machine") {
+        let m = read(path, el, true)?;
+        if out.iter().any(|o| o.name == m.name) {
+            return Err(Error::spec(
+                &el.loc,
+                format!("a second state machine named {}", m.name),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn read(path: &Path, root: &Element, embedded: bool) -> Result<Machine> {
     if root.name != "state-machine" {
         return Err(Error::spec(
             &root.loc,
@@ -199,6 +229,7 @@ fn read(path: &Path, root: &Element) -> Result<Machine> {
     let machine = Machine {
         name,
         file: path.to_path_buf(),
+        embedded,
         doc: root.doc(),
         states,
         initial,
@@ -322,6 +353,7 @@ pub fn emit_rust(m: &Machine) -> TokenStream {
                 }
 
                 /// The one named `name` in the spec.
+                #[allow(clippy::match_single_binding)] // a machine without actions
                 pub fn from_name(name: &str) -> Option<#ty> {
                     match name { #(#parse)* _ => None }
                 }
@@ -429,7 +461,7 @@ pub fn emit_rust(m: &Machine) -> TokenStream {
         }
 
         #fn_doc
-        #[allow(unreachable_code, clippy::needless_return)]
+        #[allow(unreachable_code, unused_variables, clippy::needless_return)]
         pub fn transition(state: State, event: Event, guards: &impl Guards) -> Option<Step> {
             match (state, event) {
                 #(#arms)*
@@ -573,7 +605,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Machine> {
         let path = Path::new("m.xml");
-        read(path, &xml::parse(path, text)?)
+        read(path, &xml::parse(path, text)?, false)
     }
 
     const OK: &str = r#"<state-machine name="door">
@@ -592,6 +624,47 @@ mod tests {
         assert_eq!(m.module(), "door_machine");
         assert!(emit_mermaid(&m).contains("s_shut --> s_open : push [unlocked] / creak"));
         assert!(emit_rust(&m).to_string().contains("fn unlocked"));
+    }
+
+    #[test]
+    fn reads_machines_inside_another_file() {
+        let path = Path::new("spec/host.xml");
+        let text = format!("<host><other/>{OK}</host>");
+        let ms = embedded(path, &xml::parse(path, &text).unwrap()).unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].module(), "door_machine");
+        assert_eq!(ms[0].diagram_path(), Path::new("spec/host-door.md"));
+        assert!(emit_mermaid(&ms[0]).contains("spec/host.xml"));
+        assert_eq!(parse(OK).unwrap().diagram_path(), Path::new("spec/m.md"));
+
+        let twice = format!("<host>{OK}{OK}</host>");
+        let err = embedded(path, &xml::parse(path, &twice).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a second state machine named door"), "{err}");
+        let none = embedded(path, &xml::parse(path, "<host/>").unwrap()).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_peer_agent_file_holds_the_tunnel_machine() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/amq_peer.xml");
+        let ms = load_embedded(&path).unwrap();
+        let tunnel = ms
+            .iter()
+            .find(|m| m.name == "tunnel")
+            .expect("tunnel machine");
+        assert_eq!(tunnel.initial, "inactive");
+        let states: Vec<&str> = tunnel.states.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            states,
+            [
+                "inactive", "opening", "open", "retrying", "failed", "closed"
+            ]
+        );
+        assert_eq!(tunnel.diagram_path(), Path::new("spec/amq_peer-tunnel.md"));
+        // Closed is final.
+        assert!(!tunnel.transitions.iter().any(|t| t.from == "closed"));
     }
 
     #[test]

@@ -199,7 +199,8 @@ fn from_element(root: &Element, spec: &Spec) -> Result<PeerAgent> {
         ));
     }
     root.only_attrs(&["name", "side"])?;
-    root.only_children(&["doc", "machine"])?;
+    // `<state-machine>`s ride along in this file; machine.rs reads them.
+    root.only_children(&["doc", "machine", "state-machine"])?;
     let name = root.required("name")?.to_string();
     let side = root.required("side")?;
     if side != "client" {

@@ -16,6 +16,9 @@
 //! tunnel is `failed` with the reason, and opens the channel again after a slow
 //! back-off of its own ([`super::TunnelConfig::refused_retry`]), since the remote's
 //! configuration may change.
+//!
+//! The status follows the `tunnel` machine of `spec/amq_peer.xml`: the opener feeds
+//! the board ([`StatusBoard::on`]) the machine's events, and the board moves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +33,8 @@ use crate::protocol::generated::methods::{
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
 use super::endpoint::Endpoint;
-use super::status::{StatusBoard, TunnelState};
+use super::status::StatusBoard;
+use crate::protocol::generated::tunnel_machine::Event;
 
 /// How long closing waits for the remote's `tunnel.close-ok`.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,14 +99,15 @@ impl Opener {
             tokio::select! {
                 ev = self.side.events.recv() => match ev {
                     None => {
-                        self.finish(TunnelState::Failed("the peering ended".into()), "the peering ended").await;
+                        self.finish(Event::PeeringEnded, Some("the peering ended"), "the peering ended").await;
                         break End::Done;
                     }
                     Some(SideEvent::Up { session: s, server_properties }) => {
                         session = s;
                         if !has_tunnels(&server_properties) {
                             self.finish(
-                                TunnelState::Failed("unsupported".into()),
+                                Event::Unsupported,
+                                Some("unsupported"),
                                 "unsupported: the remote does not announce the tunnels capability",
                             )
                             .await;
@@ -126,7 +131,7 @@ impl Opener {
                             // Refused before: asked again when the slow retry is due.
                             phase = Phase::Refused;
                         } else {
-                            self.open_channel(session, &mut phase, "connected; opening the tunnel");
+                            self.open_channel(session, &mut phase, Event::Connected, "connected; opening the tunnel");
                         }
                     }
                     Some(SideEvent::Down) => {
@@ -136,8 +141,9 @@ impl Opener {
                         phase = Phase::Down;
                         // A refused tunnel stays `failed` with its reason until asked again.
                         if refusals.retry_at.is_none() {
-                            self.board.set(
-                                TunnelState::Retrying,
+                            self.board.on(
+                                Event::ConnectionLost,
+                                None,
                                 "the connection was lost; the peering reconnects",
                             );
                         }
@@ -152,7 +158,7 @@ impl Opener {
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
                     refusals.retry_at = None;
                     if phase == Phase::Refused {
-                        self.open_channel(session, &mut phase, "asking the remote again after its refusal");
+                        self.open_channel(session, &mut phase, Event::RetryDue, "asking the remote again after its refusal");
                     }
                 }
                 // The peering's own channel is idle; its events are not ours.
@@ -161,7 +167,7 @@ impl Opener {
                     if let Phase::Open(_) = phase {
                         self.close_remote(session).await;
                     }
-                    self.finish(TunnelState::Closed, "closed by its owner").await;
+                    self.finish(Event::Close, None, "closed by its owner").await;
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
@@ -189,9 +195,10 @@ impl Opener {
         }
     }
 
-    /// `channel.open` on connection `session`: the tunnel is `opening`.
-    fn open_channel(&mut self, session: u64, phase: &mut Phase, why: &str) {
-        self.board.set(TunnelState::Opening, why);
+    /// `channel.open` on connection `session`: the tunnel is `opening` (`event`:
+    /// connected, or the retry after a refusal is due).
+    fn open_channel(&mut self, session: u64, phase: &mut Phase, event: Event, why: &str) {
+        self.board.on(event, None, why);
         self.side.send(session, Method::ChannelOpen(ChannelOpen {}));
         *phase = Phase::ChannelOpening;
     }
@@ -225,8 +232,11 @@ impl Opener {
                 let g = self.endpoint.attach(wire, ok.received, ok.window);
                 *phase = Phase::Open(g);
                 *refusals = Refusals::default();
-                self.board
-                    .set(TunnelState::Open, format!("open at version {}", ok.version));
+                self.board.on(
+                    Event::OpenOk,
+                    None,
+                    format!("open at version {}", ok.version),
+                );
             }
             (_, Method::TunnelFlow(f)) => self.endpoint.acknowledged(f.received),
             (_, Method::ChannelClose(c)) => {
@@ -248,13 +258,13 @@ impl Opener {
                     wait.as_millis(),
                     refusals.count
                 );
-                self.board.set(TunnelState::Failed(reason), why);
+                self.board.on(Event::Refused, Some(&reason), why);
             }
             (_, Method::TunnelClose(c)) => {
                 self.side
                     .send(session, Method::TunnelCloseOk(TunnelCloseOk {}));
                 let why = format!("closed by the remote: {} {}", c.reply_code, c.reply_text);
-                self.finish(TunnelState::Closed, &why).await;
+                self.finish(Event::Close, None, &why).await;
                 return Some(End::Done);
             }
             (_, other) => {
@@ -290,9 +300,10 @@ impl Opener {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
     }
 
-    async fn finish(&mut self, state: TunnelState, why: &str) {
+    /// The end: `event` is final in the machine (closed, or failed for good).
+    async fn finish(&mut self, event: Event, reason: Option<&str>, why: &str) {
         self.endpoint.close();
-        self.board.set(state, why);
+        self.board.on(event, reason, why);
         self.peering.stop().await;
     }
 }
