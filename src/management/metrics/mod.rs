@@ -32,8 +32,8 @@ use crate::broker::Broker;
 use crate::broker::hash::HashMap;
 use crate::broker::publish::PublishCounts;
 use crate::broker::queue::{Queue, QueueCounters};
-use crate::tunnel::{TunnelCounters, TunnelState, Tunnels};
 use crate::federation::{Federation, LinkStatus};
+use crate::tunnel::{TunnelCounters, TunnelState, Tunnels};
 
 mod exposition;
 mod federation;
