@@ -8,149 +8,17 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fedamq::BrokerHandle;
-use fedamq::auth::password::PasswordHash;
-use fedamq::config::{Config, HaConfig, HaRole, PermissionConfig, UserConfig};
-use fedamq::ha::{Arbiter, HaHooks, HaStatus, HookFuture};
+use fedamq::config::HaRole;
+use fedamq::ha::{Arbiter, HaHooks, HookFuture};
 use fedamq::peering::Remote;
-use lapin::{Connection, ConnectionProperties};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use support::broker::{self, closed_by_broker, reply_code};
-use support::fault_proxy::FaultProxy;
+use support::broker::{closed_by_broker, reply_code};
+use support::ha_inproc::{PATIENCE, Pair, TIMEOUT, connect, status, wait_peer, wait_state};
 use support::management::Http;
-
-const TIMEOUT: Duration = Duration::from_millis(400);
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn user(name: &str, tags: &[&str]) -> UserConfig {
-    UserConfig {
-        name: name.into(),
-        password_hash: PasswordHash::new(name),
-        password: Some(name.into()),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-    }
-}
-
-/// A pair member: `guest` (administrator), `peer` (peering) and `app` (no tags), all
-/// with full access to "/"; the peer reached through `to_peer`.
-fn member(role: HaRole, to_peer: &FaultProxy, epoch_file: &Path) -> Config {
-    let mut c = Config {
-        users: vec![
-            user("guest", &["administrator"]),
-            user("peer", &["peering"]),
-            user("app", &[]),
-        ],
-        permissions: ["guest", "peer", "app"]
-            .iter()
-            .map(|u| PermissionConfig {
-                user: u.to_string(),
-                vhost: "/".into(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
-            })
-            .collect(),
-        ..Config::default()
-    };
-    let mut ha = HaConfig::new(role, to_peer.url("peer", "peer", "/"));
-    ha.timeout = TIMEOUT;
-    ha.epoch_file = epoch_file.to_path_buf();
-    c.ha = Some(ha);
-    c
-}
-
-/// Where nothing listens: a proxy's upstream before its broker is up.
-fn nowhere() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// Two proxies (one towards each member) and an epoch file per member.
-struct Pair {
-    to_primary: FaultProxy,
-    to_backup: FaultProxy,
-    dir: tempfile::TempDir,
-}
-
-impl Pair {
-    async fn new() -> Pair {
-        Pair {
-            to_primary: FaultProxy::start(nowhere()).await,
-            to_backup: FaultProxy::start(nowhere()).await,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn epoch_file(&self, role: HaRole) -> PathBuf {
-        self.dir.path().join(role.name())
-    }
-
-    async fn start(&self, role: HaRole) -> BrokerHandle {
-        let (to_peer, to_me) = match role {
-            HaRole::Primary => (&self.to_backup, &self.to_primary),
-            HaRole::Backup => (&self.to_primary, &self.to_backup),
-        };
-        let b = broker::start_with(member(role, to_peer, &self.epoch_file(role))).await;
-        to_me.set_upstream(b.local_addr());
-        to_me.set_refuse(false);
-        b
-    }
-
-    /// Cuts the link between the members both ways, and keeps it down.
-    fn split(&self) {
-        for p in [&self.to_primary, &self.to_backup] {
-            p.set_refuse(true);
-            p.cut();
-        }
-    }
-
-    fn heal(&self) {
-        for p in [&self.to_primary, &self.to_backup] {
-            p.set_refuse(false);
-        }
-    }
-}
-
-fn status(b: &BrokerHandle) -> HaStatus {
-    b.ha().expect("an HA member").status()
-}
-
-async fn wait_state(b: &BrokerHandle, state: &str) -> HaStatus {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let s = status(b);
-            if s.state == state {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("never {state}; last {:?}", status(b)))
-}
-
-/// Waits until `b` has heard its peer in `state`.
-async fn wait_peer(b: &BrokerHandle, state: &str) {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if status(b).peer.is_some_and(|p| p.state == state) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("peer never {state}; last {:?}", status(b)))
-}
-
-async fn connect(b: &BrokerHandle, who: &str) -> Result<Connection, lapin::Error> {
-    Connection::connect(&b.url(who, who), ConnectionProperties::default()).await
-}
 
 /// An ordinary client is refused with 320 and a text naming the peer.
 async fn assert_refused(b: &BrokerHandle) {
@@ -165,7 +33,7 @@ async fn assert_refused(b: &BrokerHandle) {
 
 #[tokio::test]
 async fn primary_alone_becomes_active_backup_alone_stays_passive() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let s = wait_state(&primary, "active").await;
     assert_eq!(s.epoch, 1);
@@ -176,7 +44,7 @@ async fn primary_alone_becomes_active_backup_alone_stays_passive() {
 
     // A backup alone: passive, and it stays so however many clients ask, because it
     // has never seen an active peer.
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let backup = pair.start(HaRole::Backup).await;
     wait_state(&backup, "passive").await;
     for _ in 0..3 {
@@ -197,7 +65,7 @@ async fn primary_alone_becomes_active_backup_alone_stays_passive() {
 
 #[tokio::test]
 async fn pair_forms_and_the_passive_member_refuses_clients() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let backup = pair.start(HaRole::Backup).await;
     wait_state(&primary, "active").await;
@@ -255,7 +123,7 @@ async fn pair_forms_and_the_passive_member_refuses_clients() {
 
 #[tokio::test]
 async fn takeover_needs_a_client_after_the_active_goes_silent() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let backup = pair.start(HaRole::Backup).await;
     wait_state(&primary, "active").await;
@@ -306,7 +174,7 @@ impl HaHooks for Recorder {
 
 #[tokio::test]
 async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let backup = pair.start(HaRole::Backup).await;
     let hooks = Arc::new(Recorder::default());
@@ -366,7 +234,7 @@ async fn split_with_clients_on_both_sides_heals_to_the_newer_epoch() {
 
 #[tokio::test]
 async fn failback_through_the_api() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let backup = pair.start(HaRole::Backup).await;
     wait_state(&primary, "active").await;
@@ -403,7 +271,7 @@ async fn failback_through_the_api() {
 
 #[tokio::test]
 async fn restarts_in_either_order_give_the_right_active_and_keep_the_epoch() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     // Backup first, then the primary: the primary serves.
     let backup = pair.start(HaRole::Backup).await;
     wait_state(&backup, "passive").await;
@@ -477,7 +345,7 @@ impl Arbiter for Lease {
 
 #[tokio::test]
 async fn an_arbiter_gates_activation_and_its_loss_steps_down() {
-    let pair = Pair::new().await;
+    let pair = Pair::new(None).await;
     let primary = pair.start(HaRole::Primary).await;
     let lease = Arc::new(Lease(AtomicBool::new(false)));
     let ha = primary.ha().unwrap();

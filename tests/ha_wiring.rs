@@ -11,17 +11,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fedamq::BrokerHandle;
 use fedamq::arbiter::ArbiterConfig;
-use fedamq::auth::password::PasswordHash;
-use fedamq::config::{Config, HaConfig, HaRole, PermissionConfig, UserConfig};
-use fedamq::ha::{Ha, HaStatus};
+use fedamq::config::HaRole;
+use fedamq::ha::Ha;
 use fedamq::protocol::ShortString;
 use fedamq::replication::{self, Def};
 use futures_lite::StreamExt;
@@ -30,141 +27,14 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use support::broker::{self, reply_code};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use support::broker::reply_code;
 use support::etcd::EtcdServer;
 use support::fault_proxy::FaultProxy;
+use support::ha_inproc::{
+    PATIENCE, Pair, TIMEOUT, connect, eventually, status, wait_peer, wait_state,
+};
 use support::management::Http;
-
-const TIMEOUT: Duration = Duration::from_millis(400);
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn user(name: &str, tags: &[&str]) -> UserConfig {
-    UserConfig {
-        name: name.into(),
-        password_hash: PasswordHash::new(name),
-        password: Some(name.into()),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-    }
-}
-
-/// A pair member: `guest` (administrator), `peer` (peering) and `app` (no tags), all
-/// with full access to "/"; the peer reached through `to_peer`.
-fn member(
-    role: HaRole,
-    to_peer: &FaultProxy,
-    epoch_file: &Path,
-    arbiter: Option<&ArbiterConfig>,
-) -> Config {
-    let mut c = Config {
-        users: vec![
-            user("guest", &["administrator"]),
-            user("peer", &["peering"]),
-            user("app", &[]),
-        ],
-        permissions: ["guest", "peer", "app"]
-            .iter()
-            .map(|u| PermissionConfig {
-                user: u.to_string(),
-                vhost: "/".into(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
-            })
-            .collect(),
-        ..Config::default()
-    };
-    let mut ha = HaConfig::new(role, to_peer.url("peer", "peer", "/"));
-    ha.timeout = TIMEOUT;
-    ha.epoch_file = epoch_file.to_path_buf();
-    ha.name = "wiring".into();
-    ha.arbiter = arbiter.cloned();
-    c.ha = Some(ha);
-    c
-}
-
-fn nowhere() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// Two proxies (one towards each member), an epoch file per member, and the arbiter
-/// both use, if any.
-struct Pair {
-    to_primary: FaultProxy,
-    to_backup: FaultProxy,
-    dir: tempfile::TempDir,
-    arbiter: Option<ArbiterConfig>,
-}
-
-impl Pair {
-    async fn new(arbiter: Option<ArbiterConfig>) -> Pair {
-        Pair {
-            to_primary: FaultProxy::start(nowhere()).await,
-            to_backup: FaultProxy::start(nowhere()).await,
-            dir: tempfile::tempdir().unwrap(),
-            arbiter,
-        }
-    }
-
-    async fn start(&self, role: HaRole) -> BrokerHandle {
-        let (to_peer, to_me) = match role {
-            HaRole::Primary => (&self.to_backup, &self.to_primary),
-            HaRole::Backup => (&self.to_primary, &self.to_backup),
-        };
-        let epoch = self.dir.path().join(role.name());
-        let b = broker::start_with(member(role, to_peer, &epoch, self.arbiter.as_ref())).await;
-        to_me.set_upstream(b.local_addr());
-        to_me.set_refuse(false);
-        b
-    }
-
-    fn split(&self) {
-        for p in [&self.to_primary, &self.to_backup] {
-            p.set_refuse(true);
-            p.cut();
-        }
-    }
-
-    fn heal(&self) {
-        for p in [&self.to_primary, &self.to_backup] {
-            p.set_refuse(false);
-        }
-    }
-}
-
-fn status(b: &BrokerHandle) -> HaStatus {
-    b.ha().expect("an HA member").status()
-}
-
-async fn eventually(what: impl Fn() -> bool, why: impl Fn() -> String) {
-    let ok = tokio::time::timeout(PATIENCE, async {
-        while !what() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    if ok.is_err() {
-        panic!("never happened: {}", why());
-    }
-}
-
-async fn wait_state(b: &BrokerHandle, state: &str) -> HaStatus {
-    eventually(
-        || status(b).state == state,
-        || format!("never {state}; last {:?}", status(b)),
-    )
-    .await;
-    status(b)
-}
-
-async fn wait_peer(b: &BrokerHandle, state: &str) {
-    eventually(
-        || status(b).peer.is_some_and(|p| p.state == state),
-        || format!("peer never {state}; last {:?}", status(b)),
-    )
-    .await;
-}
 
 /// Waits until `b` has not heard its peer for longer than the timeout.
 async fn wait_silence(b: &BrokerHandle) {
@@ -179,11 +49,6 @@ async fn wait_silence(b: &BrokerHandle) {
     .await;
 }
 
-async fn connect(b: &BrokerHandle, who: &str) -> Result<Connection, lapin::Error> {
-    Connection::connect(&b.url(who, who), ConnectionProperties::default()).await
-}
-
-/// Connects as a failing-over client would: again and again until admitted.
 async fn connect_when_admitted(b: &BrokerHandle, who: &str) -> Connection {
     tokio::time::timeout(PATIENCE, async {
         loop {

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod fault_proxy;
 pub mod federation;
 pub mod ha_checker;
+pub mod ha_inproc;
 pub mod ha_pair;
 pub mod management;
 pub mod prims;
