@@ -63,6 +63,9 @@ impl Server {
         if let Some(path) = broker.config().load_definitions.clone() {
             load_definitions(&broker, &path)?;
         }
+        if let Some(defs) = broker.config().file_definitions.clone() {
+            load_file_definitions(&broker, &defs)?;
+        }
         let federation = Federation::start(&broker);
         // Before the listeners: no client may get in before the pair's gate is up.
         let ha = match &broker.config().ha {
@@ -168,21 +171,34 @@ impl Server {
 
 /// Imports the `load_definitions` file; an error names the file.
 fn load_definitions(broker: &Broker, path: &std::path::Path) -> std::io::Result<()> {
-    use crate::management::definitions;
-    let failed = |e: String| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("load_definitions {}: {e}", path.display()),
-        )
-    };
-    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let defs = definitions::parse(&text).map_err(|e| failed(e.to_string()))?;
-    let report = definitions::import(broker, &defs).map_err(|e| failed(e.to_string()))?;
-    for w in report.warnings {
-        tracing::warn!("load_definitions {}: {w}", path.display());
-    }
+    let origin = format!("load_definitions {}", path.display());
+    let text = std::fs::read(path).map_err(|e| invalid_definitions(&origin, e))?;
+    import_definitions(broker, &text, &origin)?;
     tracing::info!("definitions loaded from {}", path.display());
     Ok(())
+}
+
+/// Imports the config file's federation upstreams, sets and policies.
+fn load_file_definitions(broker: &Broker, defs: &serde_json::Value) -> std::io::Result<()> {
+    let origin = "the config file's federation and policies";
+    let text = serde_json::to_vec(defs).map_err(|e| invalid_definitions(origin, e))?;
+    import_definitions(broker, &text, origin)
+}
+
+/// Imports a definitions document through the one definitions path; errors and
+/// warnings name `origin`.
+fn import_definitions(broker: &Broker, text: &[u8], origin: &str) -> std::io::Result<()> {
+    use crate::management::definitions;
+    let defs = definitions::parse(text).map_err(|e| invalid_definitions(origin, e))?;
+    let report = definitions::import(broker, &defs).map_err(|e| invalid_definitions(origin, e))?;
+    for w in report.warnings {
+        tracing::warn!("{origin}: {w}");
+    }
+    Ok(())
+}
+
+fn invalid_definitions(origin: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{origin}: {e}"))
 }
 
 impl BrokerHandle {

@@ -478,3 +478,53 @@ async fn link_status_in_prometheus() {
     }
     assert!(text.contains("# TYPE fedamq_federation_link_messages_received_total counter"));
 }
+
+/// Upstreams, upstream sets and policies in the TOML file (`[[federation_upstream]]`,
+/// `[[federation_upstream_set]]`, `[[policy]]`) federate an exchange with no API call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_federates_an_exchange() {
+    let up = node("up").await;
+    let text = format!(
+        r#"
+        cluster_name = "down"
+        [prometheus]
+        port = "off"
+        [[federation_upstream]]
+        name = "up"
+        uri = "{uri}"
+        reconnect-delay = 0.2
+        [[federation_upstream_set]]
+        name = "ups"
+        upstreams = [{{ upstream = "up" }}]
+        [[policy]]
+        name = "fed"
+        pattern = "^fed$"
+        apply-to = "exchanges"
+        definition = {{ federation-upstream-set = "ups" }}
+        "#,
+        uri = up.url("guest", "guest")
+    );
+    let mut config = fedamq::config::Config::default();
+    fedamq::config::apply_file(&mut config, std::path::Path::new("down.toml"), &text).unwrap();
+    let down = support::broker::start_with(config).await;
+    let (_dc, dch) = channel(&down).await;
+    let (_uc, uch) = channel(&up).await;
+    declare_topic(&dch, "fed").await;
+    bound_queue(&dch, "local", "fed", "a.*").await;
+    eventually("the binding reaches the upstream", || {
+        bindings_of(&up, "fed") == 1
+    })
+    .await;
+    uch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&uch, "fed", "a.b", b"through the file's link").await;
+    wait_depth(&down, "local", 1).await;
+    let (seen, _) = drain(&dch, "local").await;
+    assert!(
+        seen.contains_key(&b"through the file's link"[..]),
+        "{seen:?}"
+    );
+    let link = links(&down);
+    assert_eq!(link.len(), 1, "one link, from the file's set: {link:?}");
+}

@@ -47,6 +47,10 @@ struct FileConfig {
     ssl_cert_login_from: Option<Value>,
     ssl_options: Option<FileSslOptions>,
     ha: Option<FileHa>,
+    federation_upstream: Option<Vec<Value>>,
+    federation_upstream_set: Option<Vec<Value>>,
+    #[serde(rename = "policy", alias = "policies")]
+    policies: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +296,16 @@ pub fn apply_file(config: &mut Config, path: &Path, text: &str) -> Result<(), Co
 
     if let Some(h) = &file.ha {
         config.ha = Some(read_ha(h, path, &invalid)?);
+    }
+
+    if let Some(d) = super::federation::definitions(
+        file.federation_upstream.as_deref(),
+        file.federation_upstream_set.as_deref(),
+        file.policies.as_deref(),
+    )
+    .map_err(|(key, m)| invalid(&key, m))?
+    {
+        config.file_definitions = Some(d);
     }
 
     if let Some(v) = &file.vhosts {

@@ -63,6 +63,10 @@
 //! max_queues = "unlimited"      # per vhost
 //! max_exchanges = 1000          # per vhost
 //!
+//! [[federation_upstream]]       # and [[federation_upstream_set]], [[policy]]: see
+//! name = "site-a"               # `federation` (RabbitMQ's parameters and policies)
+//! uri = "amqp://fed:secret@site-a:5672"
+//!
 //! [ha]                          # one member of an HA pair: see `ha`
 //! role = "primary"
 //! peer = "amqp://peer:secret@10.0.0.2:5672"
@@ -110,6 +114,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod federation;
 pub mod file;
 pub mod ha;
 pub mod memory;

@@ -62,6 +62,9 @@ pub struct Config {
     pub management_ssl: ManagementTls,
     /// This broker as a member of an HA pair (`[ha]`); None: standalone.
     pub ha: Option<super::ha::HaConfig>,
+    /// The file's federation upstreams, upstream sets and policies, as a definitions
+    /// document (`federation.rs`), imported at start-up after `load_definitions`.
+    pub file_definitions: Option<serde_json::Value>,
 }
 
 /// The management API over HTTPS. It runs when `options.certfile` is set, beside the
@@ -190,6 +193,7 @@ impl Default for Config {
             ssl_options: TlsServerSettings::default(),
             ssl_cert_login_from: CertLoginFrom::default(),
             ha: None,
+            file_definitions: None,
         }
     }
 }
