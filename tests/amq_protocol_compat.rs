@@ -93,6 +93,10 @@ const NOT_COMPARED: &[(&str, &str)] = &[
     ("greeting.hello-ok", SERVICE),
     ("broker.identify", SERVICE),
     ("broker.identify-ok", SERVICE),
+    ("ha.state", SERVICE),
+    ("replica.snapshot", SERVICE),
+    ("replica.change", SERVICE),
+    ("replica.resync", SERVICE),
 ];
 const TUNNEL: &str = "fedamq's tunnel protocol (spec/tunnel.xml); only fedamq brokers speak it";
 const SERVICE: &str = "a fedamq tunnel service (spec/tunnel-*.xml); only fedamq brokers speak it";
