@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::upstream_view::UpstreamView;
+
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -96,6 +98,8 @@ pub struct LinkStatus {
     /// The upstream's `fedamq-mode`.
     pub mode: &'static str,
     pub counters: LinkCounters,
+    /// What the upstream (a fedamq) says it sees of this broker.
+    pub upstream_view: UpstreamView,
 }
 
 impl LinkStatus {
@@ -139,6 +143,7 @@ impl LinkStatus {
             "messages_returned": c.returned,
             "messages_returns_lost": c.returns_lost,
             "publishes_held_back": c.held_back,
+            "upstream_view": self.upstream_view.json(),
         });
         if let Some(m) = v.as_object_mut() {
             match self.state {
