@@ -251,6 +251,13 @@ async fn rabbitmq_as_upstream() {
             .is_some_and(|l| l.state == LinkState::Running)
     })
     .await;
+    // RabbitMQ has no tunnels: the link has no upstream view, and says why.
+    eventually("the upstream view is unsupported", || {
+        links(&down).first().is_some_and(|l| {
+            l.upstream_view.json() == json!({"state": "unavailable", "reason": "unsupported"})
+        })
+    })
+    .await;
     let rmq = lapin::Connection::connect(&support::rabbitmq::url(), Default::default())
         .await
         .unwrap();
