@@ -251,6 +251,13 @@ async fn rabbitmq_as_upstream() {
             .is_some_and(|l| l.state == LinkState::Running)
     })
     .await;
+    // RabbitMQ has no tunnels: the link has no upstream view, and says why.
+    eventually("the upstream view is unsupported", || {
+        links(&down).first().is_some_and(|l| {
+            l.upstream_view.json() == json!({"state": "unavailable", "reason": "unsupported"})
+        })
+    })
+    .await;
     let rmq = lapin::Connection::connect(&support::rabbitmq::url(), Default::default())
         .await
         .unwrap();
@@ -527,4 +534,82 @@ async fn the_config_file_federates_an_exchange() {
     );
     let link = links(&down);
     assert_eq!(link.len(), 1, "one link, from the file's set: {link:?}");
+}
+
+/// The upstream's view: the downstream asks its fedamq upstream (a `broker` tunnel, the
+/// upstream user has the `peering` tag) and shows what it answers in
+/// `/api/federation-links`: the link's connection, consuming from its upstream queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_status_shows_what_the_upstream_sees() {
+    let up = node("up").await;
+    let down = node("down").await;
+    let users = up.broker().users();
+    users
+        .add_user(
+            "fed",
+            fedamq::auth::password::PasswordHash::new("fed"),
+            vec![fedamq::tunnel::PEERING_TAG.to_string()],
+        )
+        .unwrap();
+    users.set_permissions("fed", "/", ".*", ".*", ".*").unwrap();
+    let (_dc, dch) = channel(&down).await;
+    declare_topic(&dch, "fed").await;
+    federate(&down, "up", &up.url("fed", "fed"), "^fed$");
+    bound_queue(&dch, "local", "fed", "a.*").await;
+    eventually("the link runs", || links_run(&down, 1)).await;
+    let api = Http::of(&down);
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    let view = loop {
+        let item = api.get("/api/federation-links/%2f").await.body[0].clone();
+        let view = item["upstream_view"].clone();
+        let consuming = view["links"]["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["queues"].as_array().cloned().unwrap_or_default())
+            .any(|q| q["name"] == "federation: fed -> down" && q["consumers"] == 1);
+        if view["state"] == "answered" && consuming {
+            break view;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never answered: {item}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["identifier"], json!(up.identifier()), "{view}");
+    let link = view["links"]["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| !c["queues"].as_array().unwrap().is_empty())
+        .unwrap()
+        .clone();
+    assert_eq!(link["user"], "fed", "{view}");
+    assert_eq!(link["vhost"], "/", "{view}");
+    assert!(link["channels"].as_i64().unwrap() >= 1, "{view}");
+    assert!(
+        link["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{view}"
+    );
+}
+
+/// Without the `peering` tag the upstream refuses the question, and the link says so
+/// (and runs all the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_view_says_why_it_is_missing() {
+    let up = node("up").await;
+    let down = node("down").await;
+    let (_dc, dch) = channel(&down).await;
+    declare_topic(&dch, "fed").await;
+    federate(&down, "up", &up.url("guest", "guest"), "^fed$");
+    eventually("the link runs and the view is refused", || {
+        links(&down).first().is_some_and(|l| {
+            let v = l.upstream_view.json();
+            l.state == LinkState::Running
+                && v["state"] == "unavailable"
+                && v["reason"].as_str().is_some_and(|r| r.contains("403"))
+        })
+    })
+    .await;
 }

@@ -335,7 +335,14 @@ async fn the_broker_service_tells_who_the_remote_is() {
     assert_eq!(ok.identifier, b.identifier());
     assert_eq!(ok.product, "fedamq");
     assert_eq!(ok.version, env!("CARGO_PKG_VERSION"));
-    assert!(ok.links.is_empty());
+    // `links`: the asker's connections here, this tunnel's own among them.
+    let connections = ok.links.get("connections").and_then(|c| c.as_array());
+    let users: Vec<_> = connections
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.as_table()?.get("user")?.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(users, ["link"], "{:?}", ok.links);
     // A method of another service is refused at the sender.
     assert!(t.send(hello(1, "wrong class")).await.is_err());
 }

@@ -28,6 +28,9 @@ pub struct ConnectionInfo {
     pub vhost: String,
     /// The client's `product` property, if it sent one.
     pub client: Option<String>,
+    /// The client's `identifier` property: set by another fedamq's peering, so the
+    /// broker can tell which connections come from which broker.
+    pub identifier: Option<String>,
     pub connected_at: SystemTime,
     /// How the broker reaches the connection's task.
     pub(crate) mailbox: Mailbox,

@@ -30,6 +30,8 @@ pub struct Opened {
     pub capabilities: Capabilities,
     /// The client's `product` property, if any.
     pub product: Option<String>,
+    /// The client's `identifier` property: the broker identifier a fedamq peering sends.
+    pub identifier: Option<String>,
     /// Bytes read past the handshake (the client may pipeline its first methods).
     pub leftover: BytesMut,
 }
@@ -256,11 +258,15 @@ pub async fn handshake(
         }
     };
     let capabilities = capabilities(&start_ok.client_properties);
-    let product = start_ok
-        .client_properties
-        .get("product")
-        .and_then(|v| v.as_bytes())
-        .map(|b| String::from_utf8_lossy(b).into_owned());
+    let property = |key: &str| {
+        start_ok
+            .client_properties
+            .get(key)
+            .and_then(|v| v.as_bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let product = property("product");
+    let identifier = property("identifier");
 
     let tune = ConnectionTune {
         channel_max: config.channel_max,
@@ -337,6 +343,7 @@ pub async fn handshake(
         heartbeat: tune_ok.heartbeat,
         capabilities,
         product,
+        identifier,
         leftover: reader.buf,
     })
 }

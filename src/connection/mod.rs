@@ -119,6 +119,7 @@ pub async fn serve<T: Transport>(
         user: opened.user.clone(),
         vhost: opened.vhost.name.to_string(),
         client: opened.product.clone(),
+        identifier: opened.identifier.clone(),
         connected_at: std::time::SystemTime::now(),
         mailbox: mailbox_tx.clone(),
         pending: pending.clone(),

@@ -40,6 +40,7 @@ use super::headers::{
 };
 use super::status::{LinkCounters, LinkState, LinkStatus};
 use super::upstream::{AckMode, Mode, Upstream};
+use super::upstream_view;
 use crate::broker::Broker;
 use crate::broker::exchange::ExchangeSpec;
 use crate::broker::exchange_hook::{ExchangeHook, PublishSource};
@@ -109,6 +110,7 @@ impl Link {
             local_connection: String::new(),
             mode: spec.upstream.mode.name(),
             counters: LinkCounters::default(),
+            upstream_view: Default::default(),
         }));
         let (stop, stop_rx) = oneshot::channel();
         let upstream = spec.upstream.clone();
@@ -190,6 +192,11 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         }
     };
     let upstream_vhost = remote.vhost.clone();
+    let asker = tokio::spawn(upstream_view::ask(
+        spec.broker.clone(),
+        remote.clone(),
+        Arc::downgrade(&status),
+    ));
     let mut config = PeeringConfig::new(remote);
     let delay = spec.upstream.reconnect_delay;
     config.reconnect = Some(Backoff {
@@ -269,6 +276,8 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         _ = session.run() => false,
         c = &mut stop => c.unwrap_or(false),
     };
+    // Dropping its tunnel closes it.
+    asker.abort();
     session.finish(cleanup).await;
 }
 

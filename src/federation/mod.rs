@@ -23,6 +23,7 @@ mod headers;
 mod link;
 pub mod status;
 pub mod upstream;
+pub mod upstream_view;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};

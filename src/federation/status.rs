@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::protocol::{FieldTable, FieldValue};
+
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -96,6 +98,8 @@ pub struct LinkStatus {
     /// The upstream's `fedamq-mode`.
     pub mode: &'static str,
     pub counters: LinkCounters,
+    /// What the upstream (a fedamq) says it sees of this broker.
+    pub upstream_view: UpstreamView,
 }
 
 impl LinkStatus {
@@ -139,6 +143,7 @@ impl LinkStatus {
             "messages_returned": c.returned,
             "messages_returns_lost": c.returns_lost,
             "publishes_held_back": c.held_back,
+            "upstream_view": self.upstream_view.json(),
         });
         if let Some(m) = v.as_object_mut() {
             match self.state {
@@ -152,6 +157,72 @@ impl LinkStatus {
             }
         }
         v
+    }
+}
+
+/// What the upstream (a fedamq, asked through a `broker` tunnel by
+/// `upstream_view.rs`) last said it sees of this broker, or why it said nothing.
+#[derive(Debug, Clone, Default)]
+pub enum UpstreamView {
+    #[default]
+    NotAsked,
+    /// No answer, and why.
+    Unavailable(String),
+    Answered {
+        at: SystemTime,
+        identifier: String,
+        version: String,
+        uptime_ms: u64,
+        /// `identify-ok.links`, as JSON.
+        links: Value,
+    },
+}
+
+impl UpstreamView {
+    /// As `/api/federation-links` shows it in `upstream_view`.
+    pub fn json(&self) -> Value {
+        match self {
+            UpstreamView::NotAsked => json!({ "state": "not asked" }),
+            UpstreamView::Unavailable(reason) => {
+                json!({ "state": "unavailable", "reason": reason })
+            }
+            UpstreamView::Answered {
+                at,
+                identifier,
+                version,
+                uptime_ms,
+                links,
+            } => json!({
+                "state": "answered",
+                "timestamp": timestamp(*at),
+                "identifier": identifier,
+                "version": version,
+                "uptime_ms": uptime_ms,
+                "links": links,
+            }),
+        }
+    }
+}
+
+/// A field table as JSON: strings, numbers, booleans, arrays and tables.
+pub(super) fn table_json(t: &FieldTable) -> Value {
+    Value::Object(
+        t.iter()
+            .map(|(k, v)| (k.to_string(), value_json(v)))
+            .collect(),
+    )
+}
+
+fn value_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Table(t) => table_json(t),
+        FieldValue::Array(a) => Value::Array(a.iter().map(value_json).collect()),
+        FieldValue::Bool(b) => json!(b),
+        v => match (v.as_i64(), v.as_bytes()) {
+            (Some(n), _) => json!(n),
+            (None, Some(b)) => json!(String::from_utf8_lossy(b)),
+            (None, None) => Value::Null,
+        },
     }
 }
 

@@ -301,6 +301,10 @@ impl PeeringConfig {
         put("information", "fedamq peering".into());
         put("connection_name", self.name.as_str().into());
         put("capabilities", FieldValue::Table(caps));
+        // Lets the remote tell which of its connections come from this broker.
+        if let Some(id) = &self.local_identifier {
+            put("identifier", id.as_str().into());
+        }
         props
     }
 }

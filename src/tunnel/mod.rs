@@ -54,8 +54,9 @@ use status::StatusBoard;
 /// The user tag that allows opening tunnels (RabbitMQ keeps any tag word as given).
 pub const PEERING_TAG: &str = "peering";
 
-/// Builds one side's implementation of a service, given the sender it answers with.
-pub type ServiceFactory = Arc<dyn Fn(TunnelSender) -> Box<dyn ServiceHandler> + Send + Sync>;
+/// Builds the accepting side's implementation of a service, given the sender it answers
+/// with and the opener's identifier.
+pub type ServiceFactory = Arc<dyn Fn(TunnelSender, &str) -> Box<dyn ServiceHandler> + Send + Sync>;
 
 /// The tunnels of one broker: the services it accepts, the tunnels others opened to
 /// it, and the tunnels it opened.
@@ -99,6 +100,15 @@ impl Tunnels {
         &self,
         service: &'static ServiceInfo,
         factory: impl Fn(TunnelSender) -> Box<dyn ServiceHandler> + Send + Sync + 'static,
+    ) {
+        self.register_per_opener(service, move |sender, _| factory(sender));
+    }
+
+    /// As [`Tunnels::register`], for a service whose answers depend on who opened it.
+    pub fn register_per_opener(
+        &self,
+        service: &'static ServiceInfo,
+        factory: impl Fn(TunnelSender, &str) -> Box<dyn ServiceHandler> + Send + Sync + 'static,
     ) {
         lock(&self.services).insert(service.name, (service, Arc::new(factory)));
     }
@@ -192,7 +202,9 @@ impl Tunnels {
         let key = (String::from_utf8_lossy(opener).into_owned(), info.name);
         let endpoint = lock(&self.accepted)
             .entry(key)
-            .or_insert_with(|| Endpoint::new(info, self.window, |s| factory(s)))
+            .or_insert_with_key(|(opener, _)| {
+                Endpoint::new(info, self.window, |s| factory(s, opener))
+            })
             .clone();
         Some((info, endpoint))
     }
