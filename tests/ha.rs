@@ -17,7 +17,9 @@ use fedamq::config::HaRole;
 use fedamq::ha::{Arbiter, HaHooks, HookFuture};
 use fedamq::peering::Remote;
 use support::broker::{closed_by_broker, reply_code};
-use support::ha_inproc::{PATIENCE, Pair, TIMEOUT, connect, status, wait_peer, wait_state};
+use support::ha_inproc::{
+    PATIENCE, Pair, TIMEOUT, connect, fedamqctl_ha_status, status, wait_peer, wait_state,
+};
 use support::management::Http;
 
 /// An ordinary client is refused with 320 and a text naming the peer.
@@ -85,20 +87,7 @@ async fn pair_forms_and_the_passive_member_refuses_clients() {
     assert!(r.body["last_peer_heartbeat_ms"].is_u64());
 
     // fedamqctl ha status.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamqctl"))
-        .env_remove("FEDAMQCTL_HOST")
-        .env_remove("FEDAMQCTL_USER")
-        .env_remove("FEDAMQCTL_PASSWORD")
-        .env(
-            "FEDAMQCTL_PORT",
-            backup.management_addr().unwrap().port().to_string(),
-        )
-        .args(["ha", "status"])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let text = fedamqctl_ha_status(&backup).await;
     assert!(
         text.contains("passive") && text.contains("backup"),
         "{text}"

@@ -32,7 +32,8 @@ use support::broker::reply_code;
 use support::etcd::EtcdServer;
 use support::fault_proxy::FaultProxy;
 use support::ha_inproc::{
-    PATIENCE, Pair, TIMEOUT, connect, eventually, status, wait_peer, wait_state,
+    PATIENCE, Pair, TIMEOUT, connect, eventually, fedamqctl_ha_status, status, wait_peer,
+    wait_state,
 };
 use support::management::Http;
 
@@ -517,20 +518,7 @@ async fn with_an_arbiter_a_split_with_clients_on_both_sides_never_makes_two_acti
     assert_eq!(status(&backup).fencing_token, None);
     let r = Http::of(&primary).get("/api/ha").await;
     assert_eq!(r.body["fencing_token"], token, "{:?}", r.body);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamqctl"))
-        .env_remove("FEDAMQCTL_HOST")
-        .env_remove("FEDAMQCTL_USER")
-        .env_remove("FEDAMQCTL_PASSWORD")
-        .env(
-            "FEDAMQCTL_PORT",
-            primary.management_addr().unwrap().port().to_string(),
-        )
-        .args(["ha", "status"])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let text = fedamqctl_ha_status(&primary).await;
     assert!(
         text.lines()
             .any(|l| l.contains("Arbiter token") && l.contains(&token.to_string())),

@@ -159,3 +159,21 @@ pub async fn wait_peer(b: &BrokerHandle, state: &str) {
 pub async fn connect(b: &BrokerHandle, who: &str) -> Result<Connection, lapin::Error> {
     Connection::connect(&b.url(who, who), ConnectionProperties::default()).await
 }
+
+/// What `fedamqctl ha status` prints against `b`'s management API (it must succeed).
+pub async fn fedamqctl_ha_status(b: &BrokerHandle) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedamqctl"))
+        .env_remove("FEDAMQCTL_HOST")
+        .env_remove("FEDAMQCTL_USER")
+        .env_remove("FEDAMQCTL_PASSWORD")
+        .env(
+            "FEDAMQCTL_PORT",
+            b.management_addr().unwrap().port().to_string(),
+        )
+        .args(["ha", "status"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
