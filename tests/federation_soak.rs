@@ -1,27 +1,35 @@
-//! Nothing lost across link cuts (issue 11): messages published upstream with
-//! confirms, in subscriber mode, while the fault proxy between the link and the
-//! upstream cuts every connection again and again at random moments. Every confirmed
-//! message must reach the downstream queue at least once, and every extra copy must be
-//! flagged (`redelivered: true` in its `x-received-from` entry).
+//! Nothing lost across link cuts (issue 11): messages published with confirms while
+//! the fault proxy between the link and the upstream cuts every connection again and
+//! again at random moments. Every confirmed message must reach the queue at the other
+//! end at least once, and every extra copy must be flagged (`redelivered: true` in its
+//! newest `x-received-from` entry). Two directions, one soak:
 //!
-//! The test suite runs a short soak; `cargo xtask fed-soak` runs the long one (the
-//! ignored test `long_soak`, sized by `FEDAMQ_SOAK_MESSAGES` and `FEDAMQ_SOAK_CUTS`) and
-//! prints its report.
+//! - subscriber mode: published to the upstream exchange, consumed from a queue bound
+//!   downstream; a copy comes twice when the upstream redelivers what the link took
+//!   but could not ack before a cut;
+//! - publisher mode: published to the downstream exchange, forwarded up through the
+//!   peering's confirmed outbox, consumed from a queue bound upstream; a copy comes
+//!   twice when the outbox sends again what was in flight at a cut.
+//!
+//! The test suite runs a short soak in each mode; `cargo xtask fed-soak [--mode M]`
+//! runs the long one (the ignored tests `long_soak` and `long_publisher_soak`, sized by
+//! `FEDAMQ_SOAK_MESSAGES` and `FEDAMQ_SOAK_CUTS`) and prints its report.
 
 mod support;
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use fedamq::federation::LinkState;
+use fedamq::federation::upstream::Mode;
+use fedamq::federation::{Federation, LinkState, LinkStatus};
 use fedamq::protocol::ShortString;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, Consumer};
 use serde_json::json;
 use support::fault_proxy::FaultProxy;
 use support::federation::*;
-use tokio_stream_compat::next;
 
 /// Confirms outstanding at once on the publishing channel.
 const WINDOW: usize = 500;
@@ -29,23 +37,26 @@ const WINDOW: usize = 500;
 /// What a soak saw.
 #[derive(Debug)]
 struct Report {
+    mode: Mode,
     messages: usize,
     cuts: usize,
-    /// Confirmed upstream, never seen downstream.
+    /// Confirmed to the publisher, never seen by the consumer.
     lost: usize,
     /// Copies beyond the first.
     duplicates: usize,
     /// Of those, flagged redelivered.
     flagged: usize,
+    /// Sent again by the side that could not know whether the other end had them: the
+    /// upstream's redeliveries to the link (subscriber), the outbox's resends of
+    /// forwards (publisher).
+    resent: u64,
     reconnects: u64,
     seconds: f64,
 }
 
-mod tokio_stream_compat {
-    /// The next item of a lapin consumer.
-    pub async fn next(c: &mut lapin::Consumer) -> Option<lapin::Result<lapin::message::Delivery>> {
-        futures_lite::StreamExt::next(c).await
-    }
+/// The next item of a lapin consumer.
+async fn next(c: &mut Consumer) -> Option<lapin::Result<lapin::message::Delivery>> {
+    futures_lite::StreamExt::next(c).await
 }
 
 /// Whether a delivery's newest `x-received-from` entry says redelivered.
@@ -63,8 +74,40 @@ fn redelivered(headers: &Option<FieldTable>) -> bool {
     )
 }
 
+/// Each message's arrivals, by its number (the body): (copies, copies flagged).
+#[derive(Default)]
+struct Arrivals(HashMap<u64, (usize, usize)>);
+
+impl Arrivals {
+    fn note(&mut self, d: &lapin::message::Delivery) {
+        let i = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+        let e = self.0.entry(i).or_default();
+        e.0 += 1;
+        e.1 += usize::from(redelivered(d.properties.headers()));
+    }
+
+    fn distinct(&self) -> usize {
+        self.0.len()
+    }
+
+    fn lost(&self, messages: usize) -> usize {
+        (0..messages as u64)
+            .filter(|i| !self.0.contains_key(i))
+            .count()
+    }
+
+    fn duplicates(&self) -> usize {
+        self.0.values().map(|(n, _)| n - 1).sum()
+    }
+
+    fn flagged(&self) -> usize {
+        self.0.values().map(|(n, f)| (*f).min(n - 1)).sum()
+    }
+}
+
+/// Publishes messages 0..`messages` to `fed` with confirms; every one must be acked.
 async fn publish_all(ch: Channel, messages: usize) {
-    let mut pending = std::collections::VecDeque::new();
+    let mut pending = VecDeque::new();
     for i in 0..messages {
         let confirm = ch
             .basic_publish(
@@ -79,65 +122,93 @@ async fn publish_all(ch: Channel, messages: usize) {
         pending.push_back(confirm);
         if pending.len() >= WINDOW {
             let c = pending.pop_front().unwrap().await.unwrap();
-            assert!(c.is_ack(), "message nacked upstream");
+            assert!(c.is_ack(), "message nacked");
         }
     }
     for c in pending {
-        assert!(c.await.unwrap().is_ack(), "message nacked upstream");
+        assert!(c.await.unwrap().is_ack(), "message nacked");
     }
 }
 
-async fn soak(messages: usize, cuts: usize) -> Report {
+/// How far the flow over the link has gone: deliveries the link took from the
+/// upstream (subscriber), forwards the upstream confirmed (publisher).
+fn progress(mode: Mode, l: &LinkStatus) -> u64 {
+    if mode.subscribes() {
+        l.counters.received
+    } else {
+        l.counters.forwarded
+    }
+}
+
+/// Cuts the link `cuts` times at random points of the flow: after a random amount of
+/// progress (on average messages / cuts), so the cuts spread over the whole run
+/// whatever its speed. Each cut breaks a link that is up again since the last one.
+async fn cut_randomly(
+    links: Arc<Federation>,
+    proxy: FaultProxy,
+    mode: Mode,
+    messages: usize,
+    cuts: usize,
+) -> FaultProxy {
+    let at = || progress(mode, &links.links()[0]);
+    let mean = (messages / cuts.max(1)).max(1);
+    let mut accepted = 0;
+    for _ in 0..cuts {
+        let from = at();
+        let after = rand::random_range(1..=2 * mean) as u64;
+        while at() < from + after && at() < messages as u64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Flow (publishers held back) is a connected link too.
+        let up = || matches!(links.links()[0].state, LinkState::Running | LinkState::Flow);
+        let give_up = Instant::now() + PATIENCE;
+        while proxy.connections_accepted() <= accepted || !up() {
+            assert!(Instant::now() < give_up, "the link does not come back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        accepted = proxy.connections_accepted();
+        proxy.cut();
+    }
+    proxy
+}
+
+/// One soak: `messages` published with confirms across the link in `mode`'s direction
+/// while it is cut `cuts` times; what arrived, counted by message number.
+async fn soak(mode: Mode, messages: usize, cuts: usize) -> Report {
     let started = Instant::now();
     let up = bare_node("up").await;
     let down = bare_node("down").await;
     let proxy = FaultProxy::start(up.local_addr()).await;
     let (_conns, uch, dch) = fed_on_both(&up, &down).await;
-    bound_queue(&dch, "q", "fed", "#").await;
+    // Messages go from the publishing broker's `fed` to the queue on the other one.
+    let (publish_on, consume_on, queue_on) = if mode == Mode::Subscriber {
+        (uch, dch, &down)
+    } else {
+        (dch, uch, &up)
+    };
+    bound_queue(&consume_on, "q", "fed", "#").await;
     federate_with(
         &down,
         "up",
         &proxy.url("guest", "guest", "/"),
         "^fed$",
-        json!({"reconnect-delay": 0.01}),
+        json!({"reconnect-delay": 0.01, "fedamq-mode": mode.name()}),
     );
     eventually("the link runs", || links_run(&down, 1)).await;
-    eventually("mirrored", || bindings_of(&up, "fed") == 1).await;
+    if mode.subscribes() {
+        eventually("mirrored", || bindings_of(&up, "fed") == 1).await;
+    }
 
-    let publisher = tokio::spawn(publish_all(uch, messages));
+    let publisher = tokio::spawn(publish_all(publish_on, messages));
+    let cutter = tokio::spawn(cut_randomly(
+        down.federation().clone(),
+        proxy,
+        mode,
+        messages,
+        cuts,
+    ));
 
-    // Cuts at random points of the flow: after a random number of deliveries to the
-    // link (on average messages / cuts), so they spread over the whole run whatever
-    // its speed.
-    let cutter = {
-        let down_links = down.federation().clone();
-        tokio::spawn(async move {
-            let mean = (messages / cuts.max(1)).max(1);
-            let mut accepted = 0;
-            for _ in 0..cuts {
-                let from = down_links.links()[0].counters.received;
-                let after = rand::random_range(1..=2 * mean) as u64;
-                while down_links.links()[0].counters.received < from + after
-                    && down_links.links()[0].counters.received < messages as u64
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                // Each cut breaks a running link (set up again since the last cut).
-                let give_up = Instant::now() + PATIENCE;
-                while proxy.connections_accepted() <= accepted
-                    || down_links.links()[0].state != LinkState::Running
-                {
-                    assert!(Instant::now() < give_up, "the link does not come back");
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                accepted = proxy.connections_accepted();
-                proxy.cut();
-            }
-            proxy
-        })
-    };
-
-    let mut consumer = dch
+    let mut consumer = consume_on
         .basic_consume(
             "q",
             "soak",
@@ -149,64 +220,73 @@ async fn soak(messages: usize, cuts: usize) -> Report {
         )
         .await
         .unwrap();
-    let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
+    let mut seen = Arrivals::default();
     let give_up = Instant::now() + PATIENCE * 10;
-    while seen.len() < messages {
-        let d = tokio::time::timeout(PATIENCE, next(&mut consumer))
-            .await
-            .expect("deliveries stopped")
-            .expect("consumer open")
-            .unwrap();
-        let i = u64::from_be_bytes(d.data[..8].try_into().unwrap());
-        let e = seen.entry(i).or_default();
-        e.0 += 1;
-        e.1 += usize::from(redelivered(d.properties.headers()));
+    while seen.distinct() < messages {
+        let Ok(d) = tokio::time::timeout(PATIENCE, next(&mut consumer)).await else {
+            // Nothing more comes: the report says what is missing.
+            break;
+        };
+        seen.note(&d.expect("consumer open").unwrap());
         assert!(
             Instant::now() < give_up,
             "only {} of {messages}",
-            seen.len()
+            seen.distinct()
         );
     }
     publisher.await.unwrap();
     let _proxy = cutter.await.unwrap();
     // Copies still on their way: wait until the link has settled all it took and the
-    // upstream queue is empty, then take the rest.
+    // queues on the way are empty, then take the rest.
     let upstream_queue = ShortString::from_static("federation: fed -> down");
     eventually("settled", || {
-        links_settled(&down)
-            && root(&up)
-                .queue(&upstream_queue)
-                .is_some_and(|q| q.message_count() == 0 && q.unacked_count() == 0)
-            && depth(&down, "q") == 0
+        let c = &links(&down)[0].counters;
+        let link_settled = if mode == Mode::Subscriber {
+            links_settled(&down)
+                && root(&up)
+                    .queue(&upstream_queue)
+                    .is_some_and(|q| q.message_count() == 0 && q.unacked_count() == 0)
+        } else {
+            c.forwarded + c.forward_failed == messages as u64
+        };
+        link_settled && depth(queue_on, "q") == 0
     })
     .await;
     while let Ok(Some(Ok(d))) =
-        tokio::time::timeout(std::time::Duration::from_millis(200), next(&mut consumer)).await
+        tokio::time::timeout(Duration::from_millis(200), next(&mut consumer)).await
     {
-        let i = u64::from_be_bytes(d.data[..8].try_into().unwrap());
-        let e = seen.entry(i).or_default();
-        e.0 += 1;
-        e.1 += usize::from(redelivered(d.properties.headers()));
+        seen.note(&d);
     }
-    let duplicates = seen.values().map(|(n, _)| n - 1).sum();
-    let flagged = seen.values().map(|(n, f)| (*f).min(n - 1)).sum();
+    let c = &links(&down)[0].counters;
     Report {
+        mode,
         messages,
         cuts,
-        lost: (0..messages as u64)
-            .filter(|i| !seen.contains_key(i))
-            .count(),
-        duplicates,
-        flagged,
-        reconnects: links(&down)[0].counters.connects.saturating_sub(1),
+        lost: seen.lost(messages),
+        duplicates: seen.duplicates(),
+        flagged: seen.flagged(),
+        resent: if mode == Mode::Subscriber {
+            c.redelivered
+        } else {
+            c.resent
+        },
+        reconnects: c.connects.saturating_sub(1),
         seconds: started.elapsed().as_secs_f64(),
     }
 }
 
 fn check(r: &Report) {
     println!(
-        "fed-soak: {} messages, {} cuts ({} reconnects), {} lost, {} duplicates, {} of them flagged redelivered, {:.1} s",
-        r.messages, r.cuts, r.reconnects, r.lost, r.duplicates, r.flagged, r.seconds
+        "fed-soak ({} mode): {} messages, {} cuts ({} reconnects), {} lost, {} duplicates, {} of them flagged redelivered, {} sent again, {:.1} s",
+        r.mode.name(),
+        r.messages,
+        r.cuts,
+        r.reconnects,
+        r.lost,
+        r.duplicates,
+        r.flagged,
+        r.resent,
+        r.seconds
     );
     assert_eq!(r.lost, 0, "{r:?}");
     assert_eq!(r.duplicates, r.flagged, "unflagged duplicates: {r:?}");
@@ -214,13 +294,16 @@ fn check(r: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_soak_loses_nothing_across_cuts() {
-    check(&soak(3_000, 20).await);
+    check(&soak(Mode::Subscriber, 3_000, 20).await);
 }
 
-/// `cargo xtask fed-soak`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: run by cargo xtask fed-soak"]
-async fn long_soak() {
+async fn short_publisher_soak_loses_nothing_across_cuts() {
+    check(&soak(Mode::Publisher, 3_000, 20).await);
+}
+
+/// The long soak in `mode`, sized by the environment `cargo xtask fed-soak` sets.
+async fn long(mode: Mode) {
     let env = |k: &str, d: usize| {
         std::env::var(k)
             .ok()
@@ -228,6 +311,7 @@ async fn long_soak() {
             .unwrap_or(d)
     };
     let r = soak(
+        mode,
         env("FEDAMQ_SOAK_MESSAGES", 100_000),
         env("FEDAMQ_SOAK_CUTS", 1_000),
     )
@@ -235,16 +319,30 @@ async fn long_soak() {
     check(&r);
 }
 
+/// `cargo xtask fed-soak`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by cargo xtask fed-soak"]
+async fn long_soak() {
+    long(Mode::Subscriber).await;
+}
+
+/// `cargo xtask fed-soak --mode publisher`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by cargo xtask fed-soak --mode publisher"]
+async fn long_publisher_soak() {
+    long(Mode::Publisher).await;
+}
+
 /// Binds `bindings` distinct keys downstream (pipelined, nowait) while the link's
 /// connection has 100 ms of added latency each way, and returns how long it took from
 /// the first bind until all of them were mirrored upstream. The link pipelines its
 /// `exchange.bind`s, so this is a few round trips, not one per binding.
-async fn binding_propagation(bindings: usize) -> std::time::Duration {
+async fn binding_propagation(bindings: usize) -> Duration {
     let up = bare_node("up").await;
     let down = bare_node("down").await;
     let proxy = FaultProxy::start(up.local_addr()).await;
     let (_conns, _uch, dch) = fed_on_both(&up, &down).await;
-    proxy.set_delay(std::time::Duration::from_millis(100));
+    proxy.set_delay(Duration::from_millis(100));
     federate(&down, "up", &proxy.url("guest", "guest", "/"), "^fed$");
     eventually("the link runs", || links_run(&down, 1)).await;
     dch.queue_declare(
@@ -274,7 +372,7 @@ async fn binding_propagation(bindings: usize) -> std::time::Duration {
             "only {} of {bindings} bindings mirrored",
             bindings_of(&up, "fed")
         );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = started.elapsed();
     assert_eq!(depth(&down, "q"), 0);

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 use crate::broker::routing::upstream::{RECEIVED_FROM, already_seen};
+use crate::protocol::generated::properties::EncodedBasicProperties;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
 /// The header a mirrored binding carries (RabbitMQ's name).
@@ -62,6 +63,25 @@ pub fn prepend_forwarded_from(
     entry.insert(key("cluster-name"), text(cluster_name));
     entry.insert(key("vhost"), text(vhost));
     prepend(headers, RECEIVED_FROM, entry);
+}
+
+/// A forward's properties as it is sent again after the upstream connection was lost
+/// (the peering's [`MarkResent`](crate::peering::MarkResent)): `redelivered` set in its
+/// `x-received-from` entry, the first (see [`prepend_forwarded_from`]), as a message
+/// brought down again is flagged, so a copy the upstream got twice is told apart.
+pub fn mark_forward_resent(properties: &EncodedBasicProperties) -> EncodedBasicProperties {
+    let mut p = properties.to_properties();
+    let Some(headers) = p.headers.as_mut() else {
+        return properties.clone();
+    };
+    let Some(FieldValue::Array(mut hops)) = headers.remove(RECEIVED_FROM) else {
+        return properties.clone();
+    };
+    if let Some(FieldValue::Table(ours)) = hops.first_mut() {
+        ours.insert(key("redelivered"), FieldValue::Bool(true));
+    }
+    headers.insert(key(RECEIVED_FROM), FieldValue::Array(hops));
+    EncodedBasicProperties::encode(&p)
 }
 
 fn prepend(table: &mut FieldTable, name: &'static str, entry: FieldTable) {
@@ -130,6 +150,7 @@ pub fn bound_from(arguments: &FieldTable, hop: &BindingHop<'_>) -> Option<FieldT
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::generated::properties::BasicProperties;
 
     fn hop(max_hops: i64) -> BindingHop<'static> {
         BindingHop {
@@ -161,6 +182,39 @@ mod tests {
             Some("b")
         );
         assert_eq!(first.get("redelivered"), Some(&FieldValue::Bool(true)));
+    }
+
+    #[test]
+    fn a_resent_forward_is_flagged_redelivered() {
+        let mut h = FieldTable::new();
+        h.insert(key("app"), text("kept"));
+        prepend_received_from(
+            &mut h,
+            &Origin {
+                uri: "amqp://far".into(),
+                exchange: "x".into(),
+                cluster_name: Some("far".into()),
+                vhost: "/".into(),
+            },
+            false,
+        );
+        prepend_forwarded_from(&mut h, "down", "/", "x");
+        let sent = EncodedBasicProperties::encode(&BasicProperties {
+            headers: Some(h),
+            ..Default::default()
+        });
+        let again = mark_forward_resent(&mark_forward_resent(&sent));
+        let h = again.to_properties().headers.unwrap();
+        assert_eq!(h.get("app").and_then(FieldValue::as_str), Some("kept"));
+        let hops = h.get(RECEIVED_FROM).and_then(FieldValue::as_array).unwrap();
+        let flag = |i: usize| hops[i].as_table().unwrap().get("redelivered").cloned();
+        assert_eq!(hops.len(), 2);
+        // Ours is flagged; the hop before keeps what it said.
+        assert_eq!(flag(0), Some(FieldValue::Bool(true)));
+        assert_eq!(flag(1), Some(FieldValue::Bool(false)));
+        // Without an entry there is nothing to flag.
+        let plain = EncodedBasicProperties::encode(&BasicProperties::default());
+        assert_eq!(mark_forward_resent(&plain).as_bytes(), plain.as_bytes());
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //! In the forwarding modes (publisher, locator, fanout, service) the link also takes
 //! what its exchange hook (`super::forward`) queued, publishes it to the upstream
 //! exchange through the peering's confirmed outbox, and hands the upstream's returns to
-//! the original publishers.
+//! the original publishers. A forward the outbox sends again after a lost connection
+//! (it may reach the upstream twice) is flagged `redelivered` in its `x-received-from`
+//! entry, as a message brought down again is.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,12 +33,13 @@ use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::forward::{Backlog, Forward, Forwarder};
 use super::headers::{
-    BindingHop, Origin, bound_from, prepend_forwarded_from, prepend_received_from,
+    BindingHop, Origin, bound_from, mark_forward_resent, prepend_forwarded_from,
+    prepend_received_from,
 };
 use super::status::{LinkCounters, LinkState, LinkStatus};
 use super::upstream::{AckMode, Mode, Upstream};
@@ -55,7 +58,7 @@ use crate::broker::topology::{
 use crate::broker::vhost::VHost;
 use crate::peering::{
     Backoff, Delivery, OutboxLimits, Peering, PeeringConfig, PeeringError, PeeringEvent,
-    PeeringState, Remote, Returned, StatusChange,
+    PeeringState, PeeringStatus, Remote, Returned, StatusChange,
 };
 use crate::protocol::arguments::arguments_key;
 use crate::protocol::generated::methods::{
@@ -209,6 +212,10 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
         messages: 2 * Backlog::HIGH,
         ..OutboxLimits::default()
     };
+    if spec.upstream.mode.marks_forwards() {
+        // A forward sent again says so, as a message brought down again does.
+        config.mark_resent = Some(mark_forward_resent);
+    }
     config.name = format!(
         "Federation link (upstream: {}, exchange: {})",
         spec.upstream.name,
@@ -220,7 +227,8 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
     let ready = Arc::new(AtomicBool::new(false));
     {
         let (status, ready) = (status.clone(), ready.clone());
-        peering.on_status(move |c| follow_peering(&status, &ready, c));
+        let counters = peering.watch_status();
+        peering.on_status(move |c| follow_peering(&status, &ready, &counters, c));
     }
     peering.start();
     let upstream_exchange = spec.upstream.exchange_for(&spec.exchange.name);
@@ -282,7 +290,14 @@ async fn run(spec: LinkSpec, status: Arc<Mutex<LinkStatus>>, mut stop: oneshot::
 }
 
 /// Follows the peering's state: the link is `running` only once its setup is done.
-fn follow_peering(status: &Mutex<LinkStatus>, ready: &AtomicBool, c: &StatusChange) {
+/// The peering's resends are taken with it (they happen on a reconnect, before the
+/// peering says it runs again).
+fn follow_peering(
+    status: &Mutex<LinkStatus>,
+    ready: &AtomicBool,
+    peering: &watch::Receiver<PeeringStatus>,
+    c: &StatusChange,
+) {
     let (state, reason) = match &c.state {
         PeeringState::Idle | PeeringState::Connecting => (LinkState::Starting, c.reason.clone()),
         PeeringState::Running if ready.load(Ordering::Acquire) => {
@@ -297,7 +312,9 @@ fn follow_peering(status: &Mutex<LinkStatus>, ready: &AtomicBool, c: &StatusChan
         PeeringState::Failed { .. } => (LinkState::Error, c.state.to_string()),
         PeeringState::Stopped => (LinkState::Stopped, c.reason.clone()),
     };
+    let resent = peering.borrow().counters.resent;
     let mut s = lock(status);
+    s.counters.resent = resent;
     if matches!(c.state, PeeringState::Running) {
         s.counters.connects += 1;
     }
@@ -773,8 +790,7 @@ impl Session {
         let id = self.next_forward;
         self.next_forward += 1;
         let mut properties = f.message.properties().to_properties();
-        if self.spec.upstream.mode != Mode::Fanout {
-            // Fanout's forwards must come back down here; the others must not.
+        if self.spec.upstream.mode.marks_forwards() {
             let mut h = properties.headers.take().unwrap_or_default();
             prepend_forwarded_from(
                 &mut h,

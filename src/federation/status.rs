@@ -68,6 +68,10 @@ pub struct LinkCounters {
     pub forwarded: u64,
     /// Forwards the upstream refused (nacked, or closed the channel over).
     pub forward_failed: u64,
+    /// Forwards sent again because the upstream connection was lost before their
+    /// confirm (each may reach the upstream twice, the copy flagged `redelivered` in
+    /// its `x-received-from` entry).
+    pub resent: u64,
     /// Forwards the upstream returned (mandatory, unroutable there), handed back to
     /// their publisher.
     pub returned: u64,
@@ -140,6 +144,7 @@ impl LinkStatus {
             "bindings_pending": c.bindings_pending,
             "messages_forwarded": c.forwarded,
             "messages_forward_failed": c.forward_failed,
+            "messages_forward_resent": c.resent,
             "messages_returned": c.returned,
             "messages_returns_lost": c.returns_lost,
             "publishes_held_back": c.held_back,

@@ -71,6 +71,12 @@ impl Mode {
     pub fn forwards(self) -> bool {
         self != Mode::Subscriber
     }
+
+    /// Forwards carry this node's `x-received-from` entry, so they never come back
+    /// here; fanout's carry none, since they must come back down.
+    pub fn marks_forwards(self) -> bool {
+        self.forwards() && self != Mode::Fanout
+    }
 }
 
 /// One upstream, as a link uses it: the parameter's value, with a set entry's

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::protocol::generated::properties::EncodedBasicProperties;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 use crate::transport::tls::TlsClientSettings;
 
@@ -257,7 +258,15 @@ pub struct PeeringConfig {
     pub name: String,
     /// Announce the `tunnels` capability (a tunnel rides this peering).
     pub tunnels: bool,
+    /// How a publish sent again after a lost connection or channel is marked (it may
+    /// reach the remote twice); `None`: sent again as it was.
+    pub mark_resent: Option<MarkResent>,
 }
+
+/// Gives a publish's properties as they are sent again: a possible duplicate, which the
+/// owner marks in its own way (a federation link sets `redelivered` in its
+/// `x-received-from` entry). Applied at each re-send, so it must be idempotent.
+pub type MarkResent = fn(&EncodedBasicProperties) -> EncodedBasicProperties;
 
 impl PeeringConfig {
     pub fn new(remote: Remote) -> PeeringConfig {
@@ -272,6 +281,7 @@ impl PeeringConfig {
             local_identifier: None,
             name: "fedamq peering".into(),
             tunnels: false,
+            mark_resent: None,
         }
     }
 

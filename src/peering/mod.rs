@@ -20,9 +20,11 @@
 //! from the remote with any code) the peering backs off (exponentially, with jitter),
 //! reconnects, replays its declared state (exchanges and queues it declared, bindings
 //! deduplicated on key and arguments, its consumers and qos), sends the requests that
-//! waited, then the outbox. A remote error never stops the local broker: it shows in the
-//! status with its code and the peering tries again. Peering to ourselves is detected
-//! (the remote's `identifier` server property) and refused.
+//! waited, then the outbox: first what was in flight when the link went, which may reach
+//! the remote twice, so it is counted as resent and marked as the owner asks
+//! ([`PeeringConfig::mark_resent`]). A remote error never stops the local broker: it
+//! shows in the status with its code and the peering tries again. Peering to ourselves
+//! is detected (the remote's `identifier` server property) and refused.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -105,7 +107,7 @@ use crate::protocol::generated::methods::{
 use crate::protocol::generated::properties::EncodedBasicProperties;
 use crate::protocol::{FieldTable, FieldValue, ShortString};
 
-pub use config::{Backoff, OutboxLimits, PeeringConfig, Remote, RemoteError};
+pub use config::{Backoff, MarkResent, OutboxLimits, PeeringConfig, Remote, RemoteError};
 pub use error::PeeringError;
 pub use status::{Counters, LastError, PeeringState, PeeringStatus, StatusChange};
 pub use task::side::{SideChannel, SideEvent, SideSender};
@@ -426,6 +428,7 @@ impl Peering {
                 properties,
                 body,
                 done,
+                resent: false,
                 _room: (one, bytes),
             }))
             .map_err(|_| PeeringError::Stopped)?;

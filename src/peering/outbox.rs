@@ -24,6 +24,9 @@ pub(crate) struct Outgoing {
     pub properties: EncodedBasicProperties,
     pub body: Bytes,
     pub done: oneshot::Sender<Result<(), PeeringError>>,
+    /// It was in flight when a connection or channel was lost: it is sent again, and may
+    /// reach the remote twice.
+    pub resent: bool,
     /// Outbox room (a message, and its bytes), held only to be given back when this is
     /// dropped.
     pub _room: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
@@ -93,10 +96,11 @@ impl Outbox {
     }
 
     /// The channel or link is gone: what was in flight was maybe not received, so it is
-    /// sent again, first, in its order. (A publish the remote took but could not confirm
-    /// arrives twice: at-least-once, never lost.)
+    /// sent again, first, in its order, marked as resent. (A publish the remote took but
+    /// could not confirm arrives twice: at-least-once, never lost.)
     pub(crate) fn requeue_in_flight(&mut self) {
-        while let Some((_, out)) = self.in_flight.pop_back() {
+        while let Some((_, mut out)) = self.in_flight.pop_back() {
+            out.resent = true;
             self.queued.push_front(out);
         }
     }
@@ -129,6 +133,7 @@ mod tests {
                 properties: EncodedBasicProperties::default(),
                 body: Bytes::from_static(b"x"),
                 done,
+                resent: false,
                 _room: (permit, None),
             },
             rx,
@@ -176,9 +181,10 @@ mod tests {
             ob.sent(seq, o);
         }
         ob.requeue_in_flight();
-        let order: Vec<u8> = std::iter::from_fn(|| ob.next_to_send())
-            .map(|o| o.body[0])
+        let order: Vec<(u8, bool)> = std::iter::from_fn(|| ob.next_to_send())
+            .map(|o| (o.body[0], o.resent))
             .collect();
-        assert_eq!(order, [0, 1, 2]);
+        // Only what was in flight is marked as sent again.
+        assert_eq!(order, [(0, true), (1, true), (2, false)]);
     }
 }

@@ -70,6 +70,8 @@ pub struct Counters {
     pub disconnects: u64,
     /// Publishes written to the remote (a resend after a reconnect counts again).
     pub sent: u64,
+    /// Of those, resends: publishes in flight when a connection or channel was lost.
+    pub resent: u64,
     /// Publishes the remote confirmed.
     pub confirmed: u64,
     /// Deliveries handed to the owner.

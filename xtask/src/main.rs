@@ -9,6 +9,9 @@
 //!   (`bench_compare.rs`);
 //! - `bench-memory`: loads that try to push a broker past its memory limit, fedamq and
 //!   RabbitMQ with the same limit, peak RSS side by side (`bench_memory.rs`).
+//! - `fed-soak`: the federation soak, messages across a link cut again and again, in
+//!   subscriber or publisher mode (`--mode`): none lost, every duplicate flagged
+//!   (`fed_soak.rs`);
 //! - `ha-failover`: the HA pair's failover time, kill -9 of the active to the first
 //!   confirm by the new one, p50 and max (`ha_failover.rs`).
 
@@ -36,7 +39,7 @@ fn main() -> ExitCode {
         ["ha-failover", rest @ ..] => ha_failover::main(&root(), rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help] | ha-failover [--help]"
+                "usage: cargo xtask codegen [--check] | deps [--check] | bench-compare [--help] | bench-memory [--help] | fed-soak [--mode subscriber|publisher] [--messages N] [--cuts K] | ha-failover [--help]"
             );
             ExitCode::from(2)
         }

@@ -46,7 +46,7 @@ pub(super) fn render(e: &mut Exposition, links: &[LinkStatus]) {
             e.sample(name, &with, u8::from(l.state == state));
         }
     }
-    let families: [(&str, Kind, &str, Field); 12] = [
+    let families: [(&str, Kind, &str, Field); 13] = [
         (
             "fedamq_federation_link_messages_received_total",
             Kind::Counter,
@@ -88,6 +88,12 @@ pub(super) fn render(e: &mut Exposition, links: &[LinkStatus]) {
             Kind::Counter,
             "Forwards the upstream refused",
             |c| c.forward_failed,
+        ),
+        (
+            "fedamq_federation_link_messages_forward_resent_total",
+            Kind::Counter,
+            "Forwards sent again after the upstream connection was lost",
+            |c| c.resent,
         ),
         (
             "fedamq_federation_link_messages_returned_total",

@@ -255,8 +255,14 @@ impl Session {
     }
 
     fn send_outbox(&mut self, t: &mut TaskState) {
-        let mut sent = 0;
-        while let Some(out) = t.outbox.next_to_send() {
+        let (mut sent, mut resent) = (0, 0);
+        while let Some(mut out) = t.outbox.next_to_send() {
+            if out.resent {
+                resent += 1;
+                if let Some(mark) = t.config.mark_resent {
+                    out.properties = mark(&out.properties);
+                }
+            }
             self.send(CHANNEL, &Method::BasicPublish(out.method.clone()));
             encode_content(
                 &mut self.out,
@@ -271,7 +277,10 @@ impl Session {
             sent += 1;
         }
         if sent > 0 {
-            t.status.count(|c| c.sent += sent);
+            t.status.count(|c| {
+                c.sent += sent;
+                c.resent += resent;
+            });
         }
     }
 
