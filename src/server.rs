@@ -410,7 +410,12 @@ async fn accept_loop(
                 connections.spawn(async move {
                     match tls {
                         None => connection::serve(stream, Some(peer), None, broker, id, shutdown).await,
-                        Some(tls) => serve_tls(&tls, stream, peer, broker, id, shutdown).await,
+                        // Boxed: a task is as big as its largest state, and the TLS
+                        // session's would otherwise make every plain connection's
+                        // task that big too (S6's memory per idle connection).
+                        Some(tls) => {
+                            Box::pin(serve_tls(&tls, stream, peer, broker, id, shutdown)).await
+                        }
                     }
                     open.fetch_sub(1, Ordering::AcqRel);
                 });

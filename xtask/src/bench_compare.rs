@@ -24,11 +24,11 @@ use crate::brokers::{
     vm_kib, wait_exit,
 };
 
-const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1b,S2,S1t,S2t,S3,S4,S5,S6,S7,F1] \
+const USAGE: &str = "usage: cargo xtask bench-compare [--scenarios S1,S1u,S1w,S1b,S2,S1t,S2t,S3,S4,S5,S6,S7,F1] \
 [--seconds N] [--rounds N] [--backlog N] [--connections N] [--no-build] [--no-write]";
 
-const ALL: [&str; 12] = [
-    "S1", "S1u", "S1b", "S2", "S1t", "S2t", "S3", "S4", "S5", "S6", "S7", "F1",
+const ALL: [&str; 13] = [
+    "S1", "S1u", "S1w", "S1b", "S2", "S1t", "S2t", "S3", "S4", "S5", "S6", "S7", "F1",
 ];
 
 struct Options {
@@ -260,6 +260,9 @@ fn throughput_flags(scenario: &str, seconds: f64, tag: &str) -> Vec<String> {
         "S1" => strings(&["-x1", "-y1", "-s16", "-a"]),
         // S1 with a client that writes each publish on its own, as most libraries do.
         "S1u" => strings(&["-x1", "-y1", "-s16", "-a", "--unbatched"]),
+        // S1u with one publish in flight: each waits for its confirm, so every publish
+        // finds the broker asleep, as with a client slower than the broker.
+        "S1w" => strings(&["-x1", "-y1", "-s16", "-a", "--unbatched", "-c1"]),
         "S1b" => strings(&["-x1", "-y1", "-s1024", "-a"]),
         "S2" => strings(&["-x1", "-y1", "-s16", "-q100", "-c1000"]),
         "S3" => strings(&[
@@ -492,6 +495,7 @@ fn scenario_title(s: &str, o: &Options) -> String {
         federation::SCENARIO => federation::title(),
         "S1" => "S1: 1p/1c, 16 B, auto-ack".into(),
         "S1u" => "S1u: S1 with one write per publish (as pika, amqplib, amqprs)".into(),
+        "S1w" => "S1w: S1u with one publish in flight (each waits for its confirm)".into(),
         "S1b" => "S1b: 1p/1c, 1 KiB, auto-ack".into(),
         "S2" => "S2: 1p/1c, 16 B, manual ack, prefetch 100, confirms (1,000 in flight)".into(),
         "S3" => "S3: 4p/4c over 4 queues, 256 B, auto-ack".into(),
@@ -748,6 +752,11 @@ mod tests {
         let f = throughput_flags("S1u", 10.0, "s1u-r1").join(" ");
         assert!(
             f.starts_with("-x1 -y1 -s16 -a --unbatched -u bench-s1u-r1"),
+            "{f}"
+        );
+        let f = throughput_flags("S1w", 10.0, "s1w-r1").join(" ");
+        assert!(
+            f.starts_with("-x1 -y1 -s16 -a --unbatched -c1 -u bench-s1w-r1"),
             "{f}"
         );
         assert!(
